@@ -1,0 +1,278 @@
+"""The `harvester` command: parse arguments, load settings, call the library.
+
+Exit codes: 0 success; 1 a failure the output explains (bad input, rejected lines,
+checksum mismatches, missing key); 2 a usage error; 3 the API rejected the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+from harvester import __version__
+from harvester.config import ConfigError, Settings, load_api_key, load_settings
+from harvester.daemon import EXIT_FAILURE, EXIT_OK, DaemonLockError, run_daemon
+from harvester.enqueue import Rejection, enqueue_stream
+from harvester.export import verify_checksums, write_csv, write_jsonl
+from harvester.identifiers import IdentifierError, canonical_type, normalise
+from harvester.logs import configure_logging, register_secret
+from harvester.progress import ProgressLine
+from harvester.status import collect_status, render_status
+from harvester.store import FINAL_STATES, Store, StoreError
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr with exit code 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harvester",
+        description="Harvest the Altmetric details (fetch) API into a SQLite store.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="TOML settings (default: ./harvester.toml if present)",
+    )
+    parser.add_argument("--db", type=Path, metavar="PATH", help="store path (overrides store.path)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enqueue = commands.add_parser("enqueue", help="queue identifiers from a file or stdin")
+    enqueue.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    enqueue.add_argument(
+        "--type",
+        dest="id_type",
+        metavar="T",
+        help="type of lines without a type: prefix (doi, pmid, arxiv, ...)",
+    )
+    enqueue.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+
+    run = commands.add_parser("run", help="run the harvest daemon")
+    run.add_argument("--drain", action="store_true", help="exit 0 once no job is left to run")
+
+    status = commands.add_parser("status", help="job counts, throughput and errors")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    show = commands.add_parser("show", help="print the stored response of one identifier")
+    show.add_argument("type", metavar="TYPE")
+    show.add_argument("identifier", metavar="IDENTIFIER")
+    show.add_argument("--raw", action="store_true", help="write the exact stored bytes")
+
+    export = commands.add_parser("export", help="one record per job with a response")
+    export.add_argument("--format", choices=("jsonl", "csv"), required=True)
+    export.add_argument("--output", type=Path, metavar="FILE", help="default: stdout")
+
+    commands.add_parser("verify", help="recompute every stored sha256")
+
+    retry = commands.add_parser("retry", help="put finished jobs back to pending")
+    retry.add_argument("--state", choices=FINAL_STATES, default="failed")
+
+    simulate = commands.add_parser("simulate", help="serve the bundled API simulator")
+    simulate.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    simulate.add_argument("--port", type=int, default=8642, help="0 picks a free port")
+    simulate.add_argument("--latency-ms", type=float, default=0.0)
+    simulate.add_argument("--key", default="simulator-key", help="the key clients must send")
+
+    demo = commands.add_parser("demo", help="harvest a sample from the simulator, no key needed")
+    demo.add_argument("--count", type=int, default=400, help="identifiers to harvest")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except (CommandError, ConfigError, StoreError, DaemonLockError, IdentifierError) as error:
+        print(f"harvester {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"harvester {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # `harvester export ... | head`: not an error worth a traceback
+        return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config, db_override=args.db)
+    configure_logging(settings.log.level)
+    return settings
+
+
+def _open_store(args: argparse.Namespace, *, read_only: bool) -> Store:
+    return Store(_settings(args).store.path, read_only=read_only)
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    default_type = canonical_type(args.id_type) if args.id_type else None
+
+    def report_reject(rejection: Rejection) -> None:
+        print(
+            f"line {rejection.line_number}: {rejection.reason}: {rejection.line!r}", file=sys.stderr
+        )
+
+    progress = ProgressLine("enqueue")
+    with _open_store(args, read_only=False) as store, _input(args.file) as stream:
+        report = enqueue_stream(
+            store,
+            stream,
+            default_type=default_type,
+            priority=args.priority,
+            on_reject=report_reject,
+            on_progress=progress.update,
+        )
+    progress.close()
+    print(
+        f"added {report.added:,}, already queued {report.already_queued:,}, "
+        f"rejected {report.rejected:,}"
+    )
+    return EXIT_FAILURE if report.rejected else EXIT_OK
+
+
+@contextmanager
+def _input(name: str) -> Any:
+    if name == "-":
+        sys.stdin.reconfigure(errors="replace")  # type: ignore[union-attr]
+        yield sys.stdin
+        return
+    try:
+        handle = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as error:
+        raise CommandError(f"cannot read {name}: {error.strerror}") from None
+    with handle:
+        yield handle
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    key = load_api_key(settings)
+    register_secret(key.reveal())
+    report = asyncio.run(run_daemon(settings, key, drain=args.drain))
+    if report.exit_code == 3:
+        print(
+            "harvester run: API key rejected (HTTP 403); unfinished jobs stay pending",
+            file=sys.stderr,
+        )
+    return report.exit_code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _open_store(args, read_only=True) as store:
+        status = collect_status(store)
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    identifier = normalise(args.type, args.identifier)
+    with _open_store(args, read_only=True) as store:
+        job = store.find_job(identifier)
+        if job is None:
+            raise CommandError(f"{identifier} is not in the store")
+        response = store.latest_response(job["id"])
+    if response is None:
+        raise CommandError(f"{identifier} has no stored response yet (state: {job['state']})")
+    if args.raw:
+        sys.stdout.buffer.write(response["body"])
+        sys.stdout.buffer.flush()
+        return EXIT_OK
+    print(
+        f"{identifier}  state={job['state']}  http_status={response['http_status']}  "
+        f"fetched_at={response['fetched_at']}  mode={response['mode']}"
+    )
+    print(
+        f"sha256={response['sha256']}  bytes={response['size_bytes']:,}  "
+        f"params={response['request_params']}"
+    )
+    try:
+        print(json.dumps(json.loads(response["body"]), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(response["body"].decode("utf-8", "replace"))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    writer = write_jsonl if args.format == "jsonl" else write_csv
+    with _open_store(args, read_only=True) as store:
+        progress = ProgressLine("export", store.count_responses())
+        with _output(args.output) as out:
+            count = writer(store, out, progress.update)
+        progress.close()
+    print(f"exported {count:,} records", file=sys.stderr)
+    return EXIT_OK
+
+
+@contextmanager
+def _output(path: Path | None) -> Any:
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        handle: IO[str] = path.open("w", encoding="utf-8", newline="")
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+    with handle:
+        yield handle
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open_store(args, read_only=True) as store:
+        progress = ProgressLine("verify", store.count_responses())
+        checked, mismatches = verify_checksums(store, progress.update)
+        progress.close()
+    for mismatch in mismatches:
+        print(
+            f"MISMATCH response {mismatch.response_id} {mismatch.id_type}:{mismatch.identifier}"
+            f" stored sha256 {mismatch.stored_sha256}"
+        )
+    print(f"checked {checked:,} responses, {len(mismatches):,} mismatches")
+    return EXIT_FAILURE if mismatches else EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with _open_store(args, read_only=False) as store:
+        count = store.retry_jobs(args.state)
+    print(f"requeued {count:,} {args.state} jobs")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from harvester.simulator import SimulatorSettings, serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise CommandError("the simulator serves loopback only (--host 127.0.0.1 or ::1)")
+    settings = SimulatorSettings(key=args.key, latency_s=args.latency_ms / 1000, record_sent=False)
+    with suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings, args.host, args.port))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from harvester.demo import run_demo
+
+    if args.count < 1 or args.count > 100_000:
+        raise CommandError("--count must be between 1 and 100000")
+    return asyncio.run(run_demo(args.db, args.count))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "enqueue": cmd_enqueue,
+    "run": cmd_run,
+    "status": cmd_status,
+    "show": cmd_show,
+    "export": cmd_export,
+    "verify": cmd_verify,
+    "retry": cmd_retry,
+    "simulate": cmd_simulate,
+    "demo": cmd_demo,
+}

@@ -1,0 +1,228 @@
+"""The HTTP client: one aiohttp session, one call, one classified result.
+
+The client knows the API and nothing of jobs or the store. Every answer becomes a
+`FetchResult` whose `outcome` says what it means for the harvest; a 200 only counts
+as `ok` when the whole body arrived and parses as a JSON object, so a truncated or
+garbled body can never be stored as done. The key travels in the query string, so
+no URL ever leaves this module: error texts are built from exception types and are
+redacted of the key as a last guard.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from harvester import __version__
+from harvester.config import Secret
+from harvester.identifiers import api_type_name, encode_path_segment
+
+USER_AGENT = f"altmetric-harvester/{__version__}"
+_TWEET_QUOTA_MARKER = "tweet id rate limit"
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    SERVER_ERROR = "server_error"
+    NETWORK_ERROR = "network_error"
+    BAD_RESPONSE = "bad_response"
+    INVALID_REQUEST = "invalid_request"  # 400 and other 4xx: the API refuses the identifier
+
+
+@dataclass(frozen=True, slots=True)
+class LimitHeaders:
+    """The rate and quota headers of one answer (None where absent or unreadable)."""
+
+    hourly_remaining: int | None = None
+    daily_remaining: int | None = None
+    tweet_limit: int | None = None
+    tweet_remaining: int | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    outcome: Outcome
+    http_status: int | None
+    body: bytes = b""
+    document: dict | None = None  # the parsed body, for `ok` answers
+    limits: LimitHeaders = LimitHeaders()
+    error: str | None = None
+
+
+class AltmetricClient:
+    """Fetches output details. Use as `async with AltmetricClient(...) as client`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: Secret,
+        *,
+        timeout_s: float,
+        max_connections: int,
+        legacy_type_names: bool = False,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._key = key
+        self._encoded_key = quote(key.reveal(), safe="")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._legacy_type_names = legacy_type_names
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AltmetricClient:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, headers={"User-Agent": USER_AGENT}
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _url(self, id_type: str, identifier: str, params: Mapping[str, str]) -> URL:
+        path_type = api_type_name(id_type, self._legacy_type_names)
+        query = urlencode(params) + "&" if params else ""
+        text = (
+            f"{self._base_url}/fetch/{path_type}/{encode_path_segment(identifier)}"
+            f"?{query}key={self._encoded_key}"
+        )
+        return URL(text, encoded=True)
+
+    async def fetch(
+        self, id_type: str, identifier: str, params: Mapping[str, str] | None = None
+    ) -> FetchResult:
+        """Fetch one output's details and classify the answer. Never raises for I/O."""
+        assert self._session is not None, "use AltmetricClient as an async context manager"
+        url = self._url(id_type, identifier, params or {})
+        started = time.monotonic()
+        try:
+            async with self._session.get(url, allow_redirects=False) as response:
+                body = await response.read()
+                return classify(response.status, response.headers, body)
+        except aiohttp.ClientPayloadError:
+            return FetchResult(Outcome.BAD_RESPONSE, None, error="body cut short (truncated)")
+        except TimeoutError:  # aiohttp's timeouts are asyncio.TimeoutError, this since 3.11
+            waited = time.monotonic() - started
+            return FetchResult(Outcome.NETWORK_ERROR, None, error=f"timed out after {waited:.1f}s")
+        except aiohttp.ClientError as error:
+            return FetchResult(Outcome.NETWORK_ERROR, None, error=self._describe(error))
+
+    def _describe(self, error: BaseException) -> str:
+        """A short, key-free description of a network failure."""
+        text = f"{type(error).__name__}: {error}"
+        for secret in (self._key.reveal(), self._encoded_key):
+            text = text.replace(secret, "***")
+        return text[:300]
+
+
+def classify(status: int, headers: CIMultiDictProxy[str], body: bytes) -> FetchResult:
+    """Turn one complete HTTP answer into a FetchResult."""
+    limits = read_limit_headers(headers)
+    if status == 200:
+        return _classify_ok(body, limits)
+    if status == 404:
+        return FetchResult(Outcome.NOT_FOUND, status, body, limits=limits)
+    if status in (401, 403):
+        return FetchResult(Outcome.UNAUTHORIZED, status, body, limits=limits, error=_snippet(body))
+    if status == 429 and _is_tweet_quota_refusal(body, limits):
+        error = "tweet-ID quota exhausted"
+        return FetchResult(Outcome.QUOTA_EXHAUSTED, status, body, limits=limits, error=error)
+    if status in (420, 429):
+        return FetchResult(
+            Outcome.RATE_LIMITED, status, body, limits=limits, error=f"HTTP {status}"
+        )
+    if status >= 500:
+        error = f"HTTP {status}: {_snippet(body)}"
+        return FetchResult(Outcome.SERVER_ERROR, status, body, limits=limits, error=error)
+    if 400 <= status < 500:
+        error = f"HTTP {status}: {_snippet(body)}"
+        return FetchResult(Outcome.INVALID_REQUEST, status, body, limits=limits, error=error)
+    error = f"unexpected HTTP {status}"
+    return FetchResult(Outcome.BAD_RESPONSE, status, body, limits=limits, error=error)
+
+
+def _classify_ok(body: bytes, limits: LimitHeaders) -> FetchResult:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as error:
+        message = f"invalid JSON body ({type(error).__name__})"
+        return FetchResult(Outcome.BAD_RESPONSE, 200, body, limits=limits, error=message)
+    if not isinstance(document, dict):
+        message = "JSON body is not an object"
+        return FetchResult(Outcome.BAD_RESPONSE, 200, body, limits=limits, error=message)
+    return FetchResult(Outcome.OK, 200, body, document, limits)
+
+
+def _is_tweet_quota_refusal(body: bytes, limits: LimitHeaders) -> bool:
+    if _TWEET_QUOTA_MARKER in body[:500].decode("utf-8", "replace").lower():
+        return True
+    return limits.tweet_remaining is not None and limits.tweet_remaining <= 0
+
+
+def _snippet(body: bytes) -> str:
+    return body[:120].decode("utf-8", "replace").strip().replace("\n", " ")
+
+
+def read_limit_headers(headers: Mapping[str, str]) -> LimitHeaders:
+    return LimitHeaders(
+        hourly_remaining=_int_header(headers, "X-HourlyRateLimit-Remaining"),
+        daily_remaining=_int_header(headers, "X-DailyRateLimit-Remaining"),
+        tweet_limit=_int_header(headers, "X-TweetIDRateLimit-Limit"),
+        tweet_remaining=_int_header(headers, "X-TweetIDRateLimit-Remaining"),
+        retry_after_s=parse_retry_after(headers.get("Retry-After")),
+    )
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
+    """Retry-After as seconds to wait: either delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    now_s = time.time() if now_s is None else now_s
+    return max(0.0, when.timestamp() - now_s)
+
+
+__all__ = [
+    "AltmetricClient",
+    "FetchResult",
+    "LimitHeaders",
+    "Outcome",
+    "classify",
+    "parse_retry_after",
+    "read_limit_headers",
+]

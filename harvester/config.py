@@ -1,0 +1,345 @@
+"""Settings: one TOML file, loaded once into frozen dataclasses and validated here.
+
+Every other module receives a `Settings` and trusts it, so all the checking lives in
+this file and every message names the key that is wrong. The API key is deliberately
+not a setting: it comes from the environment or a key file (systemd credentials), is
+wrapped in `Secret` so it cannot leak through a repr, and a `key` in the TOML is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_CONFIG_PATH = Path("harvester.toml")
+KEY_ENV_VAR = "ALTMETRIC_API_KEY"
+CREDENTIAL_NAME = "altmetric-api-key"  # systemd LoadCredential= name
+
+SOURCE_NAMES = frozenset(
+    [
+        "twitter",
+        "facebook",
+        "blogs",
+        "news",
+        "reddit",
+        "video",
+        "policy",
+        "weibo",
+        "peerreview",
+        "qna",
+        "f1000",
+        "gplus",
+        "linkedin",
+        "pinterest",
+        "rh",
+        "forum",
+        "bluesky",
+        "wikipedia",
+        "guideline",
+        "patent",
+        "podcast",
+    ]
+)
+SECTION_NAMES = frozenset(
+    ["counts", "citation", "altmetric_score", "demographics", "posts", "images"]
+)
+POST_TYPES = frozenset({"original_tweets"})
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names the key."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, str, log line or traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    base_url: str = "https://api.altmetric.com/v1"
+    key_file: Path | None = None
+    timeout_s: float = 30.0
+    legacy_type_names: bool = False
+
+
+@dataclass(frozen=True)
+class RateSettings:
+    requests_per_s: float = 1.0
+    burst: int = 1
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 8
+    max_attempts: int = 5
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 600.0
+    lease_s: float = 600.0
+    drain_deadline_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: Path = Path("altmetric.db")
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Default fetch filters, sent with every request (empty means: not sent)."""
+
+    include_sources: tuple[str, ...] = ()
+    exclude_sources: tuple[str, ...] = ()
+    include_sections: tuple[str, ...] = ()
+    post_types: tuple[str, ...] = ()
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as fetch query parameters, in a fixed order."""
+        pairs = {
+            "include_sources": self.include_sources,
+            "exclude_sources": self.exclude_sources,
+            "include_sections": self.include_sections,
+            "post_types": self.post_types,
+        }
+        return {name: ",".join(values) for name, values in pairs.items() if values}
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Settings:
+    api: ApiSettings = field(default_factory=ApiSettings)
+    rate: RateSettings = field(default_factory=RateSettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: Path | None = None  # the file these settings came from, if any
+
+
+_SECTIONS: dict[str, type] = {
+    "api": ApiSettings,
+    "rate": RateSettings,
+    "workers": WorkerSettings,
+    "store": StoreSettings,
+    "filters": FilterSettings,
+    "log": LogSettings,
+}
+
+
+def load_settings(path: Path | None = None, db_override: Path | None = None) -> Settings:
+    """Load settings from `path`, else ./harvester.toml if present, else the defaults."""
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = DEFAULT_CONFIG_PATH
+    document: dict[str, Any] = {}
+    if path is not None:
+        document = _read_toml(path)
+    settings = settings_from_mapping(document, source=path)
+    if db_override is not None:
+        settings = dataclasses.replace(settings, store=StoreSettings(path=db_override))
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
+
+
+def settings_from_mapping(document: dict[str, Any], source: Path | None = None) -> Settings:
+    """Build validated Settings from a parsed TOML document."""
+    for section in document:
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section [{section}] (known: {', '.join(_SECTIONS)})")
+    if "key" in document.get("api", {}):
+        raise ConfigError(
+            f"api.key: the API key never goes in the config file; set {KEY_ENV_VAR} "
+            "or point api.key_file at a file holding it"
+        )
+    parts = {
+        name: _build_section(name, cls, document.get(name, {})) for name, cls in _SECTIONS.items()
+    }
+    settings = Settings(**parts, source=source)
+    _validate(settings)
+    return settings
+
+
+def _build_section(name: str, cls: type, table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(fields)})")
+        values[key] = _coerce(f"{name}.{key}", fields[key].default, raw)
+    return cls(**values)
+
+
+def _coerce(key: str, default: Any, raw: Any) -> Any:
+    """Check a raw TOML value against the type of the field's default."""
+    if isinstance(default, bool):
+        if not isinstance(raw, bool):
+            raise ConfigError(f"{key} must be true or false, not {raw!r}")
+        return raw
+    if isinstance(default, int):
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ConfigError(f"{key} must be a whole number, not {raw!r}")
+        return raw
+    if isinstance(default, float):
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise ConfigError(f"{key} must be a number, not {raw!r}")
+        return float(raw)
+    if isinstance(default, tuple):
+        if isinstance(raw, str):
+            raw = [part.strip() for part in raw.split(",") if part.strip()]
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            raise ConfigError(f"{key} must be a list of strings, not {raw!r}")
+        return tuple(raw)
+    if not isinstance(raw, str):
+        raise ConfigError(f"{key} must be a string, not {raw!r}")
+    if key in ("api.key_file", "store.path"):
+        return Path(raw).expanduser()
+    return raw
+
+
+def _validate(settings: Settings) -> None:
+    _validate_base_url(settings.api.base_url)
+    _require_positive("api.timeout_s", settings.api.timeout_s)
+    _require_positive("rate.requests_per_s", settings.rate.requests_per_s)
+    _require_at_least("rate.burst", settings.rate.burst, 1)
+    _require_at_least("workers.concurrency", settings.workers.concurrency, 1)
+    if settings.workers.concurrency > 1024:
+        raise ConfigError("workers.concurrency must be at most 1024")
+    _require_at_least("workers.max_attempts", settings.workers.max_attempts, 1)
+    for name in ("backoff_base_s", "backoff_max_s", "lease_s", "drain_deadline_s"):
+        _require_positive(f"workers.{name}", getattr(settings.workers, name))
+    if settings.workers.lease_s <= settings.api.timeout_s:
+        raise ConfigError("workers.lease_s must be longer than api.timeout_s")
+    _validate_filters(settings.filters)
+    if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log.level must be one of debug, info, warning, error")
+
+
+def _validate_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"api.base_url must be an http(s) URL, not {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError("api.base_url must not carry a query or fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            "api.base_url uses plain http to a non-loopback host; the key would travel "
+            "unencrypted (use https)"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_filters(filters: FilterSettings) -> None:
+    for key, allowed in (
+        ("include_sources", SOURCE_NAMES),
+        ("exclude_sources", SOURCE_NAMES),
+        ("include_sections", SECTION_NAMES),
+        ("post_types", POST_TYPES),
+    ):
+        unknown = sorted(set(getattr(filters, key)) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"filters.{key} has unknown value(s) {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(allowed))})"
+            )
+    if filters.include_sources and filters.exclude_sources:
+        raise ConfigError("filters.include_sources and filters.exclude_sources are exclusive")
+
+
+def _require_positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key} must be greater than 0, not {value!r}")
+
+
+def _require_at_least(key: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, not {value!r}")
+
+
+def load_api_key(settings: Settings, environ: dict[str, str] | None = None) -> Secret:
+    """Find the API key: $ALTMETRIC_API_KEY, else api.key_file, else the systemd credential.
+
+    A missing key is an error: `run` never falls back to the simulator.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    from_env = environ.get(KEY_ENV_VAR, "").strip()
+    if from_env:
+        return _checked_key(from_env, KEY_ENV_VAR)
+    key_file = settings.api.key_file
+    credentials_dir = environ.get("CREDENTIALS_DIRECTORY")
+    if key_file is None and credentials_dir:
+        key_file = Path(credentials_dir) / CREDENTIAL_NAME
+    if key_file is None:
+        raise ConfigError(
+            f"no API key: set {KEY_ENV_VAR} or api.key_file "
+            "(to try the harvester without a key, run `harvester demo`)"
+        )
+    try:
+        text = key_file.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"api.key_file {key_file} cannot be read: {error.strerror}") from None
+    return _checked_key(text, f"api.key_file {key_file}")
+
+
+def _checked_key(value: str, where: str) -> Secret:
+    if not value or any(char.isspace() or not char.isprintable() for char in value):
+        raise ConfigError(f"the API key from {where} is empty or holds whitespace")
+    return Secret(value)
+
+
+__all__ = [
+    "KEY_ENV_VAR",
+    "ApiSettings",
+    "ConfigError",
+    "FilterSettings",
+    "LogSettings",
+    "RateSettings",
+    "Secret",
+    "Settings",
+    "StoreSettings",
+    "WorkerSettings",
+    "load_api_key",
+    "load_settings",
+    "settings_from_mapping",
+]

@@ -1,0 +1,362 @@
+"""The daemon: claim jobs, fetch them at the allowed rate, store what comes back.
+
+Three kinds of task share one event loop and pass work one way through two queues:
+
+    feeder --claimed jobs--> N workers --outcomes--> writer
+    (store.claim)            (rate, client, policy)  (store.record, batched)
+
+All SQLite work runs on one dedicated thread (`StoreThread`), so a commit never
+stalls the event loop, and the writer batches whatever outcomes have piled up while
+the previous commit ran. Every claimed job is remembered until its outcome is written;
+whatever is still remembered when the daemon stops goes back to `pending`, so a stop,
+a rejected key or a crash (via the lease sweep at the next start) never loses a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harvester.client import AltmetricClient, FetchResult, Outcome
+from harvester.config import Secret, Settings
+from harvester.logs import get_logger
+from harvester.policy import RetryPolicy, decide
+from harvester.progress import ProgressLine
+from harvester.ratelimit import RateController
+from harvester.store import ClaimedJob, JobOutcome, Store, parse_iso
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_KEY_REJECTED = 3  # systemd: RestartPreventExitStatus=3, a bad key will not heal
+
+log = get_logger("harvester.daemon")
+T = TypeVar("T")
+
+
+class DaemonLockError(RuntimeError):
+    """Another daemon already harvests into this store."""
+
+
+@contextlib.contextmanager
+def daemon_lock(store_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the store for the daemon's lifetime.
+
+    The kernel drops a flock when its process dies, however it dies, so a crashed
+    daemon never leaves a stale lock behind; and while we hold it, every job found
+    `in_progress` at start belongs to a dead run and can safely be requeued.
+    """
+    lock_path = store_path.with_name(store_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DaemonLockError(
+                f"another harvester daemon is already running on {store_path}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class StoreThread:
+    """Runs every store call on one thread of its own, in submission order."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: method(*args, **kwargs))
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
+class HarvestReport:
+    stopped_by: str = "running"
+    exit_code: int = EXIT_OK
+    outcomes: Counter[str] = field(default_factory=Counter)
+    released: int = 0
+    elapsed_s: float = 0.0
+
+
+class Harvest:
+    """One run of the harvest pipeline over an open store and client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StoreThread,
+        client: AltmetricClient,
+        *,
+        drain: bool,
+        progress: ProgressLine | None = None,
+    ) -> None:
+        self._settings = settings
+        self._db = store
+        self._client = client
+        self._drain = drain
+        self._progress = progress
+        self._rate = RateController(settings.rate.requests_per_s, settings.rate.burst)
+        self._retry = RetryPolicy(
+            settings.workers.max_attempts,
+            settings.workers.backoff_base_s,
+            settings.workers.backoff_max_s,
+        )
+        self._params = settings.filters.as_query()
+        self._params_json = json.dumps(self._params, sort_keys=True)
+        concurrency = settings.workers.concurrency
+        self._jobs: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(maxsize=concurrency)
+        self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
+        self._claimed: dict[int, ClaimedJob] = {}
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._refusal_pause_s = 0.0
+        self.report = HarvestReport()
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def request_stop(self, reason: str, *, immediate: bool = False) -> None:
+        """Stop claiming; finish in-flight requests unless `immediate`."""
+        if not self._stopping.is_set():
+            self.report.stopped_by = reason
+            self._stopping.set()
+        if immediate:
+            self._hurry.set()
+
+    def on_signal(self, name: str) -> None:
+        second = self._stopping.is_set()
+        log.warning("harvest.signal", signal=name, action="stop now" if second else "drain")
+        self.request_stop(f"signal {name}", immediate=second)
+
+    # -- the run ----------------------------------------------------------------------
+
+    async def run(self) -> HarvestReport:
+        started_s = time.monotonic()
+        feeder = asyncio.create_task(self._feed(), name="feeder")
+        workers = [
+            asyncio.create_task(self._work(), name=f"worker-{n}")
+            for n in range(self._settings.workers.concurrency)
+        ]
+        writer = asyncio.create_task(self._write(), name="writer")
+        await self._stopping.wait()
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        await self._stop_workers(workers)
+        self._outcomes.put_nowait(None)
+        await writer
+        self.report.released = await self._db.call(
+            self._db.store.release, list(self._claimed.values())
+        )
+        self.report.elapsed_s = time.monotonic() - started_s
+        return self.report
+
+    async def _stop_workers(self, workers: list[asyncio.Task[None]]) -> None:
+        while not self._jobs.empty():  # queued, never started: released at the end
+            self._jobs.get_nowait()
+        for _ in workers:
+            self._jobs.put_nowait(None)
+        finished = asyncio.create_task(asyncio.wait(workers))
+        hurry = asyncio.create_task(self._hurry.wait())
+        await asyncio.wait(
+            {finished, hurry},
+            timeout=self._settings.workers.drain_deadline_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for task in (finished, hurry, *workers):
+            task.cancel()
+        await asyncio.gather(finished, hurry, *workers, return_exceptions=True)
+
+    async def _feed(self) -> None:
+        lease_s = self._settings.workers.lease_s
+        loop = asyncio.get_running_loop()
+        next_sweep_s = loop.time() + lease_s / 4
+        while not self._stopping.is_set():
+            if loop.time() >= next_sweep_s:
+                await self._db.call(self._db.store.requeue_leased, expired_only=True)
+                next_sweep_s = loop.time() + lease_s / 4
+            claimed = await self._db.call(
+                self._db.store.claim, self._settings.workers.concurrency, lease_s
+            )
+            for job in claimed:
+                self._claimed[job.id] = job
+                await self._jobs.put(job)
+            if not claimed:
+                await asyncio.sleep(await self._idle_wait_s())
+
+    async def _idle_wait_s(self) -> float:
+        """How long to wait before claiming again; stops a draining run that is done."""
+        if self._claimed:
+            return 0.05
+        in_progress, earliest = await self._db.call(self._db.store.queue_outlook)
+        if self._drain and in_progress == 0 and earliest is None:
+            self.request_stop("drained")
+            return 0.0
+        if earliest is None:
+            return 1.0
+        wait_s = parse_iso(earliest) - time.time()
+        return min(max(wait_s, 0.05), 1.0)
+
+    async def _work(self) -> None:
+        while (job := await self._jobs.get()) is not None:
+            if self._stopping.is_set():
+                continue
+            await self._rate.acquire()
+            if self._stopping.is_set():
+                continue
+            result = await self._client.fetch(job.id_type, job.identifier, self._params)
+            self._react(job, result)
+            self._outcomes.put_nowait(
+                decide(
+                    job,
+                    result,
+                    policy=self._retry,
+                    request_params=self._params_json,
+                    mode="full",
+                    now_s=time.time(),
+                )
+            )
+
+    def _react(self, job: ClaimedJob, result: FetchResult) -> None:
+        """Whole-daemon consequences of one answer."""
+        outcome = result.outcome
+        if outcome is Outcome.UNAUTHORIZED:
+            log.error(
+                "harvest.key_rejected",
+                http_status=result.http_status,
+                message="API key rejected: the API refused the key (HTTP 403); stopping",
+            )
+            self.report.exit_code = EXIT_KEY_REJECTED
+            self.request_stop("key rejected", immediate=True)
+        elif outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
+            self._refusal_pause_s = min(max(self._refusal_pause_s * 2, 1.0), 300.0)
+            pause_s = result.limits.retry_after_s or self._refusal_pause_s
+            self._rate.pause_for(pause_s)
+            log.warning(
+                "harvest.refused",
+                outcome=outcome.value,
+                pause_s=round(pause_s, 2),
+                id_type=job.id_type,
+                identifier=job.identifier,
+            )
+        elif outcome is Outcome.OK:
+            self._refusal_pause_s = 0.0
+        if result.error and outcome not in (Outcome.UNAUTHORIZED, Outcome.RATE_LIMITED):
+            log.info(
+                "harvest.fetch_failed",
+                outcome=outcome.value,
+                error=result.error,
+                id_type=job.id_type,
+                identifier=job.identifier,
+                attempt=job.attempts + 1,
+            )
+
+    async def _write(self) -> None:
+        """Write outcomes in batches: whatever arrived while the last commit ran."""
+        finished = False
+        while not finished:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty() and len(batch) < 2000:
+                batch.append(self._outcomes.get_nowait())
+            finished = batch[-1] is None
+            outcomes = [item for item in batch if item is not None]
+            if outcomes:
+                await self._record(outcomes)
+
+    async def _record(self, outcomes: list[JobOutcome]) -> None:
+        try:
+            await self._db.call(self._db.store.record, outcomes)
+        except Exception as error:  # the store failed (disk full, I/O error): stop cleanly
+            log.error("harvest.store_failed", error=f"{type(error).__name__}: {error}")
+            self.report.exit_code = EXIT_FAILURE
+            self.request_stop("store error", immediate=True)
+            return
+        for outcome in outcomes:
+            self._claimed.pop(outcome.job_id, None)
+            self.report.outcomes[outcome.state] += 1
+        if self._progress is not None:
+            finished = sum(self.report.outcomes[s] for s in ("done", "not_found", "failed"))
+            self._progress.update(finished, f"pending retries {self.report.outcomes['pending']:,}")
+
+
+async def run_daemon(
+    settings: Settings,
+    key: Secret,
+    *,
+    drain: bool,
+    show_progress: bool | None = None,
+    install_signals: bool = True,
+) -> HarvestReport:
+    """Open the store under the daemon lock and harvest until drained or stopped."""
+    with daemon_lock(settings.store.path):
+        store = Store(settings.store.path)
+        store_thread = StoreThread(store)
+        try:
+            recovered = store.requeue_leased(expired_only=False)
+            counts = store.counts_by_state()
+            log.info(
+                "harvest.start",
+                store=str(settings.store.path),
+                drain=drain,
+                recovered_leases=recovered,
+                pending=counts["pending"],
+                concurrency=settings.workers.concurrency,
+                requests_per_s=settings.rate.requests_per_s,
+            )
+            progress = ProgressLine("harvest", counts["pending"], enabled=show_progress)
+            report = await _run_pipeline(
+                settings, key, store_thread, drain, progress, install_signals
+            )
+            progress.close()
+        finally:
+            store_thread.shutdown()
+            store.close()
+    log.info(
+        "harvest.stop",
+        stopped_by=report.stopped_by,
+        released=report.released,
+        elapsed_s=round(report.elapsed_s, 3),
+        **dict(report.outcomes),
+    )
+    return report
+
+
+async def _run_pipeline(
+    settings: Settings,
+    key: Secret,
+    store: StoreThread,
+    drain: bool,
+    progress: ProgressLine,
+    install_signals: bool,
+) -> HarvestReport:
+    async with AltmetricClient(
+        settings.api.base_url,
+        key,
+        timeout_s=settings.api.timeout_s,
+        max_connections=settings.workers.concurrency,
+        legacy_type_names=settings.api.legacy_type_names,
+    ) as client:
+        harvest = Harvest(settings, store, client, drain=drain, progress=progress)
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
+        for signum in signals:
+            loop.add_signal_handler(signum, harvest.on_signal, signum.name)
+        try:
+            return await harvest.run()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)

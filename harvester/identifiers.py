@@ -1,0 +1,294 @@
+"""Parse, normalise and encode the identifiers the fetch API accepts.
+
+Identifiers come from users' files, so they are untrusted: every one is bounded in
+length, checked against the shape of its type, and rejected with a reason a person
+can act on. Normalising matters for more than tidiness: the store's uniqueness is on
+(type, normalised identifier), so `doi:10.1/X` and `https://doi.org/10.1/x` must
+become one job, not two.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+__all__ = [
+    "ID_TYPES",
+    "Identifier",
+    "IdentifierError",
+    "api_type_name",
+    "canonical_type",
+    "encode_path_segment",
+    "normalise",
+    "parse_line",
+]
+
+
+class IdentifierError(ValueError):
+    """An identifier or type that cannot be fetched; the message is the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """A normalised identifier under its canonical (today's API) type name."""
+
+    id_type: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.id_type}:{self.value}"
+
+
+# Older API docs spell these types differently; users may use either.
+_ALIASES = {"arxiv_id": "arxiv", "ads_id": "ads"}
+_LEGACY_NAMES = {"arxiv": "arxiv_id", "ads": "ads_id"}
+
+_MAX_LENGTH = {"uri": 2048, "urn": 1024, "doi": 1024, "handle": 1024, "repec": 512}
+_DEFAULT_MAX_LENGTH = 256
+
+_DOI_URL_PREFIX = re.compile(r"^(?:https?://)?(?:dx\.)?doi\.org/", re.IGNORECASE)
+_DOI_SCHEME_PREFIX = re.compile(r"^doi:\s*", re.IGNORECASE)
+_DOI_SHAPE = re.compile(r"^10\.\d{4,9}/\S+$")
+_HANDLE_URL_PREFIX = re.compile(r"^(?:https?://)?hdl\.handle\.net/", re.IGNORECASE)
+_HANDLE_SHAPE = re.compile(r"^[^/\s]+/\S+$")
+_ARXIV_URL_PREFIX = re.compile(r"^(?:https?://)?(?:www\.)?arxiv\.org/(?:abs|pdf)/", re.IGNORECASE)
+_ARXIV_NEW = re.compile(r"^\d{4}\.\d{4,5}(?:v\d+)?$")
+_ARXIV_OLD = re.compile(r"^[a-z][a-z\-]*(?:\.[A-Za-z]{2})?/\d{7}(?:v\d+)?$")
+_PUBMED_URL_PREFIX = re.compile(r"^(?:https?://)?pubmed\.ncbi\.nlm\.nih\.gov/", re.IGNORECASE)
+_DIGITS = re.compile(r"^\d{1,20}$")
+_NCT_SHAPE = re.compile(r"^NCT\d{8}$")
+_ADS_SHAPE = re.compile(r"^\d{4}\S{15}$")
+_DIMENSIONS_SHAPE = re.compile(r"^pub\.\d{1,20}$")
+_URI_SHAPE = re.compile(r"^https?://[^\s/]+\S*$", re.IGNORECASE)
+_TRAILING_PUNCTUATION = ".,;"
+
+
+def _strip_wrapping(text: str) -> str:
+    """Remove whitespace and quotes or angle brackets wrapped round a pasted value."""
+    text = text.strip()
+    for opener, closer in (('"', '"'), ("'", "'"), ("<", ">")):
+        if len(text) >= 2 and text[0] == opener and text[-1] == closer:
+            text = text[1:-1].strip()
+    return text
+
+
+def _reject_control_characters(value: str) -> None:
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            raise IdentifierError(f"contains control character U+{ord(char):04X}")
+
+
+def _normalise_doi(raw: str) -> str:
+    value = _DOI_SCHEME_PREFIX.sub("", raw)
+    had_url_prefix = _DOI_URL_PREFIX.match(value) is not None
+    value = _DOI_URL_PREFIX.sub("", value)
+    if had_url_prefix:
+        # A DOI inside a URL is percent-encoded (10.1000/a%23b); the DOI is the decoded form.
+        value = unquote(value, errors="strict")
+    value = value.strip().rstrip(_TRAILING_PUNCTUATION).lower()
+    if not _DOI_SHAPE.match(value):
+        raise IdentifierError("not a DOI: expected 10.NNNN/suffix")
+    return value
+
+
+def _normalise_handle(raw: str) -> str:
+    value = _HANDLE_URL_PREFIX.sub("", re.sub(r"^hdl:\s*", "", raw, flags=re.IGNORECASE))
+    value = value.rstrip(_TRAILING_PUNCTUATION)
+    if not _HANDLE_SHAPE.match(value):
+        raise IdentifierError("not a handle: expected prefix/suffix")
+    return value
+
+
+def _normalise_arxiv(raw: str) -> str:
+    value = _ARXIV_URL_PREFIX.sub("", re.sub(r"^arxiv:\s*", "", raw, flags=re.IGNORECASE))
+    value = value.removesuffix(".pdf")
+    if not (_ARXIV_NEW.match(value) or _ARXIV_OLD.match(value)):
+        raise IdentifierError("not an arXiv ID: expected e.g. 2101.01234 or hep-th/9901001")
+    return value
+
+
+def _normalise_number(raw: str, what: str) -> str:
+    value = raw.replace(",", "") if what == "Altmetric ID" else raw
+    if not _DIGITS.match(value) or int(value) == 0:
+        raise IdentifierError(f"not a {what}: expected a positive whole number")
+    return str(int(value))
+
+
+def _normalise_pmid(raw: str) -> str:
+    value = re.sub(r"^pmid:\s*", "", raw, flags=re.IGNORECASE)
+    return _normalise_number(_PUBMED_URL_PREFIX.sub("", value).rstrip("/"), "PubMed ID")
+
+
+def _normalise_ads(raw: str) -> str:
+    if not _ADS_SHAPE.match(raw):
+        raise IdentifierError("not an ADS bibcode: expected 19 characters like 2014Natur.505..484M")
+    return raw
+
+
+def _normalise_repec(raw: str) -> str:
+    rest = raw[len("repec:") :] if raw.lower().startswith("repec:") else raw
+    if not rest or any(char.isspace() for char in rest):
+        raise IdentifierError("not a RePEc handle: expected RePEc:archive:series:item")
+    return "RePEc:" + rest
+
+
+def _normalise_isbn(raw: str) -> str:
+    value = re.sub(r"^isbn(?:-1[03])?:?\s*", "", raw, flags=re.IGNORECASE)
+    value = value.replace("-", "").replace(" ", "").upper()
+    if re.fullmatch(r"\d{9}[\dX]", value) and _isbn10_valid(value):
+        return value
+    if re.fullmatch(r"97[89]\d{10}", value) and _isbn13_valid(value):
+        return value
+    raise IdentifierError("not an ISBN: expected 10 or 13 digits with a valid check digit")
+
+
+def _isbn10_valid(value: str) -> bool:
+    digits = [10 if char == "X" else int(char) for char in value]
+    return sum((10 - position) * digit for position, digit in enumerate(digits)) % 11 == 0
+
+
+def _isbn13_valid(value: str) -> bool:
+    total = sum((3 if position % 2 else 1) * int(char) for position, char in enumerate(value))
+    return total % 10 == 0
+
+
+def _normalise_uri(raw: str) -> str:
+    if not _URI_SHAPE.match(raw):
+        raise IdentifierError("not a URI: expected an absolute http(s) URL")
+    return raw
+
+
+def _normalise_urn(raw: str) -> str:
+    rest = raw[4:] if raw.lower().startswith("urn:") else raw
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+", rest):
+        raise IdentifierError("not a URN: expected urn:namespace:identifier")
+    return "urn:" + rest
+
+
+def _normalise_nct(raw: str) -> str:
+    value = raw.upper()
+    if not _NCT_SHAPE.match(value):
+        raise IdentifierError("not a ClinicalTrials.gov ID: expected NCT and 8 digits")
+    return value
+
+
+def _normalise_dimensions(raw: str) -> str:
+    value = raw.lower()
+    if not _DIMENSIONS_SHAPE.match(value):
+        raise IdentifierError("not a Dimensions publication ID: expected pub.NNNN")
+    return value
+
+
+def _normalise_ssrn(raw: str) -> str:
+    return _normalise_number(re.sub(r"^ssrn:\s*", "", raw, flags=re.IGNORECASE), "SSRN ID")
+
+
+_NORMALISERS: dict[str, Callable[[str], str]] = {
+    "doi": _normalise_doi,
+    "handle": _normalise_handle,
+    "pmid": _normalise_pmid,
+    "arxiv": _normalise_arxiv,
+    "ads": _normalise_ads,
+    "ssrn": _normalise_ssrn,
+    "repec": _normalise_repec,
+    "isbn": _normalise_isbn,
+    "id": lambda raw: _normalise_number(raw, "Altmetric ID"),
+    "nct_id": _normalise_nct,
+    "urn": _normalise_urn,
+    "uri": _normalise_uri,
+    "dimensions_publication_id": _normalise_dimensions,
+}
+
+ID_TYPES: tuple[str, ...] = tuple(_NORMALISERS)
+"""Canonical identifier type names, as today's API spells them."""
+
+
+def canonical_type(name: str) -> str:
+    """Map a user's type name (either spelling) to its canonical name."""
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in _NORMALISERS:
+        known = ", ".join(sorted([*ID_TYPES, *_ALIASES]))
+        raise IdentifierError(f"unknown identifier type {name!r} (known: {known})")
+    return key
+
+
+def api_type_name(id_type: str, legacy_names: bool) -> str:
+    """The type name to put in the request path: today's names, or the old ones."""
+    return _LEGACY_NAMES.get(id_type, id_type) if legacy_names else id_type
+
+
+def normalise(id_type: str, raw: str) -> Identifier:
+    """Return the normalised identifier of a type, or raise IdentifierError with why."""
+    canonical = canonical_type(id_type)
+    # One spelling per identifier: NFC, so composed and decomposed accents dedupe.
+    value = unicodedata.normalize("NFC", _strip_wrapping(raw))
+    if not value:
+        raise IdentifierError("empty identifier")
+    limit = _MAX_LENGTH.get(canonical, _DEFAULT_MAX_LENGTH)
+    if len(value) > limit:
+        raise IdentifierError(f"longer than {limit} characters")
+    _reject_control_characters(value)
+    return Identifier(canonical, _NORMALISERS[canonical](value))
+
+
+def _detect_type(value: str) -> str:
+    """Guess the type of an identifier given without one, or say why we cannot."""
+    lowered = value.lower()
+    if lowered.startswith("10.") or _DOI_URL_PREFIX.match(value):
+        return "doi"
+    if _ARXIV_URL_PREFIX.match(value) or _ARXIV_NEW.match(value) or _ARXIV_OLD.match(value):
+        return "arxiv"
+    if _HANDLE_URL_PREFIX.match(value):
+        return "handle"
+    if _PUBMED_URL_PREFIX.match(value):
+        return "pmid"
+    if _NCT_SHAPE.match(value.upper()):
+        return "nct_id"
+    if _DIMENSIONS_SHAPE.match(lowered):
+        return "dimensions_publication_id"
+    if lowered.startswith(("http://", "https://")):
+        return "uri"
+    if _DIGITS.match(value):
+        raise IdentifierError("a bare number is ambiguous: write pmid:, id: or ssrn: before it")
+    raise IdentifierError("cannot tell the identifier type: write type:identifier or use --type")
+
+
+def parse_line(line: str, default_type: str | None = None) -> Identifier:
+    """Parse one input line: `type:identifier`, or a bare identifier.
+
+    A `type:` prefix naming a known type always wins. Otherwise `default_type` (the
+    CLI's --type) applies, and without it the type is detected from the shape.
+    """
+    value = _strip_wrapping(line)
+    prefix, colon, rest = value.partition(":")
+    if colon and prefix.strip().lower() in (*_NORMALISERS, *_ALIASES):
+        prefixed_type = canonical_type(prefix)
+        # The urn and repec types keep their scheme as part of the identifier.
+        keep_prefix = prefixed_type in ("urn", "repec")
+        return normalise(prefixed_type, value if keep_prefix else rest)
+    if default_type is not None:
+        return normalise(default_type, value)
+    return normalise(_detect_type(value), value)
+
+
+# RFC 3986 path characters that keep their meaning literally; `/` stays literal because
+# the API reads DOIs and handles with their slashes.
+_PATH_SAFE = "/!$&'()*+,;=:@~"
+
+
+def encode_path_segment(value: str) -> str:
+    """Percent-encode an identifier for the request path.
+
+    `#`, `?`, `%`, spaces, controls and non-ASCII are encoded (UTF-8), `/` is kept.
+    Dot-only segments are encoded too, so `..` in an identifier cannot climb the path.
+    """
+    encoded = quote(value, safe=_PATH_SAFE)
+    segments = encoded.split("/")
+    return "/".join(
+        segment.replace(".", "%2E") if segment and set(segment) == {"."} else segment
+        for segment in segments
+    )

@@ -1,0 +1,65 @@
+"""What each kind of answer means for its job: a pure function, easy to test.
+
+Final answers (`ok`, `not_found`, a 400-class refusal of the identifier) end the job.
+Transient failures retry with exponential backoff and full jitter until
+`max_attempts`, then fail with the last error kept. Refusals that are about us, not
+the job (rate limit, tweet quota, a rejected key), never cost the job an attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from harvester.client import FetchResult, Outcome
+from harvester.store import ClaimedJob, JobOutcome, StoredResponse, iso_utc
+
+_RETRYABLE = frozenset({Outcome.SERVER_ERROR, Outcome.NETWORK_ERROR, Outcome.BAD_RESPONSE})
+_NOT_THE_JOBS_FAULT = frozenset(
+    {Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED, Outcome.UNAUTHORIZED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    backoff_base_s: float
+    backoff_max_s: float
+
+    def backoff_s(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Full-jitter exponential backoff after the `attempt`-th failure (1-based)."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return (rng or random).uniform(0, ceiling)
+
+
+def decide(
+    job: ClaimedJob,
+    result: FetchResult,
+    *,
+    policy: RetryPolicy,
+    request_params: str,
+    mode: str,
+    now_s: float,
+) -> JobOutcome:
+    """The job's next state after one answer."""
+    if result.outcome in (Outcome.OK, Outcome.NOT_FOUND):
+        state = "done" if result.outcome is Outcome.OK else "not_found"
+        response = StoredResponse(
+            http_status=result.http_status or 0,
+            body=result.body,
+            sha256=hashlib.sha256(result.body).hexdigest(),
+            request_params=request_params,
+            mode=mode,
+            fetched_at=iso_utc(now_s),
+        )
+        return JobOutcome(job.id, job.lease_token, state, count_attempt=True, response=response)
+    error = result.error or result.outcome.value
+    if result.outcome in _NOT_THE_JOBS_FAULT:
+        retry_at = iso_utc(now_s + (result.limits.retry_after_s or 0.0))
+        return JobOutcome(job.id, job.lease_token, "pending", False, retry_at, error)
+    attempt = job.attempts + 1
+    if result.outcome in _RETRYABLE and attempt < policy.max_attempts:
+        retry_at = iso_utc(now_s + policy.backoff_s(attempt))
+        return JobOutcome(job.id, job.lease_token, "pending", True, retry_at, error)
+    return JobOutcome(job.id, job.lease_token, "failed", True, None, error)

@@ -1,0 +1,412 @@
+"""The SQLite store: the job queue and the raw responses. The only module with SQL.
+
+Promises, each kept by one statement or one short transaction:
+- `add_jobs` queues identifiers once each; re-adding is a no-op, never a reset.
+- `claim` moves runnable jobs to `in_progress` under a fresh lease token, atomically.
+- `record` writes outcomes; an outcome whose lease token no longer matches (the job
+  was released or re-claimed meanwhile) is discarded, so one claim stores at most one
+  response.
+- Raw bodies are stored byte for byte with their sha256; nothing rewrites them.
+
+Times are ISO 8601 UTC text of fixed width (`2026-11-21T13:53:09.123456Z`), so they
+sort and compare as strings and read well in Datasette and the sqlite3 shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from harvester.identifiers import Identifier
+
+JOB_STATES = ("pending", "in_progress", "done", "not_found", "failed")
+FINAL_STATES = ("done", "not_found", "failed")
+
+migrations = Migrations("altmetric-harvester")
+
+
+@migrations()
+def m001_jobs_and_responses(db: Database) -> None:
+    states = ", ".join(f"'{state}'" for state in JOB_STATES)
+    for statement in (
+        f"""CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            id_type TEXT NOT NULL,
+            identifier TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ({states})),
+            priority INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_token TEXT,
+            lease_expires_at TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (id_type, identifier)
+        )""",
+        # The claim reads only this partial index: it holds just the pending jobs.
+        """CREATE INDEX jobs_runnable ON jobs (priority DESC, next_attempt_at)
+            WHERE state = 'pending'""",
+        "CREATE INDEX jobs_state ON jobs (state)",
+        """CREATE TABLE responses (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            http_status INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            request_params TEXT NOT NULL,
+            mode TEXT NOT NULL DEFAULT 'full',
+            fetched_at TEXT NOT NULL,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX responses_job ON responses (job_id, id)",
+        "CREATE INDEX responses_fetched_at ON responses (fetched_at)",
+    ):
+        db.execute(statement)
+
+
+def iso_utc(timestamp_s: float) -> str:
+    """Fixed-width ISO 8601 UTC text for a Unix time."""
+    return datetime.fromtimestamp(timestamp_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> float:
+    """The Unix time of a timestamp written by `iso_utc`."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used as asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    id_type: str
+    identifier: str
+    attempts: int
+    lease_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    http_status: int
+    body: bytes
+    sha256: str
+    request_params: str  # JSON of the query parameters sent, never the key
+    mode: str
+    fetched_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What became of one claimed job, ready to be written."""
+
+    job_id: int
+    lease_token: str
+    state: str
+    count_attempt: bool
+    next_attempt_at: str | None = None
+    error: str | None = None
+    response: StoredResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueCounts:
+    added: int
+    already_queued: int
+
+
+class Store:
+    """One connection to the store file. Use it from one thread at a time (the daemon
+    gives it a thread of its own so SQLite never blocks the event loop)."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        if read_only and not path.exists():
+            raise StoreError(f"no store at {path} (enqueue identifiers first)")
+        try:
+            self.conn = self._connect(path, read_only)
+            self.db = Database(self.conn, execute_plugins=False)
+            if not read_only:
+                self.db.enable_wal()
+                migrations.apply(self.db)
+            elif "jobs" not in self.db.table_names():
+                raise StoreError(f"{path} is not a harvester store (no jobs table)")
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"cannot open store {path}: {error}") from None
+
+    @staticmethod
+    def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+        if read_only:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False)
+        # Autocommit: each statement is its own transaction unless we open one explicitly.
+        conn.isolation_level = None
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # WAL + NORMAL: a crash never corrupts; a power cut may undo the last commits,
+        # which only returns those jobs to the queue.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction that takes the write lock up front."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- the queue -------------------------------------------------------------------
+
+    def add_jobs(
+        self,
+        identifiers: Iterable[Identifier],
+        *,
+        priority: int = 0,
+        batch_size: int = 50_000,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> EnqueueCounts:
+        """Queue identifiers as pending jobs; those already queued are left as they are."""
+        added = seen = 0
+        batch: list[tuple[str, str]] = []
+        for identifier in identifiers:
+            batch.append((identifier.id_type, identifier.value))
+            if len(batch) >= batch_size:
+                added += self._insert_jobs(batch, priority)
+                seen += len(batch)
+                batch.clear()
+                if on_batch:
+                    on_batch(seen)
+        if batch:
+            added += self._insert_jobs(batch, priority)
+            seen += len(batch)
+            if on_batch:
+                on_batch(seen)
+        return EnqueueCounts(added=added, already_queued=seen - added)
+
+    def _insert_jobs(self, batch: list[tuple[str, str]], priority: int) -> int:
+        now = iso_utc(time.time())
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                ((id_type, value, priority, now, now, now) for id_type, value in batch),
+            )
+            return conn.total_changes - before
+
+    def claim(self, limit: int, lease_s: float) -> list[ClaimedJob]:
+        """Atomically lease up to `limit` runnable jobs, highest priority and oldest first."""
+        now_s = time.time()
+        token = secrets.token_hex(8)
+        rows = self.conn.execute(
+            """UPDATE jobs SET state = 'in_progress', lease_token = :token,
+                   lease_expires_at = :expires, updated_at = :now
+               WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_runnable
+                            WHERE state = 'pending' AND next_attempt_at <= :now
+                            ORDER BY priority DESC, next_attempt_at LIMIT :limit)
+               RETURNING id, id_type, identifier, attempts""",
+            {
+                "token": token,
+                "expires": iso_utc(now_s + lease_s),
+                "now": iso_utc(now_s),
+                "limit": limit,
+            },
+        ).fetchall()
+        return [ClaimedJob(row[0], row[1], row[2], row[3], token) for row in rows]
+
+    def record(self, outcomes: Sequence[JobOutcome]) -> int:
+        """Write outcomes in one transaction; returns how many still held their lease."""
+        now = iso_utc(time.time())
+        written = 0
+        with self._write() as conn:
+            for outcome in outcomes:
+                if self._apply_outcome(conn, outcome, now):
+                    written += 1
+        return written
+
+    @staticmethod
+    def _apply_outcome(conn: sqlite3.Connection, outcome: JobOutcome, now: str) -> bool:
+        cursor = conn.execute(
+            """UPDATE jobs SET state = ?, attempts = attempts + ?,
+                   next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
+                   lease_token = NULL, lease_expires_at = NULL, updated_at = ?
+               WHERE id = ? AND lease_token = ? AND state = 'in_progress'""",
+            (
+                outcome.state,
+                int(outcome.count_attempt),
+                outcome.next_attempt_at,
+                outcome.error,
+                now,
+                outcome.job_id,
+                outcome.lease_token,
+            ),
+        )
+        if cursor.rowcount != 1:
+            return False
+        response = outcome.response
+        if response is not None:
+            conn.execute(
+                """INSERT INTO responses (job_id, http_status, sha256, size_bytes,
+                       request_params, mode, fetched_at, body)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    outcome.job_id,
+                    response.http_status,
+                    response.sha256,
+                    len(response.body),
+                    response.request_params,
+                    response.mode,
+                    response.fetched_at,
+                    response.body,
+                ),
+            )
+        return True
+
+    def release(self, claims: Iterable[ClaimedJob]) -> int:
+        """Return claimed jobs to `pending` without counting an attempt."""
+        pairs = [(claim.id, claim.lease_token) for claim in claims]
+        now = iso_utc(time.time())
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,"
+                f" updated_at = '{now}' WHERE id = ? AND lease_token = ? AND state = 'in_progress'",
+                pairs,
+            )
+            return conn.total_changes - before
+
+    def requeue_leased(self, *, expired_only: bool) -> int:
+        """Return in-progress jobs to `pending`: all of them (a crashed run's), or the expired."""
+        now = iso_utc(time.time())
+        condition = "AND lease_expires_at <= :now" if expired_only else ""
+        cursor = self.conn.execute(
+            "UPDATE jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,"
+            f" updated_at = :now WHERE state = 'in_progress' {condition}",
+            {"now": now},
+        )
+        return cursor.rowcount
+
+    def retry_jobs(self, state: str) -> int:
+        """Put every job in `state` back to `pending` with a fresh attempt budget."""
+        now = iso_utc(time.time())
+        cursor = self.conn.execute(
+            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = :now,"
+            " updated_at = :now WHERE state = :state",
+            {"now": now, "state": state},
+        )
+        return cursor.rowcount
+
+    def queue_outlook(self) -> tuple[int, str | None]:
+        """(jobs in progress, next attempt time of the first pending job in claim order).
+
+        Cheap at any queue size: the second value walks the runnable index to its first
+        entry. It is None only when no job is pending at all.
+        """
+        in_progress = self.conn.execute(
+            "SELECT count(*) FROM jobs WHERE state = 'in_progress'"
+        ).fetchone()[0]
+        first = self.conn.execute(
+            "SELECT next_attempt_at FROM jobs INDEXED BY jobs_runnable WHERE state = 'pending'"
+            " ORDER BY priority DESC, next_attempt_at LIMIT 1"
+        ).fetchone()
+        return in_progress, first[0] if first else None
+
+    # -- reading ---------------------------------------------------------------------
+
+    def counts_by_state(self) -> dict[str, int]:
+        counts = dict.fromkeys(JOB_STATES, 0)
+        for state, count in self.conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+            counts[state] = count
+        return counts
+
+    def responses_since(self, since_s: float) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM responses WHERE fetched_at >= ?", (iso_utc(since_s),)
+        ).fetchone()[0]
+
+    def top_errors(self, limit: int = 5) -> list[tuple[str, str, int]]:
+        """The commonest last errors of unfinished or failed jobs: (state, error, count)."""
+        return self.conn.execute(
+            """SELECT state, last_error, count(*) AS n FROM jobs
+               WHERE last_error IS NOT NULL AND state IN ('pending', 'failed')
+               GROUP BY state, last_error ORDER BY n DESC LIMIT ?""",
+            (limit,),
+        ).fetchall()
+
+    def find_job(self, identifier: Identifier) -> sqlite3.Row | None:
+        self.conn.row_factory = sqlite3.Row
+        try:
+            return self.conn.execute(
+                "SELECT * FROM jobs WHERE id_type = ? AND identifier = ?",
+                (identifier.id_type, identifier.value),
+            ).fetchone()
+        finally:
+            self.conn.row_factory = None
+
+    def latest_response(self, job_id: int) -> sqlite3.Row | None:
+        self.conn.row_factory = sqlite3.Row
+        try:
+            return self.conn.execute(
+                "SELECT * FROM responses WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)
+            ).fetchone()
+        finally:
+            self.conn.row_factory = None
+
+    def iter_latest_responses(self) -> Iterator[tuple]:
+        """Per job with a response, its latest one, in job order.
+
+        Rows: (id_type, identifier, state, http_status, sha256, fetched_at, mode, body).
+        """
+        cursor = self.conn.execute(
+            """SELECT j.id_type, j.identifier, j.state, r.http_status, r.sha256,
+                      r.fetched_at, r.mode, r.body
+               FROM jobs AS j JOIN responses AS r
+                 ON r.id = (SELECT max(id) FROM responses WHERE job_id = j.id)
+               ORDER BY j.id"""
+        )
+        while rows := cursor.fetchmany(500):
+            yield from rows
+
+    def count_responses(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+
+    def iter_checksums(self) -> Iterator[tuple[int, str, str, str, bool]]:
+        """(response id, type, identifier, stored sha256, whether it matches the body)."""
+        cursor = self.conn.execute(
+            """SELECT r.id, j.id_type, j.identifier, r.sha256, r.body
+               FROM responses AS r JOIN jobs AS j ON j.id = r.job_id ORDER BY r.id"""
+        )
+        while rows := cursor.fetchmany(500):
+            for response_id, id_type, identifier, stored, body in rows:
+                actual = hashlib.sha256(body).hexdigest()
+                yield response_id, id_type, identifier, stored, actual == stored
