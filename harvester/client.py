@@ -121,7 +121,7 @@ class AltmetricClient:
         except TimeoutError:  # aiohttp's timeouts are asyncio.TimeoutError, this since 3.11
             waited = time.monotonic() - started
             return FetchResult(Outcome.NETWORK_ERROR, None, error=f"timed out after {waited:.1f}s")
-        except aiohttp.ClientError as error:
+        except (aiohttp.ClientError, OSError) as error:
             return FetchResult(Outcome.NETWORK_ERROR, None, error=self._describe(error))
 
     def _describe(self, error: BaseException) -> str:

@@ -1,0 +1,177 @@
+"""Client edge cases: how each kind of answer is classified, and the key kept secret."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from aioresponses import aioresponses
+
+from harvester.client import AltmetricClient, Outcome, parse_retry_after
+from harvester.config import Secret
+
+BASE = "http://api.test/v1"
+KEY = "k3y/with+odd&chars"
+ANY_FETCH = re.compile(r"^http://api\.test/v1/fetch/.*$")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AltmetricClient]:
+    async with AltmetricClient(BASE, Secret(KEY), timeout_s=2, max_connections=4) as opened:
+        yield opened
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "outcome"),
+    [
+        (200, b'{"altmetric_id": 1}', {}, Outcome.OK),
+        (404, b"Not Found", {}, Outcome.NOT_FOUND),
+        (403, b"The API key you supplied was invalid.", {}, Outcome.UNAUTHORIZED),
+        (420, b"Enhance your calm", {}, Outcome.RATE_LIMITED),
+        (429, b"Too many requests", {}, Outcome.RATE_LIMITED),
+        (
+            429,
+            b"Tweet ID rate limit exceeded, please see X-TweetIdRateLimit headers",
+            {},
+            Outcome.QUOTA_EXHAUSTED,
+        ),
+        (429, b"Too many", {"X-TweetIDRateLimit-Remaining": "0"}, Outcome.QUOTA_EXHAUSTED),
+        (500, b"oops", {}, Outcome.SERVER_ERROR),
+        (502, b"down for maintenance", {}, Outcome.SERVER_ERROR),
+        (503, b"unavailable", {}, Outcome.SERVER_ERROR),
+        (400, b"bad identifier", {}, Outcome.INVALID_REQUEST),
+        (200, b'{"altmetric_id": 1', {}, Outcome.BAD_RESPONSE),
+        (200, b"[1, 2]", {}, Outcome.BAD_RESPONSE),
+        (200, b"\xff\xfe{}", {}, Outcome.BAD_RESPONSE),
+        (200, b"", {}, Outcome.BAD_RESPONSE),
+    ],
+)
+async def test_answers_are_classified(
+    client: AltmetricClient,
+    mock_api: aioresponses,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    outcome: Outcome,
+) -> None:
+    mock_api.get(ANY_FETCH, status=status, body=body, headers=headers)
+    result = await client.fetch("doi", "10.1000/x")
+    assert result.outcome is outcome
+    assert result.http_status == status
+    assert result.body == body
+    if outcome is Outcome.OK:
+        assert result.document == {"altmetric_id": 1}
+
+
+async def test_request_url_encodes_identifier_filters_and_key(
+    client: AltmetricClient, mock_api: aioresponses
+) -> None:
+    mock_api.get(ANY_FETCH, status=200, body=b"{}")
+    await client.fetch("doi", "10.1000/a#b?c", {"exclude_sources": "twitter"})
+    [(method, url)] = list(mock_api.requests)
+    assert method == "GET"
+    assert url.raw_path == "/v1/fetch/doi/10.1000/a%23b%3Fc"
+    assert url.query["key"] == KEY
+    assert url.query["exclude_sources"] == "twitter"
+    assert url.fragment == ""
+
+
+async def test_legacy_type_names_are_sent_when_configured(mock_api: aioresponses) -> None:
+    async with AltmetricClient(
+        BASE, Secret(KEY), timeout_s=2, max_connections=1, legacy_type_names=True
+    ) as legacy:
+        mock_api.get(ANY_FETCH, status=200, body=b"{}")
+        await legacy.fetch("arxiv", "2101.00001")
+        [(_, url)] = list(mock_api.requests)
+    assert url.raw_path == "/v1/fetch/arxiv_id/2101.00001"
+
+
+async def test_rate_and_quota_headers_are_read(
+    client: AltmetricClient, mock_api: aioresponses
+) -> None:
+    headers = {
+        "X-HourlyRateLimit-Remaining": "17",
+        "X-DailyRateLimit-Remaining": "900",
+        "X-TweetIDRateLimit-Limit": "1500000",
+        "X-TweetIDRateLimit-Remaining": "42",
+        "Retry-After": "7",
+    }
+    mock_api.get(ANY_FETCH, status=429, body=b"Too many requests", headers=headers)
+    result = await client.fetch("doi", "10.1000/x")
+    assert result.limits.hourly_remaining == 17
+    assert result.limits.daily_remaining == 900
+    assert result.limits.tweet_limit == 1_500_000
+    assert result.limits.tweet_remaining == 42
+    assert result.limits.retry_after_s == 7.0
+
+
+def test_retry_after_as_http_date() -> None:
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now_s=1445412470.0) == 10.0
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after(None) is None
+
+
+async def test_network_errors_never_carry_the_key(
+    client: AltmetricClient, mock_api: aioresponses
+) -> None:
+    mock_api.get(ANY_FETCH, exception=ConnectionResetError(f"reset while sending key={KEY}"))
+    result = await client.fetch("doi", "10.1000/x")
+    assert result.outcome is Outcome.NETWORK_ERROR
+    assert KEY not in (result.error or "")
+
+
+async def test_timeouts_are_network_errors(client: AltmetricClient, mock_api: aioresponses) -> None:
+    mock_api.get(ANY_FETCH, exception=TimeoutError())
+    result = await client.fetch("doi", "10.1000/x")
+    assert result.outcome is Outcome.NETWORK_ERROR
+    assert "timed out" in (result.error or "")
+
+
+async def raw_server(reply: bytes) -> tuple[asyncio.Server, int]:
+    """A loopback TCP server that sends `reply` verbatim and hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+        b'{"altmetric_id": 1, "title": "cut',
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'10\r\n{"altmetric_id":',
+    ],
+    ids=["content-length", "chunked"],
+)
+async def test_a_truncated_body_is_a_bad_response(reply: bytes) -> None:
+    server, port = await raw_server(reply)
+    async with (
+        server,
+        AltmetricClient(
+            f"http://127.0.0.1:{port}/v1", Secret(KEY), timeout_s=5, max_connections=1
+        ) as real,
+    ):
+        result = await real.fetch("doi", "10.1000/x")
+    assert result.outcome is Outcome.BAD_RESPONSE
+    assert result.document is None
+
+
+async def test_connection_refused_is_a_network_error() -> None:
+    server, port = await raw_server(b"")
+    server.close()
+    await server.wait_closed()
+    async with AltmetricClient(
+        f"http://127.0.0.1:{port}/v1", Secret(KEY), timeout_s=2, max_connections=1
+    ) as real:
+        result = await real.fetch("doi", "10.1000/x")
+    assert result.outcome is Outcome.NETWORK_ERROR
+    assert KEY not in (result.error or "")

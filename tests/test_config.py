@@ -1,0 +1,153 @@
+"""Settings: TOML loading, validation messages and where the key may come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harvester.config import ConfigError, Secret, load_api_key, load_settings, settings_from_mapping
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "harvester.example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "h.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.api.base_url == "https://api.altmetric.com/v1"
+    assert settings.store.path == Path("altmetric.db")
+    assert settings.source is None
+
+
+def test_harvester_toml_in_the_working_directory_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "").rename(tmp_path / "harvester.toml")
+    (tmp_path / "harvester.toml").write_text("[workers]\nconcurrency = 3\n")
+    assert load_settings().workers.concurrency == 3
+
+
+def test_the_example_config_documents_every_key_and_loads() -> None:
+    settings = load_settings(EXAMPLE)
+    text = EXAMPLE.read_text()
+    for key in (
+        "base_url",
+        "key_file",
+        "timeout_s",
+        "requests_per_s",
+        "burst",
+        "concurrency",
+        "max_attempts",
+        "path",
+        "include_sources",
+        "exclude_sources",
+        "include_sections",
+        "post_types",
+        "lease_s",
+        "drain_deadline_s",
+        "legacy_type_names",
+        "level",
+    ):
+        assert f"{key} =" in text or f"# {key} =" in text, key
+    assert settings.rate.requests_per_s > 0
+
+
+def test_full_config_and_db_override(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[api]
+base_url = "http://127.0.0.1:9999/v1"
+timeout_s = 5
+[rate]
+requests_per_s = 12.5
+burst = 4
+[workers]
+concurrency = 32
+max_attempts = 7
+[store]
+path = "a.db"
+[filters]
+exclude_sources = ["twitter"]
+include_sections = "counts, posts"
+""",
+    )
+    settings = load_settings(path, db_override=tmp_path / "b.db")
+    assert settings.api.timeout_s == 5.0
+    assert settings.rate.requests_per_s == 12.5
+    assert settings.rate.burst == 4
+    assert settings.workers.concurrency == 32
+    assert settings.workers.max_attempts == 7
+    assert settings.store.path == tmp_path / "b.db"
+    assert settings.filters.as_query() == {
+        "exclude_sources": "twitter",
+        "include_sections": "counts,posts",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[api]\nkey = 'abc'", "api.key: the API key never goes in the config file"),
+        ("[api]\nbase_url = 'ftp://x'", "api.base_url must be an http"),
+        ("[api]\nbase_url = 'http://api.example.org/v1'", "plain http to a non-loopback"),
+        ("[rate]\nrequests_per_s = 0", "rate.requests_per_s must be greater than 0"),
+        ("[rate]\nburst = 1.5", "rate.burst must be a whole number"),
+        ("[workers]\nconcurrency = 0", "workers.concurrency must be at least 1"),
+        ("[workers]\nconcurrency = 'many'", "workers.concurrency must be a whole number"),
+        ("[workers]\nmax_attempts = true", "workers.max_attempts must be a whole number"),
+        ("[workers]\nspeed = 3", "unknown key workers.speed"),
+        ("[wrkers]\nconcurrency = 3", r"unknown config section \[wrkers\]"),
+        ("[filters]\nexclude_sources = ['tweeter']", "filters.exclude_sources has unknown"),
+        ("[filters]\npost_types = ['retweets']", "filters.post_types has unknown"),
+        ("[workers]\nlease_s = 10", "workers.lease_s must be longer than api.timeout_s"),
+        ("[log]\nlevel = 'loud'", "log.level must be one of"),
+        ("[api\n", "not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text))
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_key_from_environment_wins() -> None:
+    settings = settings_from_mapping({})
+    key = load_api_key(settings, {"ALTMETRIC_API_KEY": " s3cret \n"})
+    assert key.reveal() == "s3cret"
+    assert "s3cret" not in repr(key) and "s3cret" not in str(key)
+
+
+def test_key_from_key_file_and_credentials_dir(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("from-file\n")
+    settings = settings_from_mapping({"api": {"key_file": str(tmp_path / "key")}})
+    assert load_api_key(settings, {}).reveal() == "from-file"
+    (tmp_path / "altmetric-api-key").write_text("from-systemd")
+    plain = settings_from_mapping({})
+    assert load_api_key(plain, {"CREDENTIALS_DIRECTORY": str(tmp_path)}).reveal() == "from-systemd"
+
+
+def test_missing_key_is_an_error_that_points_at_the_demo() -> None:
+    with pytest.raises(ConfigError, match=r"no API key.*harvester demo"):
+        load_api_key(settings_from_mapping({}), {})
+
+
+def test_unreadable_key_file_is_an_error(tmp_path: Path) -> None:
+    settings = settings_from_mapping({"api": {"key_file": str(tmp_path / "missing")}})
+    with pytest.raises(ConfigError, match=r"api.key_file .* cannot be read"):
+        load_api_key(settings, {})
+
+
+def test_secret_hides_itself() -> None:
+    assert repr(Secret("abc")) == "Secret('***')"
