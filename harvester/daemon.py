@@ -7,9 +7,10 @@ Three kinds of task share one event loop and pass work one way through two queue
 
 All SQLite work runs on one dedicated thread (`StoreThread`), so a commit never
 stalls the event loop, and the writer batches whatever outcomes have piled up while
-the previous commit ran. Every claimed job is remembered until its outcome is written;
-whatever is still remembered when the daemon stops goes back to `pending`, so a stop,
-a rejected key or a crash (via the lease sweep at the next start) never loses a job.
+the previous commit ran. The daemon holds an exclusive lock on its store, so when it
+stops, after the last outcomes are written, every job still `in_progress` is its own
+and goes back to `pending`; after a crash the next start does the same. A stop, a
+rejected key or a kill therefore never loses a job.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class Harvest:
         concurrency = settings.workers.concurrency
         self._jobs: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(maxsize=concurrency)
         self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
-        self._claimed: dict[int, ClaimedJob] = {}
+        self._outstanding = 0  # claimed jobs whose outcome is not written yet
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._refusal_pause_s = 0.0
@@ -159,8 +160,10 @@ class Harvest:
         await self._stop_workers(workers)
         self._outcomes.put_nowait(None)
         await writer
+        # We hold the store's daemon lock, so every job still in progress is ours: a
+        # claim cut short by the stop, a job never started, a cancelled request.
         self.report.released = await self._db.call(
-            self._db.store.release, list(self._claimed.values())
+            self._db.store.requeue_leased, expired_only=False
         )
         self.report.elapsed_s = time.monotonic() - started_s
         return self.report
@@ -192,15 +195,15 @@ class Harvest:
             claimed = await self._db.call(
                 self._db.store.claim, self._settings.workers.concurrency, lease_s
             )
+            self._outstanding += len(claimed)
             for job in claimed:
-                self._claimed[job.id] = job
                 await self._jobs.put(job)
             if not claimed:
                 await asyncio.sleep(await self._idle_wait_s())
 
     async def _idle_wait_s(self) -> float:
         """How long to wait before claiming again; stops a draining run that is done."""
-        if self._claimed:
+        if self._outstanding:
             return 0.05
         in_progress, earliest = await self._db.call(self._db.store.queue_outlook)
         if self._drain and in_progress == 0 and earliest is None:
@@ -235,6 +238,8 @@ class Harvest:
         """Whole-daemon consequences of one answer."""
         outcome = result.outcome
         if outcome is Outcome.UNAUTHORIZED:
+            if self.report.exit_code == EXIT_KEY_REJECTED:
+                return  # said once is enough
             log.error(
                 "harvest.key_rejected",
                 http_status=result.http_status,
@@ -285,8 +290,8 @@ class Harvest:
             self.report.exit_code = EXIT_FAILURE
             self.request_stop("store error", immediate=True)
             return
+        self._outstanding -= len(outcomes)
         for outcome in outcomes:
-            self._claimed.pop(outcome.job_id, None)
             self.report.outcomes[outcome.state] += 1
         if self._progress is not None:
             finished = sum(self.report.outcomes[s] for s in ("done", "not_found", "failed"))

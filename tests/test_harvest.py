@@ -1,0 +1,238 @@
+"""End to end: the daemon against the simulator on loopback, into a real SQLite file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from harvester import universe
+from harvester.cli import main
+from harvester.config import (
+    ApiSettings,
+    RateSettings,
+    Secret,
+    Settings,
+    StoreSettings,
+    WorkerSettings,
+)
+from harvester.daemon import EXIT_KEY_REJECTED, run_daemon
+from harvester.identifiers import Identifier
+from harvester.logs import configure_logging, get_logger, register_secret
+from harvester.simulator import FetchRequest, Simulator, SimulatorSettings, text_response
+from harvester.store import Store
+
+KEY = "test-key-9f8e7d"
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    async with Simulator(SimulatorSettings(key=KEY)) as running:
+        yield running
+
+
+def settings_for(base_url: str, db_path: Path, **workers: float) -> Settings:
+    worker_settings = {"concurrency": 16, "max_attempts": 3, "backoff_base_s": 0.01, **workers}
+    return Settings(
+        api=ApiSettings(base_url=base_url, timeout_s=5.0),
+        rate=RateSettings(requests_per_s=2000.0, burst=50),
+        workers=WorkerSettings(**worker_settings),  # type: ignore[arg-type]
+        store=StoreSettings(path=db_path),
+    )
+
+
+def queue(db_path: Path, identifiers: list[Identifier]) -> None:
+    with Store(db_path) as store:
+        store.add_jobs(identifiers)
+
+
+def dois(count: int, prefix: str = "t") -> list[Identifier]:
+    return [Identifier("doi", f"10.5555/{prefix}.{n}") for n in range(count)]
+
+
+def rows(db_path: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def harvest(settings: Settings, key: str = KEY) -> int:
+    report = await run_daemon(
+        settings, Secret(key), drain=True, show_progress=False, install_signals=False
+    )
+    return report.exit_code
+
+
+async def test_full_harvest_stores_exactly_the_bytes_sent(
+    simulator: Simulator, db_path: Path
+) -> None:
+    identifiers = [
+        *dois(280),
+        Identifier("doi", "10.5555/odd#chars?100%<x>caf\u00e9"),
+        *(Identifier("pmid", str(1000 + n)) for n in range(20)),
+    ]
+    queue(db_path, identifiers)
+    assert await harvest(settings_for(simulator.base_url, db_path)) == 0
+
+    sent = {(record.id_type, record.identifier): record for record in simulator.sent}
+    stored = rows(
+        db_path,
+        """SELECT j.id_type, j.identifier, j.state, r.http_status, r.sha256,
+                                     r.body FROM jobs j JOIN responses r ON r.job_id = j.id""",
+    )
+    assert len(stored) == len(identifiers) == len(sent)
+    for id_type, identifier, state, status, sha256, body in stored:
+        record = sent[(id_type, identifier)]
+        assert sha256 == record.sha256 == hashlib.sha256(body).hexdigest()
+        assert status == record.status
+        known = universe.is_known(id_type, identifier)
+        assert state == ("done" if known else "not_found")
+        if known:
+            assert isinstance(json.loads(body), dict)
+        else:
+            assert (status, body) == (404, b"Not Found")
+    states = dict(rows(db_path, "SELECT state, count(*) FROM jobs GROUP BY state"))
+    assert states["not_found"] >= 1  # the universe holds unknown outputs among 300
+    assert set(states) <= {"done", "not_found"}
+
+
+async def test_a_rejected_key_stops_the_daemon_and_consumes_no_job(
+    simulator: Simulator, db_path: Path
+) -> None:
+    queue(db_path, dois(200))
+    exit_code = await harvest(settings_for(simulator.base_url, db_path), key="wrong-key")
+    assert exit_code == EXIT_KEY_REJECTED
+    assert rows(db_path, "SELECT state, count(*), sum(attempts) FROM jobs GROUP BY state") == [
+        ("pending", 200, 0)
+    ]
+    assert rows(db_path, "SELECT count(*) FROM responses") == [(0,)]
+    assert len(simulator.sent) < 200  # it stopped rather than trying every job
+
+
+def bad_body_gate(bad_answers_per_identifier: int):  # noqa: ANN201
+    """A gate that answers the first few fetches of each identifier with a broken body."""
+    served: dict[str, int] = {}
+    broken = [
+        lambda: web.Response(body=b'{"altmetric_id": 1, "cut', content_type="application/json"),
+        lambda: web.Response(body=b"[1, 2, 3]", content_type="application/json"),
+        lambda: web.Response(body=b"<html>oops</html>", content_type="application/json"),
+    ]
+
+    async def gate(request: web.Request, fetch: FetchRequest) -> web.StreamResponse | None:
+        count = served.get(fetch.identifier, 0)
+        served[fetch.identifier] = count + 1
+        if count >= bad_answers_per_identifier:
+            return None
+        if count % 4 == 3:
+            return await truncated(request)
+        return broken[count % len(broken)]()
+
+    return gate
+
+
+async def truncated(request: web.Request) -> web.StreamResponse:
+    """Promise 4,000 bytes, send 20 and hang up."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.content_length = 4000
+    await response.prepare(request)
+    await response.write(b'{"altmetric_id": 12,')
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+async def test_bad_bodies_are_retried_and_never_stored_as_done(
+    simulator: Simulator, db_path: Path
+) -> None:
+    simulator.gates.append(bad_body_gate(bad_answers_per_identifier=4))
+    identifiers = [i for i in dois(60, "bad") if universe.is_known(i.id_type, i.value)]
+    queue(db_path, identifiers)
+    settings = settings_for(simulator.base_url, db_path, max_attempts=5)
+    assert await harvest(settings) == 0
+    assert rows(db_path, "SELECT state, count(*), min(attempts) FROM jobs GROUP BY state") == [
+        ("done", len(identifiers), 5)
+    ]
+    for (body,) in rows(db_path, "SELECT body FROM responses"):
+        assert isinstance(json.loads(body), dict)
+    assert rows(db_path, "SELECT count(*) FROM responses") == [(len(identifiers),)]
+
+
+async def test_bad_bodies_past_max_attempts_fail_with_the_error_kept(
+    simulator: Simulator, db_path: Path
+) -> None:
+    simulator.gates.append(bad_body_gate(bad_answers_per_identifier=99))
+    queue(db_path, dois(20, "fail"))
+    assert await harvest(settings_for(simulator.base_url, db_path, max_attempts=2)) == 0
+    [(state, count, attempts)] = rows(
+        db_path, "SELECT state, count(*), max(attempts) FROM jobs GROUP BY state"
+    )
+    assert (state, count, attempts) == ("failed", 20, 2)
+    errors = {error for (error,) in rows(db_path, "SELECT last_error FROM jobs")}
+    assert errors == {"JSON body is not an object"}  # the second broken answer is the last
+    assert rows(db_path, "SELECT count(*) FROM responses") == [(0,)]
+
+
+async def test_server_errors_retry_then_succeed(simulator: Simulator, db_path: Path) -> None:
+    seen: set[str] = set()
+
+    async def first_try_fails(request: web.Request, fetch: FetchRequest) -> web.Response | None:
+        if fetch.identifier in seen:
+            return None
+        seen.add(fetch.identifier)
+        return text_response(503, "temporarily unavailable")
+
+    simulator.gates.append(first_try_fails)
+    queue(db_path, dois(40, "flaky"))
+    assert await harvest(settings_for(simulator.base_url, db_path)) == 0
+    assert rows(db_path, "SELECT count(*) FROM jobs WHERE state IN ('done', 'not_found')") == [
+        (40,)
+    ]
+    assert rows(db_path, "SELECT min(attempts), max(attempts) FROM jobs") == [(2, 2)]
+
+
+async def test_verify_catches_a_corrupted_byte(
+    simulator: Simulator, db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue(db_path, dois(30, "v"))
+    await harvest(settings_for(simulator.base_url, db_path))
+    assert main(["--db", str(db_path), "verify"]) == 0
+    conn = sqlite3.connect(db_path)
+    response_id, body = conn.execute(
+        "SELECT id, body FROM responses WHERE http_status = 200 LIMIT 1"
+    ).fetchone()
+    flipped = bytearray(body)
+    flipped[len(flipped) // 2] ^= 0x01
+    conn.execute("UPDATE responses SET body = ? WHERE id = ?", (bytes(flipped), response_id))
+    conn.commit()
+    conn.close()
+    capsys.readouterr()
+    assert main(["--db", str(db_path), "verify"]) == 1
+    output = capsys.readouterr().out
+    assert f"MISMATCH response {response_id} " in output
+    assert "1 mismatches" in output
+
+
+async def test_the_key_never_reaches_the_logs(simulator: Simulator, db_path: Path) -> None:
+    captured = io.StringIO()
+    configure_logging("debug", stream=captured, json_lines=True)
+    register_secret(KEY)
+    simulator.gates.append(bad_body_gate(bad_answers_per_identifier=1))
+    queue(db_path, dois(30, "log"))
+    await harvest(settings_for(simulator.base_url, db_path))
+    await harvest(settings_for(simulator.base_url, db_path), key=KEY + "x")  # a 403 run, too
+    get_logger("test").error("deliberate", url=f"http://h/v1/fetch?key={KEY}", detail=[KEY])
+    text = captured.getvalue()
+    events = [json.loads(line) for line in text.splitlines()]
+    assert {"harvest.start", "harvest.stop", "harvest.fetch_failed", "deliberate"} <= {
+        event["event"] for event in events
+    }
+    assert KEY not in text
+    assert "key=***" in text
