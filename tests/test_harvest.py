@@ -25,7 +25,7 @@ from harvester.config import (
 from harvester.daemon import EXIT_KEY_REJECTED, run_daemon
 from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
-from harvester.simulator import FetchRequest, Simulator, SimulatorSettings, text_response
+from harvester.simulator import FetchRequest, Gate, Simulator, SimulatorSettings, text_response
 from harvester.store import Store
 
 KEY = "test-key-9f8e7d"
@@ -117,7 +117,7 @@ async def test_a_rejected_key_stops_the_daemon_and_consumes_no_job(
     assert len(simulator.sent) < 200  # it stopped rather than trying every job
 
 
-def bad_body_gate(bad_answers_per_identifier: int):  # noqa: ANN201
+def bad_body_gate(bad_answers_per_identifier: int) -> Gate:
     """A gate that answers the first few fetches of each identifier with a broken body."""
     served: dict[str, int] = {}
     broken = [
