@@ -1,0 +1,208 @@
+"""The `harvester` command as users run it: real subprocesses, real files, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from harvester.simulator import Simulator, SimulatorSettings
+
+KEY = "cli-key-4c3b2a"
+
+
+def harvester(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "harvester", *args], input=stdin,
+                          capture_output=True, text=True, env=environment, cwd=cwd,
+                          timeout=120, check=False)
+
+
+async def harvester_async(*args: str, env: dict[str, str] | None = None
+                          ) -> tuple[int, str, str]:
+    """Run the CLI without blocking the loop that serves the simulator."""
+    environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
+    environment.update(env or {})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harvester", *args, env=environment,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    async with Simulator(SimulatorSettings(key=KEY)) as running:
+        yield running
+
+
+def config_for(tmp_path: Path, base_url: str) -> Path:
+    path = tmp_path / "h.toml"
+    path.write_text(f"""
+[api]
+base_url = "{base_url}"
+[rate]
+requests_per_s = 500
+burst = 20
+[workers]
+concurrency = 8
+""")
+    return path
+
+
+def test_enqueue_counts_dedupes_and_reports_rejects(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    lines = "10.1000/a\ndoi:10.1000/A\n\n# a comment\npmid:42\nnot an id\n12345\n10.1000/b\n"
+    first = harvester("--db", str(db), "enqueue", stdin=lines)
+    assert first.returncode == 1
+    assert "added 3, already queued 1, rejected 2" in first.stdout
+    assert "line 6: cannot tell the identifier type" in first.stderr
+    assert "line 7: a bare number is ambiguous" in first.stderr
+    again = harvester("--db", str(db), "enqueue", "-", stdin="10.1000/a\npmid:42\n")
+    assert again.returncode == 0
+    assert "added 0, already queued 2, rejected 0" in again.stdout
+
+
+def test_enqueue_with_a_default_type_from_a_file(tmp_path: Path) -> None:
+    source = tmp_path / "pmids.txt"
+    source.write_text("123\n456\nid:789\n")
+    result = harvester("--db", str(tmp_path / "s.db"), "enqueue", "--type", "pmid", str(source))
+    assert result.returncode == 0, result.stderr
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert sorted(conn.execute("SELECT id_type, identifier FROM jobs")) == [
+        ("id", "789"), ("pmid", "123"), ("pmid", "456")]
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("enqueue", "--type", "pubmed"), "unknown identifier type 'pubmed'"),
+        (("enqueue", "/no/such/file"), "cannot read /no/such/file"),
+        (("status",), "no store at"),
+        (("show", "doi", "10.1000/x"), "no store at"),
+        (("show", "doi", "junk"), "not a DOI"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = harvester("--db", str(tmp_path / "none.db"), *args, stdin="")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[workers]\nconcurrency = -3\n")
+    result = harvester("--config", str(config), "status")
+    assert result.returncode == 1
+    assert "workers.concurrency must be at least 1" in result.stderr
+
+
+def test_run_without_a_key_refuses_and_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    harvester("--db", str(db), "enqueue", stdin="10.1000/a\n")
+    before = db.read_bytes()
+    result = harvester("--db", str(db), "run", "--drain")
+    assert result.returncode == 1
+    assert "no API key" in result.stderr and "harvester demo" in result.stderr
+    assert db.read_bytes() == before
+
+
+async def test_run_show_export_status_against_the_simulator(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    config = config_for(tmp_path, simulator.base_url)
+    ids = "".join(f"10.1000/cli.{n}\n" for n in range(60))
+    assert harvester("--db", str(db), "enqueue", stdin=ids).returncode == 0
+
+    code, out, err = await harvester_async("--config", str(config), "--db", str(db), "run",
+                                           "--drain", env={"ALTMETRIC_API_KEY": KEY})
+    assert code == 0, err
+    assert KEY not in out + err
+    assert '"event": "harvest.stop"' in err  # JSON lines when not on a terminal
+
+    status = json.loads(harvester("--db", str(db), "status", "--json").stdout)
+    jobs = status["jobs"]
+    assert set(jobs) == {"pending", "in_progress", "done", "not_found", "failed"}
+    assert jobs["done"] + jobs["not_found"] == 60 and jobs["pending"] == 0
+    assert status["throughput_per_s"]["last_1m"] > 0
+
+    conn = sqlite3.connect(db)
+    identifier, stored = conn.execute(
+        "SELECT j.identifier, r.body FROM jobs j JOIN responses r ON r.job_id = j.id"
+        " WHERE j.state = 'done' LIMIT 1").fetchone()
+    conn.close()
+    raw = subprocess.run([sys.executable, "-m", "harvester", "--db", str(db), "show", "doi",
+                          identifier.upper(), "--raw"], capture_output=True, check=True)
+    assert raw.stdout == stored
+    shown = harvester("--db", str(db), "show", "doi", identifier)
+    assert shown.returncode == 0 and "state=done" in shown.stdout
+    assert "altmetric_id" in shown.stdout
+
+    jsonl = harvester("--db", str(db), "export", "--format", "jsonl").stdout.splitlines()
+    records = [json.loads(line) for line in jsonl]
+    assert len(records) == 60
+    assert {"type", "identifier", "state", "http_status", "sha256", "fetched_at", "mode",
+            "body"} <= set(records[0])
+    assert all(isinstance(r["body"], dict) for r in records if r["state"] == "done")
+    out_csv = tmp_path / "out.csv"
+    assert harvester("--db", str(db), "export", "--format", "csv", "--output",
+                     str(out_csv)).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert [row["sha256"] for row in rows] == [r["sha256"] for r in records]
+
+
+def test_retry_puts_failed_jobs_back(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    harvester("--db", str(db), "enqueue", stdin="10.1000/a\n10.1000/b\n")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE jobs SET state = 'failed', attempts = 5, last_error = 'HTTP 500'")
+    conn.commit()
+    result = harvester("--db", str(db), "retry", "--state", "failed")
+    assert result.returncode == 0 and "requeued 2 failed jobs" in result.stdout
+    assert conn.execute("SELECT state, attempts FROM jobs").fetchall() == [("pending", 0)] * 2
+    conn.close()
+
+
+def test_demo_runs_without_a_key(tmp_path: Path) -> None:
+    result = harvester("demo", "--count", "80", env={"TMPDIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "done" in result.stdout and "not_found" in result.stdout
+    [store] = list(tmp_path.glob("harvester-demo-*/demo.db"))
+    conn = sqlite3.connect(store)
+    assert conn.execute("SELECT count(*) FROM jobs WHERE state IN ('done', 'not_found')"
+                        ).fetchone() == (80,)
+    conn.close()
+
+
+async def test_simulate_serves_on_loopback_until_stopped() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harvester", "simulate", "--port", "0", "--key", "k",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        base_url = line.split(" on ")[1].split()[0]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base_url}/fetch/doi/10.1000/x?key=k") as response:
+                assert response.status in (200, 404)
+            async with session.get(f"{base_url}/fetch/doi/10.1000/x?key=bad") as response:
+                assert response.status == 403
+    finally:
+        process.terminate()
+        await process.wait()
