@@ -1,0 +1,237 @@
+"""A loopback stand-in for the Altmetric fetch API, for tests, benchmarks and the demo.
+
+It answers ``GET {api_prefix}/fetch/{type}/{identifier}`` from the deterministic universe in
+``harvester.universe``, with the provider's status codes and texts. Every answer passes a list
+of gates first (the built-in one checks the key); later features such as rate limits, the
+tweet-ID quota or fault injection are more gates appended to ``Simulator.gates``.
+
+The identifier is read from the raw request target and percent-decoded exactly once, so the
+tests see what a real server would: a literal ``/`` inside a DOI, and ``%23`` arriving as ``#``.
+It only ever listens on loopback.
+"""
+
+import asyncio
+import hashlib
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from harvester import universe
+
+FETCH_TYPES = frozenset(universe.ID_TYPES | universe.TYPE_ALIASES.keys())
+INVALID_KEY_TEXT = "The API key you supplied was invalid."
+INVALID_TYPE_TEXT = "Invalid identifier type"
+INVALID_IDENTIFIER_TEXT = "Invalid identifier"
+NOT_FOUND_TEXT = "Not Found"
+_SHUTDOWN_TIMEOUT_S = 2.0  # stop() must not hang on a client that keeps a request open
+
+
+@dataclass
+class SimulatorSettings:
+    """How the simulator behaves; ``latency_s`` delays every answer to mimic a distant API."""
+
+    key: str
+    latency_s: float = 0.0
+    record_sent: bool = True
+    api_prefix: str = "/v1"
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One parsed fetch call, as gates see it; ``query`` never holds the key."""
+
+    id_type: str
+    identifier: str
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """What the server answered, so tests can compare it with what the client stored."""
+
+    id_type: str
+    identifier: str
+    status: int
+    sha256: str
+    size: int
+    query: dict[str, str]
+
+
+Gate = Callable[[web.Request, FetchRequest], Awaitable[web.StreamResponse | None]]
+
+
+def text_response(status: int, text: str) -> web.Response:
+    """A plain-text answer like the API's error bodies (also handy for custom gates)."""
+    return web.Response(
+        status=status, body=text.encode(), content_type="text/plain", charset="utf-8"
+    )
+
+
+def _parse_target(
+    raw_path: str, api_prefix: str, query: dict[str, str]
+) -> tuple[FetchRequest, str | None]:
+    """Read type and identifier from the raw request target, decoding the identifier once.
+
+    Returns the request and, when the API would answer 400, the error text (the identifier is
+    then kept raw if it could not be decoded). A path that is no fetch call has an empty type.
+    """
+    path = raw_path.partition("?")[0]
+    prefix = f"{api_prefix}/fetch/"
+    if not path.startswith(prefix):
+        return FetchRequest("", path, query), None
+    id_type, _, raw_identifier = path[len(prefix) :].partition("/")
+    if id_type not in FETCH_TYPES:
+        return FetchRequest(id_type, raw_identifier, query), INVALID_TYPE_TEXT
+    try:
+        identifier = unquote(raw_identifier, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return FetchRequest(id_type, raw_identifier, query), INVALID_IDENTIFIER_TEXT
+    return FetchRequest(id_type, identifier, query), None if identifier else INVALID_IDENTIFIER_TEXT
+
+
+def render_with_query(output: universe.Json, query: dict[str, str]) -> bytes:
+    """Render an output with the API's filter parameters taken from the query string."""
+    return universe.render(
+        output,
+        include_sources=_comma_set(query.get("include_sources")),
+        exclude_sources=_comma_set(query.get("exclude_sources")),
+        include_sections=_comma_set(query.get("include_sections")),
+        original_tweets_only="original_tweets" in (_comma_set(query.get("post_types")) or ()),
+    )
+
+
+def _comma_set(value: str | None) -> set[str] | None:
+    """A comma list as a set; absent or empty means "no filter", as the API's defaults do."""
+    if not value:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()} or None
+
+
+class Simulator:
+    """The fetch API on loopback: ``async with Simulator(settings) as sim: sim.base_url``."""
+
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        self.sent: list[SentRecord] = []
+        self.requests_total = 0
+        self.gates: list[Gate] = [self.check_key]
+        self.app = web.Application()
+        self.app.router.add_route("GET", r"/{tail:[\s\S]*}", self._handle)
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The API base, e.g. ``http://127.0.0.1:PORT/v1``; only known once started."""
+        if self._base_url is None:
+            raise RuntimeError("the simulator is not running")
+        return self._base_url
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on a loopback address (port 0 picks a free one) and return the base URL."""
+        _require_loopback(host)
+        host = "127.0.0.1" if host == "localhost" else host  # one socket, so one port to report
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        shown_host = f"[{host}]" if ":" in host else host
+        self._base_url = f"http://{shown_host}:{bound_port}{self.settings.api_prefix}"
+        return self._base_url
+
+    async def stop(self) -> None:
+        """Close the listener and every connection; safe to call twice."""
+        runner, self._runner, self._base_url = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def check_key(self, request: web.Request, fetch: FetchRequest) -> web.Response | None:
+        """The built-in gate: a missing or wrong key gets the API's 403 text."""
+        if request.query.get("key") != self.settings.key:
+            return text_response(403, INVALID_KEY_TEXT)
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Delay, parse, pass the gates, then answer from the universe; record what was sent."""
+        self.requests_total += 1
+        if self.settings.latency_s > 0:
+            await asyncio.sleep(self.settings.latency_s)
+        query = {name: value for name, value in request.query.items() if name != "key"}
+        fetch, invalid = _parse_target(request.raw_path, self.settings.api_prefix, query)
+        if invalid is not None:
+            return self._record(fetch, text_response(400, invalid))
+        if not fetch.id_type:
+            return self._record(fetch, text_response(404, NOT_FOUND_TEXT))
+        for gate in self.gates:
+            answer = await gate(request, fetch)
+            if answer is not None:
+                return self._record(fetch, answer)
+        return self._record(fetch, _answer(fetch))
+
+    def _record(self, fetch: FetchRequest, response: web.StreamResponse) -> web.StreamResponse:
+        """Remember status and a digest of the exact body bytes (empty if not a plain body)."""
+        if self.settings.record_sent:
+            body = response.body if isinstance(response, web.Response) else None
+            data = bytes(body) if isinstance(body, bytes | bytearray) else b""
+            digest = hashlib.sha256(data).hexdigest()
+            record = SentRecord(
+                fetch.id_type, fetch.identifier, response.status, digest, len(data), fetch.query
+            )
+            self.sent.append(record)
+        return response
+
+
+def _answer(fetch: FetchRequest) -> web.Response:
+    """404 "Not Found" for outputs without attention data, else the filtered JSON."""
+    output = universe.output_for(fetch.id_type, fetch.identifier)
+    if output is None:
+        return text_response(404, NOT_FOUND_TEXT)
+    body = render_with_query(output, fetch.query)
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+def _require_loopback(host: str) -> None:
+    """Refuse anything but loopback: the simulator holds a key and is never a public service."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the simulator only listens on loopback, not {host!r}")
+
+
+async def serve(settings: SimulatorSettings, host: str, port: int) -> None:
+    """Run until cancelled, announcing the base URL on stdout so a parent can read the port."""
+    simulator = Simulator(settings)
+    url = await simulator.start(host, port)
+    try:
+        print(f"simulator listening on {url} (key: {settings.key})", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()
