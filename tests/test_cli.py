@@ -21,23 +21,36 @@ from harvester.simulator import Simulator, SimulatorSettings
 KEY = "cli-key-4c3b2a"
 
 
-def harvester(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def harvester(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "harvester", *args], input=stdin,
-                          capture_output=True, text=True, env=environment, cwd=cwd,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "harvester", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
 
 
-async def harvester_async(*args: str, env: dict[str, str] | None = None
-                          ) -> tuple[int, str, str]:
+async def harvester_async(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run the CLI without blocking the loop that serves the simulator."""
     environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
     environment.update(env or {})
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harvester", *args, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "harvester",
+        *args,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -83,7 +96,10 @@ def test_enqueue_with_a_default_type_from_a_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     conn = sqlite3.connect(tmp_path / "s.db")
     assert sorted(conn.execute("SELECT id_type, identifier FROM jobs")) == [
-        ("id", "789"), ("pmid", "123"), ("pmid", "456")]
+        ("id", "789"),
+        ("pmid", "123"),
+        ("pmid", "456"),
+    ]
     conn.close()
 
 
@@ -130,12 +146,19 @@ async def test_run_show_export_status_against_the_simulator(
     ids = "".join(f"10.1000/cli.{n}\n" for n in range(60))
     assert harvester("--db", str(db), "enqueue", stdin=ids).returncode == 0
 
-    code, out, err = await harvester_async("--config", str(config), "--db", str(db), "run",
-                                           "--drain", env={"ALTMETRIC_API_KEY": KEY})
+    code, out, err = await harvester_async(
+        "--config", str(config), "--db", str(db), "run", "--drain", env={"ALTMETRIC_API_KEY": KEY}
+    )
     assert code == 0, err
     assert KEY not in out + err
     assert '"event": "harvest.stop"' in err  # JSON lines when not on a terminal
 
+    # The reading commands need no simulator: run them off the event loop.
+    await asyncio.to_thread(assert_reading_commands_agree, db, tmp_path)
+
+
+def assert_reading_commands_agree(db: Path, tmp_path: Path) -> None:
+    """status, show, export (both formats) on a store of 60 harvested DOIs."""
     status = json.loads(harvester("--db", str(db), "status", "--json").stdout)
     jobs = status["jobs"]
     assert set(jobs) == {"pending", "in_progress", "done", "not_found", "failed"}
@@ -145,10 +168,11 @@ async def test_run_show_export_status_against_the_simulator(
     conn = sqlite3.connect(db)
     identifier, stored = conn.execute(
         "SELECT j.identifier, r.body FROM jobs j JOIN responses r ON r.job_id = j.id"
-        " WHERE j.state = 'done' LIMIT 1").fetchone()
+        " WHERE j.state = 'done' LIMIT 1"
+    ).fetchone()
     conn.close()
-    raw = subprocess.run([sys.executable, "-m", "harvester", "--db", str(db), "show", "doi",
-                          identifier.upper(), "--raw"], capture_output=True, check=True)
+    command = [sys.executable, "-m", "harvester", "--db", str(db), "show", "doi"]
+    raw = subprocess.run([*command, identifier.upper(), "--raw"], capture_output=True, check=True)
     assert raw.stdout == stored
     shown = harvester("--db", str(db), "show", "doi", identifier)
     assert shown.returncode == 0 and "state=done" in shown.stdout
@@ -157,12 +181,22 @@ async def test_run_show_export_status_against_the_simulator(
     jsonl = harvester("--db", str(db), "export", "--format", "jsonl").stdout.splitlines()
     records = [json.loads(line) for line in jsonl]
     assert len(records) == 60
-    assert {"type", "identifier", "state", "http_status", "sha256", "fetched_at", "mode",
-            "body"} <= set(records[0])
+    assert {
+        "type",
+        "identifier",
+        "state",
+        "http_status",
+        "sha256",
+        "fetched_at",
+        "mode",
+        "body",
+    } <= set(records[0])
     assert all(isinstance(r["body"], dict) for r in records if r["state"] == "done")
     out_csv = tmp_path / "out.csv"
-    assert harvester("--db", str(db), "export", "--format", "csv", "--output",
-                     str(out_csv)).returncode == 0
+    assert (
+        harvester("--db", str(db), "export", "--format", "csv", "--output", str(out_csv)).returncode
+        == 0
+    )
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert [row["sha256"] for row in rows] == [r["sha256"] for r in records]
 
@@ -185,15 +219,25 @@ def test_demo_runs_without_a_key(tmp_path: Path) -> None:
     assert "done" in result.stdout and "not_found" in result.stdout
     [store] = list(tmp_path.glob("harvester-demo-*/demo.db"))
     conn = sqlite3.connect(store)
-    assert conn.execute("SELECT count(*) FROM jobs WHERE state IN ('done', 'not_found')"
-                        ).fetchone() == (80,)
+    assert conn.execute(
+        "SELECT count(*) FROM jobs WHERE state IN ('done', 'not_found')"
+    ).fetchone() == (80,)
     conn.close()
 
 
 async def test_simulate_serves_on_loopback_until_stopped() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harvester", "simulate", "--port", "0", "--key", "k",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "harvester",
+        "simulate",
+        "--port",
+        "0",
+        "--key",
+        "k",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
