@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 __all__ = [
@@ -31,9 +31,11 @@ class IdentifierError(ValueError):
     """An identifier or type that cannot be fetched; the message is the reason."""
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
-    """A normalised identifier under its canonical (today's API) type name."""
+class Identifier(NamedTuple):
+    """A normalised identifier under its canonical (today's API) type name.
+
+    A tuple, so a million of them are cheap to make and go straight into executemany.
+    """
 
     id_type: str
     value: str
@@ -66,28 +68,40 @@ _URI_SHAPE = re.compile(r"^https?://[^\s/]+\S*$", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;"
 
 
+_WRAPPERS = {'"': '"', "'": "'", "<": ">"}
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _strip_wrapping(text: str) -> str:
     """Remove whitespace and quotes or angle brackets wrapped round a pasted value."""
     text = text.strip()
-    for opener, closer in (('"', '"'), ("'", "'"), ("<", ">")):
-        if len(text) >= 2 and text[0] == opener and text[-1] == closer:
-            text = text[1:-1].strip()
+    while len(text) >= 2 and _WRAPPERS.get(text[0]) == text[-1]:
+        text = text[1:-1].strip()
     return text
 
 
 def _reject_control_characters(value: str) -> None:
+    """Refuse control and invisible formatting characters (a fast path for ASCII)."""
+    if value.isascii():
+        found = _ASCII_CONTROL.search(value)
+        if found:
+            raise IdentifierError(f"contains control character U+{ord(found.group()):04X}")
+        return
     for char in value:
         if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
             raise IdentifierError(f"contains control character U+{ord(char):04X}")
 
 
 def _normalise_doi(raw: str) -> str:
-    value = _DOI_SCHEME_PREFIX.sub("", raw)
-    had_url_prefix = _DOI_URL_PREFIX.match(value) is not None
-    value = _DOI_URL_PREFIX.sub("", value)
-    if had_url_prefix:
+    value = raw if raw.startswith("10.") else _DOI_SCHEME_PREFIX.sub("", raw)
+    if not value.startswith("10.") and _DOI_URL_PREFIX.match(value):
+        value = _DOI_URL_PREFIX.sub("", value)
         # A DOI inside a URL is percent-encoded (10.1000/a%23b); the DOI is the decoded form.
-        value = unquote(value, errors="strict")
+        try:
+            value = unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise IdentifierError("DOI URL holds percent-encoding that is not UTF-8") from None
+        _reject_control_characters(value)
     value = value.strip().rstrip(_TRAILING_PUNCTUATION).lower()
     if not _DOI_SHAPE.match(value):
         raise IdentifierError("not a DOI: expected 10.NNNN/suffix")
@@ -223,14 +237,19 @@ def api_type_name(id_type: str, legacy_names: bool) -> str:
 
 def normalise(id_type: str, raw: str) -> Identifier:
     """Return the normalised identifier of a type, or raise IdentifierError with why."""
-    canonical = canonical_type(id_type)
-    # One spelling per identifier: NFC, so composed and decomposed accents dedupe.
-    value = unicodedata.normalize("NFC", _strip_wrapping(raw))
+    return _normalise_as(canonical_type(id_type), _strip_wrapping(raw))
+
+
+def _normalise_as(canonical: str, value: str) -> Identifier:
+    """Normalise a stripped value under a canonical type name."""
     if not value:
         raise IdentifierError("empty identifier")
     limit = _MAX_LENGTH.get(canonical, _DEFAULT_MAX_LENGTH)
     if len(value) > limit:
         raise IdentifierError(f"longer than {limit} characters")
+    if not value.isascii():
+        # One spelling per identifier: NFC, so composed and decomposed accents dedupe.
+        value = unicodedata.normalize("NFC", value)
     _reject_control_characters(value)
     return Identifier(canonical, _NORMALISERS[canonical](value))
 
@@ -265,14 +284,15 @@ def parse_line(line: str, default_type: str | None = None) -> Identifier:
     """
     value = _strip_wrapping(line)
     prefix, colon, rest = value.partition(":")
-    if colon and prefix.strip().lower() in (*_NORMALISERS, *_ALIASES):
-        prefixed_type = canonical_type(prefix)
-        # The urn and repec types keep their scheme as part of the identifier.
-        keep_prefix = prefixed_type in ("urn", "repec")
-        return normalise(prefixed_type, value if keep_prefix else rest)
+    if colon:
+        prefixed_type = _ALIASES.get(prefix.strip().lower(), prefix.strip().lower())
+        if prefixed_type in _NORMALISERS:
+            # The urn and repec types keep their scheme as part of the identifier.
+            keep_prefix = prefixed_type in ("urn", "repec")
+            return _normalise_as(prefixed_type, value if keep_prefix else rest.strip())
     if default_type is not None:
-        return normalise(default_type, value)
-    return normalise(_detect_type(value), value)
+        return _normalise_as(canonical_type(default_type), value)
+    return _normalise_as(_detect_type(value), value)
 
 
 # RFC 3986 path characters that keep their meaning literally; `/` stays literal because

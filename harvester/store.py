@@ -163,6 +163,8 @@ class Store:
         # WAL + NORMAL: a crash never corrupts; a power cut may undo the last commits,
         # which only returns those jobs to the queue.
         conn.execute("PRAGMA synchronous = NORMAL")
+        if not read_only:
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the unique index stays hot
         return conn
 
     def close(self) -> None:
@@ -192,14 +194,14 @@ class Store:
         identifiers: Iterable[Identifier],
         *,
         priority: int = 0,
-        batch_size: int = 50_000,
+        batch_size: int = 200_000,
         on_batch: Callable[[int], None] | None = None,
     ) -> EnqueueCounts:
         """Queue identifiers as pending jobs; those already queued are left as they are."""
         added = seen = 0
         batch: list[tuple[str, str]] = []
         for identifier in identifiers:
-            batch.append((identifier.id_type, identifier.value))
+            batch.append(identifier)
             if len(batch) >= batch_size:
                 added += self._insert_jobs(batch, priority)
                 seen += len(batch)
@@ -213,16 +215,32 @@ class Store:
                 on_batch(seen)
         return EnqueueCounts(added=added, already_queued=seen - added)
 
-    def _insert_jobs(self, batch: list[tuple[str, str]], priority: int) -> int:
+    def _insert_jobs(self, batch: list[Identifier], priority: int) -> int:
+        """Insert one batch: staged in a TEMP table, then merged in one sorted statement.
+
+        Staging takes no lock on the store; the merge runs in SQLite's own loop and
+        reaches the unique index in key order instead of at random pages, so a
+        running daemon waits a fraction of a second per batch. Jobs queued together
+        therefore run in identifier order; --priority is the way to order work.
+        """
         now = iso_utc(time.time())
-        with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                ((id_type, value, priority, now, now, now) for id_type, value in batch),
-            )
-            return conn.total_changes - before
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (id_type TEXT, identifier TEXT)")
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO temp.incoming VALUES (?, ?)", batch)
+        conn.execute("COMMIT")
+        try:
+            with self._write():
+                before = conn.total_changes
+                conn.execute(
+                    "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
+                    " created_at, updated_at) SELECT id_type, identifier, ?, ?, ?, ?"
+                    " FROM temp.incoming ORDER BY id_type, identifier",
+                    (priority, now, now, now),
+                )
+                return conn.total_changes - before
+        finally:
+            conn.execute("DELETE FROM temp.incoming")
 
     def claim(self, limit: int, lease_s: float) -> list[ClaimedJob]:
         """Atomically lease up to `limit` runnable jobs, highest priority and oldest first."""

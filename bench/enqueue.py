@@ -1,0 +1,66 @@
+"""Enqueue benchmark: `harvester enqueue` of 1,000,000 identifiers into a fresh store.
+
+    .venv/bin/python bench/enqueue.py [--count N]
+
+Runs the real CLI as a subprocess on a generated file (mixed DOIs, PubMed IDs and
+arXiv IDs, 1% duplicates, a few junk lines) and prints wall time, lines per second,
+peak RSS and the store's size. A second enqueue of the same file measures the
+all-duplicates path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def write_identifiers(path: Path, count: int) -> None:
+    with path.open("w") as out:
+        for n in range(count):
+            if n % 100 == 99:
+                out.write(f"10.{1000 + (n - 3) % 9000}/bench.{n - 3}\n")  # a duplicate
+            elif n % 10 == 7:
+                out.write(f"pmid:{10_000_000 + n}\n")
+            elif n % 10 == 8:
+                out.write(f"arxiv:{1001 + n // 100_000:04d}.{n % 100_000:05d}\n")
+            else:
+                out.write(f"10.{1000 + n % 9000}/bench.{n}\n")
+
+
+def timed_enqueue(db: Path, source: Path) -> tuple[float, float, str]:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harvester", "--db", str(db), "enqueue", str(source)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    summary = process.stdout.read().strip()
+    _, _, usage = os.wait4(process.pid, 0)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1_000_000)
+    count = parser.parse_args().count
+    with tempfile.TemporaryDirectory(prefix="harvester-bench-") as tmp:
+        source, db = Path(tmp) / "ids.txt", Path(tmp) / "bench.db"
+        write_identifiers(source, count)
+        for label in ("fresh store", "all queued already"):
+            wall_s, rss_mb, summary = timed_enqueue(db, source)
+            print(
+                f"enqueue {count:,} lines ({label}): {wall_s:.2f} s, "
+                f"{count / wall_s:,.0f} lines/s, peak RSS {rss_mb:.0f} MB -> {summary}"
+            )
+        size_mb = sum(p.stat().st_size for p in Path(tmp).glob("bench.db*")) / 1e6
+        print(f"store on disk: {size_mb:.0f} MB ({size_mb * 1e6 / count:.0f} bytes per job)")
+
+
+if __name__ == "__main__":
+    main()
