@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--port", type=int, default=8642, help="0 picks a free port")
     simulate.add_argument("--latency-ms", type=float, default=0.0)
     simulate.add_argument("--key", default="simulator-key", help="the key clients must send")
+    simulate.add_argument(
+        "--body-pool",
+        type=int,
+        default=0,
+        metavar="N",
+        help="benchmarks: serve N pre-rendered outputs instead of rendering",
+    )
 
     demo = commands.add_parser("demo", help="harvest a sample from the simulator, no key needed")
     demo.add_argument("--count", type=int, default=400, help="identifiers to harvest")
@@ -251,7 +258,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         raise CommandError("the simulator serves loopback only (--host 127.0.0.1 or ::1)")
-    settings = SimulatorSettings(key=args.key, latency_s=args.latency_ms / 1000, record_sent=False)
+    if args.body_pool < 0 or args.latency_ms < 0:
+        raise CommandError("--body-pool and --latency-ms must not be negative")
+    settings = SimulatorSettings(
+        key=args.key,
+        latency_s=args.latency_ms / 1000,
+        record_sent=False,
+        body_pool=args.body_pool,
+    )
     with suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, args.host, args.port))
     return EXIT_OK

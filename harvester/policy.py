@@ -8,7 +8,6 @@ the job (rate limit, tweet quota, a rejected key), never cost the job an attempt
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 
@@ -48,7 +47,6 @@ def decide(
         response = StoredResponse(
             http_status=result.http_status or 0,
             body=result.body,
-            sha256=hashlib.sha256(result.body).hexdigest(),
             request_params=request_params,
             mode=mode,
             fetched_at=iso_utc(now_s),

@@ -39,6 +39,10 @@ class SimulatorSettings:
     latency_s: float = 0.0
     record_sent: bool = True
     api_prefix: str = "/v1"
+    # Benchmarks: > 0 pre-renders this many universe outputs and answers each known
+    # identifier with one of them (chosen by hash, filters ignored), so measuring the
+    # harvester does not measure the simulator's own building and rendering.
+    body_pool: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class Simulator:
         self.app.router.add_route("GET", r"/{tail:[\s\S]*}", self._handle)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._pool = universe.body_pool(settings.body_pool) if settings.body_pool else []
 
     @property
     def base_url(self) -> str:
@@ -178,10 +183,22 @@ class Simulator:
         return None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        """Delay, parse, pass the gates, then answer from the universe; record what was sent."""
+        """Answer, then hold the answer until `latency_s` after the request arrived.
+
+        Like a remote API, its own work (rendering a large output takes milliseconds)
+        is part of the latency, not added to it, so the latency stays what was set.
+        """
         self.requests_total += 1
-        if self.settings.latency_s > 0:
-            await asyncio.sleep(self.settings.latency_s)
+        loop = asyncio.get_running_loop()
+        arrived_s = loop.time()
+        response = await self._respond(request)
+        remaining_s = self.settings.latency_s - (loop.time() - arrived_s)
+        if remaining_s > 0:
+            await asyncio.sleep(remaining_s)
+        return response
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
+        """Parse, pass the gates, then answer from the universe; record what was sent."""
         query = {name: value for name, value in request.query.items() if name != "key"}
         fetch, invalid = _parse_target(request.raw_path, self.settings.api_prefix, query)
         if invalid is not None:
@@ -192,7 +209,21 @@ class Simulator:
             answer = await gate(request, fetch)
             if answer is not None:
                 return self._record(fetch, answer)
+        if self._pool:
+            return self._record(fetch, self._pooled_answer(fetch))
+        if universe.is_heavy(fetch.id_type, fetch.identifier):
+            # Hundreds of KB take milliseconds to build: off the loop, so the other
+            # requests in flight keep their latency.
+            return self._record(fetch, await asyncio.to_thread(_answer, fetch))
         return self._record(fetch, _answer(fetch))
+
+    def _pooled_answer(self, fetch: FetchRequest) -> web.Response:
+        """A pre-rendered body (or the usual 404) for benchmark runs."""
+        if not universe.is_known(fetch.id_type, fetch.identifier):
+            return text_response(404, NOT_FOUND_TEXT)
+        digest = hashlib.sha256(f"{fetch.id_type}:{fetch.identifier}".encode()).digest()
+        body = self._pool[int.from_bytes(digest[:8]) % len(self._pool)]
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     def _record(self, fetch: FetchRequest, response: web.StreamResponse) -> web.StreamResponse:
         """Remember status and a digest of the exact body bytes (empty if not a plain body)."""

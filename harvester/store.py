@@ -100,9 +100,11 @@ class ClaimedJob:
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
+    """A response to store. Its sha256 is computed by the store as it writes the bytes
+    (on the store's thread: hashlib releases the GIL, so the event loop never pays)."""
+
     http_status: int
     body: bytes
-    sha256: str
     request_params: str  # JSON of the query parameters sent, never the key
     mode: str
     fetched_at: str
@@ -300,7 +302,7 @@ class Store:
                 (
                     outcome.job_id,
                     response.http_status,
-                    response.sha256,
+                    hashlib.sha256(response.body).hexdigest(),
                     len(response.body),
                     response.request_params,
                     response.mode,

@@ -19,9 +19,7 @@ def ids(count: int, prefix: str = "x") -> list[Identifier]:
 
 
 def response(body: bytes, status: int = 200) -> StoredResponse:
-    return StoredResponse(
-        status, body, hashlib.sha256(body).hexdigest(), "{}", "full", iso_utc(time.time())
-    )
+    return StoredResponse(status, body, "{}", "full", iso_utc(time.time()))
 
 
 def test_schema_is_plain_sql_with_wal(store: Store, db_path: Path) -> None:
