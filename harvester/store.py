@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -75,9 +76,20 @@ def m001_jobs_and_responses(db: Database) -> None:
         db.execute(statement)
 
 
+_second_text: tuple[int, str] = (-1, "")
+
+
 def iso_utc(timestamp_s: float) -> str:
-    """Fixed-width ISO 8601 UTC text for a Unix time."""
-    return datetime.fromtimestamp(timestamp_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width ISO 8601 UTC text for a Unix time.
+
+    Called for every response, so the text of the current second is reused."""
+    global _second_text
+    whole_s = int(timestamp_s // 1)
+    if _second_text[0] != whole_s:
+        text = datetime.fromtimestamp(whole_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_text = (whole_s, text)
+    micros = min(int((timestamp_s - whole_s) * 1_000_000), 999_999)
+    return f"{_second_text[1]}.{micros:06d}Z"
 
 
 def parse_iso(text: str) -> float:
@@ -89,8 +101,7 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used as asked."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
+class ClaimedJob(NamedTuple):
     id: int
     id_type: str
     identifier: str
@@ -98,8 +109,7 @@ class ClaimedJob:
     lease_token: str
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
+class StoredResponse(NamedTuple):
     """A response to store. Its sha256 is computed by the store as it writes the bytes
     (on the store's thread: hashlib releases the GIL, so the event loop never pays)."""
 
@@ -110,8 +120,7 @@ class StoredResponse:
     fetched_at: str
 
 
-@dataclass(frozen=True, slots=True)
-class JobOutcome:
+class JobOutcome(NamedTuple):
     """What became of one claimed job, ready to be written."""
 
     job_id: int
