@@ -85,6 +85,8 @@ class ApiSettings:
 class RateSettings:
     requests_per_s: float = 1.0
     burst: int = 1
+    decrease_factor: float = 0.5  # each rate-limit refusal multiplies the rate by this
+    increase_after_s: float = 10.0  # quiet seconds before the rate climbs back a step
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,9 @@ def _validate(settings: Settings) -> None:
     _require_positive("api.timeout_s", settings.api.timeout_s)
     _require_positive("rate.requests_per_s", settings.rate.requests_per_s)
     _require_at_least("rate.burst", settings.rate.burst, 1)
+    if not 0 < settings.rate.decrease_factor < 1:
+        raise ConfigError("rate.decrease_factor must be between 0 and 1 (exclusive)")
+    _require_positive("rate.increase_after_s", settings.rate.increase_after_s)
     _require_at_least("workers.concurrency", settings.workers.concurrency, 1)
     if settings.workers.concurrency > 1024:
         raise ConfigError("workers.concurrency must be at most 1024")

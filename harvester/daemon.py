@@ -33,7 +33,7 @@ from harvester.config import Secret, Settings
 from harvester.logs import get_logger
 from harvester.policy import RetryPolicy, decide
 from harvester.progress import ProgressLine
-from harvester.ratelimit import RateController
+from harvester.ratelimit import RateController, RatePolicy
 from harvester.store import ClaimedJob, JobOutcome, Store, parse_iso
 
 EXIT_OK = 0
@@ -112,7 +112,14 @@ class Harvest:
         self._client = client
         self._drain = drain
         self._progress = progress
-        self._rate = RateController(settings.rate.requests_per_s, settings.rate.burst)
+        self._rate = RateController(
+            RatePolicy(
+                settings.rate.requests_per_s,
+                settings.rate.burst,
+                decrease_factor=settings.rate.decrease_factor,
+                increase_after_s=settings.rate.increase_after_s,
+            )
+        )
         self._retry = RetryPolicy(
             settings.workers.max_attempts,
             settings.workers.backoff_base_s,
@@ -126,7 +133,6 @@ class Harvest:
         self._outstanding = 0  # claimed jobs whose outcome is not written yet
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._refusal_pause_s = 0.0
         self.report = HarvestReport()
 
     # -- stopping ---------------------------------------------------------------------
@@ -247,19 +253,21 @@ class Harvest:
             )
             self.report.exit_code = EXIT_KEY_REJECTED
             self.request_stop("key rejected", immediate=True)
-        elif outcome in (Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED):
-            self._refusal_pause_s = min(max(self._refusal_pause_s * 2, 1.0), 300.0)
-            pause_s = result.limits.retry_after_s or self._refusal_pause_s
-            self._rate.pause_for(pause_s)
-            log.warning(
-                "harvest.refused",
-                outcome=outcome.value,
-                pause_s=round(pause_s, 2),
-                id_type=job.id_type,
-                identifier=job.identifier,
-            )
-        elif outcome is Outcome.OK:
-            self._refusal_pause_s = 0.0
+        elif outcome is Outcome.RATE_LIMITED:
+            rate_before = self._rate.rate_per_s
+            pause_s = self._rate.on_rate_limited(result.limits.retry_after_s)
+            if self._rate.rate_per_s != rate_before:
+                log.warning(
+                    "harvest.rate_limited",
+                    pause_s=round(pause_s, 2),
+                    requests_per_s=round(self._rate.rate_per_s, 3),
+                )
+        elif outcome is Outcome.QUOTA_EXHAUSTED:
+            self._rate.pause_for(result.limits.retry_after_s or 60.0)
+            log.warning("harvest.quota_exhausted", id_type=job.id_type, identifier=job.identifier)
+        else:
+            self._rate.on_accepted()
+        self._watch_allowance(result)
         if result.error and outcome not in (Outcome.UNAUTHORIZED, Outcome.RATE_LIMITED):
             log.info(
                 "harvest.fetch_failed",
@@ -268,6 +276,19 @@ class Harvest:
                 id_type=job.id_type,
                 identifier=job.identifier,
                 attempt=job.attempts + 1,
+            )
+
+    def _watch_allowance(self, result: FetchResult) -> None:
+        """Sleep to the next hour/day boundary once the API says none is left."""
+        limits = result.limits
+        already_paused = self._rate.paused_for_s > 60
+        pause_s = self._rate.on_remaining(limits.hourly_remaining, limits.daily_remaining)
+        if pause_s and not already_paused:
+            log.warning(
+                "harvest.allowance_spent",
+                pause_s=round(pause_s),
+                hourly_remaining=limits.hourly_remaining,
+                daily_remaining=limits.daily_remaining,
             )
 
     async def _write(self) -> None:

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from harvester import universe
+from harvester.simgates import EXTRA_HEADERS, FAULT_KINDS, FaultGate, RateLimitGate
 
 FETCH_TYPES = frozenset(universe.ID_TYPES | universe.TYPE_ALIASES.keys())
 INVALID_KEY_TEXT = "The API key you supplied was invalid."
@@ -43,6 +44,16 @@ class SimulatorSettings:
     # identifier with one of them (chosen by hash, filters ignored), so measuring the
     # harvester does not measure the simulator's own building and rendering.
     body_pool: int = 0
+    # The API on a bad day (see harvester.simgates): a server-side rate limit...
+    rate_limit_per_s: float | None = None
+    rate_limit_burst: int = 1
+    rate_limit_status: int = 429
+    send_retry_after: bool = False
+    # ...and a fraction of answers replaced by faults.
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    slow_s: float = 5.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,21 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._pool = universe.body_pool(settings.body_pool) if settings.body_pool else []
+        self.rate_limit: RateLimitGate | None = None
+        self.faults: FaultGate | None = None
+        if settings.rate_limit_per_s:
+            self.rate_limit = RateLimitGate(
+                settings.rate_limit_per_s,
+                settings.rate_limit_burst,
+                settings.rate_limit_status,
+                settings.send_retry_after,
+            )
+            self.gates.append(self.rate_limit)
+        if settings.fault_rate > 0:
+            self.faults = FaultGate(
+                settings.fault_rate, settings.fault_kinds, settings.slow_s, settings.seed
+            )
+            self.gates.append(self.faults)
 
     @property
     def base_url(self) -> str:
@@ -192,6 +218,9 @@ class Simulator:
         loop = asyncio.get_running_loop()
         arrived_s = loop.time()
         response = await self._respond(request)
+        extra_headers = request.get(EXTRA_HEADERS)
+        if extra_headers and not response.prepared:
+            response.headers.update(extra_headers)
         remaining_s = self.settings.latency_s - (loop.time() - arrived_s)
         if remaining_s > 0:
             await asyncio.sleep(remaining_s)
