@@ -43,6 +43,9 @@ class RateLimitGate:
         self._hour_count = 0
         self.refusals = 0
         self.passed = 0
+        self.first_pass_s: float | None = None  # monotonic times, for rate measurements
+        self.last_pass_s: float | None = None
+        self.refusal_times_s: list[float] = []
 
     def _refill(self, now_s: float) -> None:
         self._tokens = min(
@@ -68,9 +71,12 @@ class RateLimitGate:
             self._tokens -= 1
             self._hour_count += 1
             self.passed += 1
+            self.first_pass_s = self.first_pass_s or now_s
+            self.last_pass_s = now_s
             request[EXTRA_HEADERS] = self._hourly_headers()
             return None
         self.refusals += 1
+        self.refusal_times_s.append(now_s)
         headers = self._hourly_headers()
         if self.send_retry_after:
             wait_s = (1 - self._tokens) / self.requests_per_s
