@@ -88,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="benchmarks: serve N pre-rendered outputs instead of rendering",
     )
+    simulate.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="R",
+        help="answer 429 beyond R requests/s (a token bucket)",
+    )
+    simulate.add_argument("--rate-limit-burst", type=int, default=1, metavar="B")
+    simulate.add_argument("--rate-limit-status", type=int, choices=(420, 429), default=429)
+    simulate.add_argument(
+        "--retry-after", action="store_true", help="send Retry-After with rate-limit refusals"
+    )
+    simulate.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="replace this fraction of answers with faults (0-1)",
+    )
 
     demo = commands.add_parser("demo", help="harvest a sample from the simulator, no key needed")
     demo.add_argument("--count", type=int, default=400, help="identifiers to harvest")
@@ -260,11 +278,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise CommandError("the simulator serves loopback only (--host 127.0.0.1 or ::1)")
     if args.body_pool < 0 or args.latency_ms < 0:
         raise CommandError("--body-pool and --latency-ms must not be negative")
+    if not 0 <= args.fault_rate <= 1:
+        raise CommandError("--fault-rate must be between 0 and 1")
+    if args.rate_limit is not None and (args.rate_limit <= 0 or args.rate_limit_burst < 1):
+        raise CommandError("--rate-limit must be > 0 and --rate-limit-burst >= 1")
     settings = SimulatorSettings(
         key=args.key,
         latency_s=args.latency_ms / 1000,
         record_sent=False,
         body_pool=args.body_pool,
+        rate_limit_per_s=args.rate_limit,
+        rate_limit_burst=args.rate_limit_burst,
+        rate_limit_status=args.rate_limit_status,
+        send_retry_after=args.retry_after,
+        fault_rate=args.fault_rate,
     )
     with suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, args.host, args.port))

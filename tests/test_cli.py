@@ -250,3 +250,37 @@ async def test_simulate_serves_on_loopback_until_stopped() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_simulate_can_enforce_a_rate_limit() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harvester",
+        "simulate",
+        "--port",
+        "0",
+        "--key",
+        "k",
+        "--rate-limit",
+        "1",
+        "--retry-after",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        base_url = line.split(" on ")[1].split()[0]
+        statuses, retry_after, hourly = [], [], []
+        async with aiohttp.ClientSession() as session:
+            for n in range(3):
+                async with session.get(f"{base_url}/fetch/doi/10.1000/r{n}?key=k") as response:
+                    statuses.append(response.status)
+                    retry_after.append(response.headers.get("Retry-After"))
+                    hourly.append(response.headers.get("X-HourlyRateLimit-Remaining"))
+        assert statuses[0] in (200, 404) and statuses[1:] == [429, 429]
+        assert retry_after[1:] == ["1", "1"]
+        assert all(value is not None for value in hourly)
+    finally:
+        process.terminate()
+        await process.wait()
