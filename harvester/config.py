@@ -124,6 +124,20 @@ class FilterSettings:
         return {name: ",".join(values) for name, values in pairs.items() if values}
 
 
+QUOTA_MODES = ("full", "original_tweets", "no_twitter")
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """The tweet-ID quota: unique tweet IDs per key in any rolling window."""
+
+    limit: int = 1_500_000
+    window_s: float = 2_592_000.0  # 30 days
+    original_tweets_at: float = 0.90  # fraction of the limit where retweets are dropped
+    no_twitter_at: float = 0.98  # fraction of the limit where Twitter is excluded
+    mode: str = "auto"  # or pin one of QUOTA_MODES
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
@@ -136,6 +150,7 @@ class Settings:
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     filters: FilterSettings = field(default_factory=FilterSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: Path | None = None  # the file these settings came from, if any
 
@@ -146,6 +161,7 @@ _SECTIONS: dict[str, type] = {
     "workers": WorkerSettings,
     "store": StoreSettings,
     "filters": FilterSettings,
+    "quota": QuotaSettings,
     "log": LogSettings,
 }
 
@@ -249,6 +265,7 @@ def _validate(settings: Settings) -> None:
     if settings.workers.lease_s <= settings.api.timeout_s:
         raise ConfigError("workers.lease_s must be longer than api.timeout_s")
     _validate_filters(settings.filters)
+    _validate_quota(settings.quota)
     if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level must be one of debug, info, warning, error")
 
@@ -290,6 +307,18 @@ def _validate_filters(filters: FilterSettings) -> None:
             )
     if filters.include_sources and filters.exclude_sources:
         raise ConfigError("filters.include_sources and filters.exclude_sources are exclusive")
+
+
+def _validate_quota(quota: QuotaSettings) -> None:
+    _require_at_least("quota.limit", quota.limit, 1)
+    _require_positive("quota.window_s", quota.window_s)
+    if not 0 < quota.original_tweets_at <= quota.no_twitter_at <= 1:
+        raise ConfigError(
+            "quota.original_tweets_at and quota.no_twitter_at must satisfy "
+            "0 < original_tweets_at <= no_twitter_at <= 1"
+        )
+    if quota.mode not in ("auto", *QUOTA_MODES):
+        raise ConfigError(f"quota.mode must be auto or one of {', '.join(QUOTA_MODES)}")
 
 
 def _require_positive(key: str, value: float) -> None:
@@ -339,6 +368,7 @@ __all__ = [
     "ConfigError",
     "FilterSettings",
     "LogSettings",
+    "QuotaSettings",
     "RateSettings",
     "Secret",
     "Settings",

@@ -22,7 +22,7 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +31,20 @@ from typing import Any, TypeVar
 from harvester.client import AltmetricClient, FetchResult, Outcome
 from harvester.config import Secret, Settings
 from harvester.logs import get_logger
-from harvester.policy import RetryPolicy, decide
+from harvester.policy import RetryPolicy, decide, wait_for_full_mode
 from harvester.progress import ProgressLine
+from harvester.quota import (
+    FULL,
+    MODES,
+    NO_TWITTER,
+    ORIGINAL_TWEETS,
+    QuotaState,
+    params_for_mode,
+    quota_snapshot,
+    tweet_ids,
+)
 from harvester.ratelimit import RateController, RatePolicy
-from harvester.store import ClaimedJob, JobOutcome, Store, parse_iso
+from harvester.store import ClaimedJob, JobOutcome, Store, iso_utc, parse_iso
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -91,6 +101,7 @@ class HarvestReport:
     stopped_by: str = "running"
     exit_code: int = EXIT_OK
     outcomes: Counter[str] = field(default_factory=Counter)
+    modes: Counter[str] = field(default_factory=Counter)  # stored responses per quota mode
     released: int = 0
     elapsed_s: float = 0.0
 
@@ -106,6 +117,7 @@ class Harvest:
         *,
         drain: bool,
         progress: ProgressLine | None = None,
+        ledger_used: int = 0,
     ) -> None:
         self._settings = settings
         self._db = store
@@ -125,14 +137,20 @@ class Harvest:
             settings.workers.backoff_base_s,
             settings.workers.backoff_max_s,
         )
-        self._params = settings.filters.as_query()
-        self._params_json = json.dumps(self._params, sort_keys=True)
+        self._quota = QuotaState(settings.quota, ledger_used=ledger_used)
+        self._mode_params = {
+            mode: (params, json.dumps(params, sort_keys=True))
+            for mode in MODES
+            for params in [params_for_mode(settings.filters, mode)]
+        }
+        self._next_snapshot_s = 0.0
         concurrency = settings.workers.concurrency
         self._jobs: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(maxsize=concurrency)
         self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
         self._outstanding = 0  # claimed jobs whose outcome is not written yet
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.report = HarvestReport()
 
     # -- stopping ---------------------------------------------------------------------
@@ -166,6 +184,9 @@ class Harvest:
         await self._stop_workers(workers)
         self._outcomes.put_nowait(None)
         await writer
+        for task in list(self._tasks):
+            task.cancel()
+        await self._save_quota_snapshot(force=True)
         # We hold the store's daemon lock, so every job still in progress is ours: a
         # claim cut short by the stop, a job never started, a cancelled request.
         self.report.released = await self._db.call(
@@ -199,7 +220,10 @@ class Harvest:
                 await self._db.call(self._db.store.requeue_leased, expired_only=True)
                 next_sweep_s = loop.time() + lease_s / 4
             claimed = await self._db.call(
-                self._db.store.claim, self._settings.workers.concurrency, lease_s
+                self._db.store.claim,
+                self._settings.workers.concurrency,
+                lease_s,
+                backfill=self._quota.mode() == FULL,
             )
             self._outstanding += len(claimed)
             for job in claimed:
@@ -211,7 +235,9 @@ class Harvest:
         """How long to wait before claiming again; stops a draining run that is done."""
         if self._outstanding:
             return 0.05
-        in_progress, earliest = await self._db.call(self._db.store.queue_outlook)
+        in_progress, earliest = await self._db.call(
+            self._db.store.queue_outlook, backfill=self._quota.mode() == FULL
+        )
         if self._drain and in_progress == 0 and earliest is None:
             self.request_stop("drained")
             return 0.0
@@ -227,18 +253,35 @@ class Harvest:
             await self._rate.acquire()
             if self._stopping.is_set():
                 continue
-            result = await self._client.fetch(job.id_type, job.identifier, self._params)
-            self._react(job, result)
-            self._outcomes.put_nowait(
-                decide(
-                    job,
-                    result,
-                    policy=self._retry,
-                    request_params=self._params_json,
-                    mode="full",
-                    now_s=time.time(),
-                )
-            )
+            mode = self._quota.mode()
+            if job.needs_full and mode != FULL:
+                self._outcomes.put_nowait(wait_for_full_mode(job, time.time()))
+                continue
+            self._outcomes.put_nowait(await self._fetch(job, mode))
+
+    async def _fetch(self, job: ClaimedJob, mode: str) -> JobOutcome:
+        """One request in `mode`, with the quota told what it started and brought."""
+        params, params_json = self._mode_params[mode]
+        self._quota.started(mode)
+        tweets: tuple[int, ...] = ()
+        result: FetchResult | None = None
+        try:
+            result = await self._client.fetch(job.id_type, job.identifier, params)
+            if result.outcome is Outcome.OK and mode != NO_TWITTER:
+                tweets = tweet_ids(result.body)
+        finally:
+            ok = result is not None and result.outcome is Outcome.OK
+            self._quota.answered(mode, len(tweets) if ok else None)
+        self._react(job, result)
+        return decide(
+            job,
+            result,
+            policy=self._retry,
+            request_params=params_json,
+            mode=mode,
+            now_s=time.time(),
+            tweet_ids=tweets,
+        )
 
     def _react(self, job: ClaimedJob, result: FetchResult) -> None:
         """Whole-daemon consequences of one answer."""
@@ -263,11 +306,13 @@ class Harvest:
                     requests_per_s=round(self._rate.rate_per_s, 3),
                 )
         elif outcome is Outcome.QUOTA_EXHAUSTED:
-            self._rate.pause_for(result.limits.retry_after_s or 60.0)
-            log.warning("harvest.quota_exhausted", id_type=job.id_type, identifier=job.identifier)
+            self._on_quota_refusal(job)
         else:
             self._rate.on_accepted()
         self._watch_allowance(result)
+        self._quota.server_says(
+            result.limits.tweet_limit, result.limits.tweet_remaining, time.time()
+        )
         if result.error and outcome not in (Outcome.UNAUTHORIZED, Outcome.RATE_LIMITED):
             log.info(
                 "harvest.fetch_failed",
@@ -277,6 +322,33 @@ class Harvest:
                 identifier=job.identifier,
                 attempt=job.attempts + 1,
             )
+
+    def _on_quota_refusal(self, job: ClaimedJob) -> None:
+        """The tweet-ID quota is spent: no Twitter until the ledger says it frees."""
+        first = time.time() >= self._quota.refused_until_s
+        self._quota.refused(time.time() + 60.0)  # until the store answers when
+        if first:
+            log.warning(
+                "harvest.quota_refused",
+                id_type=job.id_type,
+                identifier=job.identifier,
+                action="switching to no_twitter",
+            )
+            self._background(self._learn_when_quota_frees())
+
+    async def _learn_when_quota_frees(self) -> None:
+        target = self._quota.threshold_used(ORIGINAL_TWEETS)
+        frees_at_s = await self._db.call(
+            self._db.store.ledger_frees_at, self._settings.quota.window_s, target
+        )
+        until_s = frees_at_s or time.time() + 60.0
+        self._quota.refused_until_s = until_s
+        log.warning("harvest.quota_refused_until", until=iso_utc(until_s))
+
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _watch_allowance(self, result: FetchResult) -> None:
         """Sleep to the next hour/day boundary once the API says none is left."""
@@ -303,17 +375,34 @@ class Harvest:
             if outcomes:
                 await self._record(outcomes)
 
+    async def _save_quota_snapshot(self, *, force: bool = False) -> None:
+        """Tell `status` how the quota looks, every few seconds."""
+        now_s = time.time()
+        if not force and now_s < self._next_snapshot_s:
+            return
+        self._next_snapshot_s = now_s + 5.0
+        await self._db.call(
+            self._db.store.save_state, "quota", json.dumps(quota_snapshot(self._quota, now_s))
+        )
+
     async def _record(self, outcomes: list[JobOutcome]) -> None:
         try:
-            await self._db.call(self._db.store.record, outcomes)
+            result = await self._db.call(
+                self._db.store.record, outcomes, self._settings.quota.window_s
+            )
         except Exception as error:  # the store failed (disk full, I/O error): stop cleanly
             log.error("harvest.store_failed", error=f"{type(error).__name__}: {error}")
             self.report.exit_code = EXIT_FAILURE
             self.request_stop("store error", immediate=True)
             return
         self._outstanding -= len(outcomes)
+        tweet_count = sum(len(o.response.tweet_ids) for o in outcomes if o.response is not None)
+        self._quota.recorded(tweet_count, result.charged, result.pruned)
         for outcome in outcomes:
             self.report.outcomes[outcome.state] += 1
+            if outcome.response is not None:
+                self.report.modes[outcome.response.mode] += 1
+        await self._save_quota_snapshot()
         if self._progress is not None:
             finished = sum(self.report.outcomes[s] for s in ("done", "not_found", "failed"))
             self._progress.update(finished, f"pending retries {self.report.outcomes['pending']:,}")
@@ -333,6 +422,7 @@ async def run_daemon(
         store_thread = StoreThread(store)
         try:
             recovered = store.requeue_leased(expired_only=False)
+            ledger_used = store.ledger_count(settings.quota.window_s)
             counts = store.counts_by_state()
             log.info(
                 "harvest.start",
@@ -342,10 +432,11 @@ async def run_daemon(
                 pending=counts["pending"],
                 concurrency=settings.workers.concurrency,
                 requests_per_s=settings.rate.requests_per_s,
+                tweet_quota_used=ledger_used,
             )
             progress = ProgressLine("harvest", counts["pending"], enabled=show_progress)
             report = await _run_pipeline(
-                settings, key, store_thread, drain, progress, install_signals
+                settings, key, store_thread, drain, progress, install_signals, ledger_used
             )
             progress.close()
         finally:
@@ -357,6 +448,7 @@ async def run_daemon(
         released=report.released,
         elapsed_s=round(report.elapsed_s, 3),
         **dict(report.outcomes),
+        responses_by_mode=dict(report.modes),
     )
     return report
 
@@ -368,6 +460,7 @@ async def _run_pipeline(
     drain: bool,
     progress: ProgressLine,
     install_signals: bool,
+    ledger_used: int,
 ) -> HarvestReport:
     async with AltmetricClient(
         settings.api.base_url,
@@ -376,7 +469,9 @@ async def _run_pipeline(
         max_connections=settings.workers.concurrency,
         legacy_type_names=settings.api.legacy_type_names,
     ) as client:
-        harvest = Harvest(settings, store, client, drain=drain, progress=progress)
+        harvest = Harvest(
+            settings, store, client, drain=drain, progress=progress, ledger_used=ledger_used
+        )
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
         for signum in signals:

@@ -40,6 +40,7 @@ def decide(
     request_params: str,
     mode: str,
     now_s: float,
+    tweet_ids: tuple[int, ...] = (),
 ) -> JobOutcome:
     """The job's next state after one answer."""
     if result.outcome in (Outcome.OK, Outcome.NOT_FOUND):
@@ -50,6 +51,7 @@ def decide(
             request_params=request_params,
             mode=mode,
             fetched_at=iso_utc(now_s),
+            tweet_ids=tweet_ids,
         )
         return JobOutcome(job.id, job.lease_token, state, count_attempt=True, response=response)
     error = result.error or result.outcome.value
@@ -61,3 +63,10 @@ def decide(
         retry_at = iso_utc(now_s + policy.backoff_s(attempt))
         return JobOutcome(job.id, job.lease_token, "pending", True, retry_at, error)
     return JobOutcome(job.id, job.lease_token, "failed", True, None, error)
+
+
+def wait_for_full_mode(job: ClaimedJob, now_s: float) -> JobOutcome:
+    """A backfill job met a quota without room for a full fetch: back to the queue."""
+    retry_at = iso_utc(now_s + 30.0)
+    error = "waiting for quota room to re-fetch in full mode"
+    return JobOutcome(job.id, job.lease_token, "pending", False, retry_at, error)

@@ -10,15 +10,38 @@ can be replayed.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
+from harvester import universe
+
 FAULT_KINDS = ("500", "502", "503", "reset", "truncated", "invalid_json", "slow")
+
+
+class FetchRequestLike(Protocol):
+    id_type: str
+    identifier: str
+    query: dict[str, str]
+
+
 # Headers a gate wants on the answer that follows it (the hourly allowance).
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict)
+
+
+TWEET_QUOTA_TEXT = (
+    "Tweet ID rate limit exceeded, please see X-TweetIdRateLimit headers and try again later"
+)
+
+
+def add_headers(request: web.Request, headers: dict[str, str]) -> None:
+    """Headers for the answer that follows, merged with other gates' ones."""
+    request[EXTRA_HEADERS] = {**request.get(EXTRA_HEADERS, {}), **headers}
 
 
 @dataclass
@@ -73,7 +96,7 @@ class RateLimitGate:
             self.passed += 1
             self.first_pass_s = self.first_pass_s or now_s
             self.last_pass_s = now_s
-            request[EXTRA_HEADERS] = self._hourly_headers()
+            add_headers(request, self._hourly_headers())
             return None
         self.refusals += 1
         self.refusal_times_s.append(now_s)
@@ -136,3 +159,60 @@ async def _truncated(request: web.Request) -> web.StreamResponse:
     if request.transport is not None:
         request.transport.close()
     return response
+
+
+@dataclass
+class TweetQuotaGate:
+    """At most `limit` unique tweet IDs per rolling `window_s`, as the real fetch call.
+
+    It answers known outputs itself (it must see the tweets it is about to send):
+    IDs already charged within the window cost nothing again. Every answer carries
+    X-TweetIDRateLimit-Limit/-Remaining; an answer that would go over is refused with
+    the API's 429 text instead. Put it last among the gates.
+    """
+
+    limit: int
+    window_s: float
+
+    def __post_init__(self) -> None:
+        self._charged_at: dict[str, float] = {}
+        self._charges: deque[tuple[float, str]] = deque()
+        self.refusals = 0
+        self.refusal_times_s: list[float] = []
+        self.peak_used = 0
+
+    def used(self, now_s: float) -> int:
+        while self._charges and self._charges[0][0] < now_s - self.window_s:
+            charged_at, tweet_id = self._charges.popleft()
+            if self._charged_at.get(tweet_id) == charged_at:
+                del self._charged_at[tweet_id]
+        return len(self._charged_at)
+
+    def _headers(self, used: int) -> dict[str, str]:
+        return {
+            "X-TweetIDRateLimit-Limit": str(self.limit),
+            "X-TweetIDRateLimit-Remaining": str(max(0, self.limit - used)),
+        }
+
+    async def __call__(self, request: web.Request, fetch: FetchRequestLike) -> web.Response | None:
+        now_s = time.monotonic()
+        used = self.used(now_s)
+        output = universe.output_for(fetch.id_type, fetch.identifier)
+        if output is None:
+            add_headers(request, self._headers(used))
+            return None  # the ordinary 404
+        body = universe.render_with_query(output, fetch.query)
+        fresh = {t for t in universe.tweet_ids(json.loads(body)) if t not in self._charged_at}
+        if used + len(fresh) > self.limit:
+            self.refusals += 1
+            self.refusal_times_s.append(now_s)
+            return web.Response(status=429, text=TWEET_QUOTA_TEXT, headers=self._headers(used))
+        for tweet_id in fresh:
+            self._charged_at[tweet_id] = now_s
+            self._charges.append((now_s, tweet_id))
+        used += len(fresh)
+        self.peak_used = max(self.peak_used, used)
+        headers = {**request.get(EXTRA_HEADERS, {}), **self._headers(used)}
+        return web.Response(
+            body=body, content_type="application/json", charset="utf-8", headers=headers
+        )

@@ -22,7 +22,13 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from harvester import universe
-from harvester.simgates import EXTRA_HEADERS, FAULT_KINDS, FaultGate, RateLimitGate
+from harvester.simgates import (
+    EXTRA_HEADERS,
+    FAULT_KINDS,
+    FaultGate,
+    RateLimitGate,
+    TweetQuotaGate,
+)
 
 FETCH_TYPES = frozenset(universe.ID_TYPES | universe.TYPE_ALIASES.keys())
 INVALID_KEY_TEXT = "The API key you supplied was invalid."
@@ -54,6 +60,9 @@ class SimulatorSettings:
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     slow_s: float = 5.0
     seed: int = 0
+    # ...and the tweet-ID quota: unique tweet IDs per rolling window (seconds, for tests).
+    tweet_quota: int | None = None
+    tweet_quota_window_s: float = 2_592_000.0
 
 
 @dataclass(frozen=True)
@@ -109,24 +118,6 @@ def _parse_target(
     return FetchRequest(id_type, identifier, query), None if identifier else INVALID_IDENTIFIER_TEXT
 
 
-def render_with_query(output: universe.Json, query: dict[str, str]) -> bytes:
-    """Render an output with the API's filter parameters taken from the query string."""
-    return universe.render(
-        output,
-        include_sources=_comma_set(query.get("include_sources")),
-        exclude_sources=_comma_set(query.get("exclude_sources")),
-        include_sections=_comma_set(query.get("include_sections")),
-        original_tweets_only="original_tweets" in (_comma_set(query.get("post_types")) or ()),
-    )
-
-
-def _comma_set(value: str | None) -> set[str] | None:
-    """A comma list as a set; absent or empty means "no filter", as the API's defaults do."""
-    if not value:
-        return None
-    return {part.strip() for part in value.split(",") if part.strip()} or None
-
-
 class Simulator:
     """The fetch API on loopback: ``async with Simulator(settings) as sim: sim.base_url``."""
 
@@ -155,6 +146,10 @@ class Simulator:
                 settings.fault_rate, settings.fault_kinds, settings.slow_s, settings.seed
             )
             self.gates.append(self.faults)
+        self.tweet_quota: TweetQuotaGate | None = None
+        if settings.tweet_quota is not None:
+            self.tweet_quota = TweetQuotaGate(settings.tweet_quota, settings.tweet_quota_window_s)
+            self.gates.append(self.tweet_quota)
 
     @property
     def base_url(self) -> str:
@@ -272,7 +267,7 @@ def _answer(fetch: FetchRequest) -> web.Response:
     output = universe.output_for(fetch.id_type, fetch.identifier)
     if output is None:
         return text_response(404, NOT_FOUND_TEXT)
-    body = render_with_query(output, fetch.query)
+    body = universe.render_with_query(output, fetch.query)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 

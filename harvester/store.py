@@ -79,6 +79,36 @@ def m001_jobs_and_responses(db: Database) -> None:
 _second_text: tuple[int, str] = (-1, "")
 
 
+@migrations()
+def m002_tweet_quota(db: Database) -> None:
+    for statement in (
+        # Every tweet ID charged against the quota, once, with when (Unix seconds:
+        # compact for millions of rows). Rows older than the window are pruned, so
+        # the table's size is the window's usage.
+        """CREATE TABLE tweet_ledger (
+            tweet_id INTEGER PRIMARY KEY,
+            charged_at_s REAL NOT NULL
+        )""",
+        "CREATE INDEX tweet_ledger_charged ON tweet_ledger (charged_at_s)",
+        # Jobs queued by `backfill --twitter` wait in an index of their own, so a
+        # daemon short of quota never walks past them.
+        "ALTER TABLE jobs ADD COLUMN needs_full INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX jobs_runnable",
+        """CREATE INDEX jobs_runnable ON jobs (priority DESC, next_attempt_at)
+            WHERE state = 'pending' AND needs_full = 0""",
+        """CREATE INDEX jobs_backfill ON jobs (priority DESC, next_attempt_at)
+            WHERE state = 'pending' AND needs_full = 1""",
+        "CREATE INDEX responses_degraded ON responses (job_id) WHERE mode != 'full'",
+        # What the daemon last said of itself (its quota view), for `status`.
+        """CREATE TABLE daemon_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ):
+        db.execute(statement)
+
+
 def iso_utc(timestamp_s: float) -> str:
     """Fixed-width ISO 8601 UTC text for a Unix time.
 
@@ -107,6 +137,7 @@ class ClaimedJob(NamedTuple):
     identifier: str
     attempts: int
     lease_token: str
+    needs_full: bool = False  # queued by backfill: fetch only in full mode
 
 
 class StoredResponse(NamedTuple):
@@ -118,6 +149,13 @@ class StoredResponse(NamedTuple):
     request_params: str  # JSON of the query parameters sent, never the key
     mode: str
     fetched_at: str
+    tweet_ids: tuple[int, ...] = ()  # charged to the quota ledger with the response
+
+
+class RecordResult(NamedTuple):
+    written: int  # outcomes that still held their lease
+    charged: int  # tweet IDs newly charged to the ledger
+    pruned: int  # ledger rows that aged out of the window
 
 
 class JobOutcome(NamedTuple):
@@ -169,7 +207,8 @@ class Store:
             conn = sqlite3.connect(path, check_same_thread=False)
         # Autocommit: each statement is its own transaction unless we open one explicitly.
         conn.isolation_level = None
-        conn.execute("PRAGMA busy_timeout = 10000")
+        # Long enough to wait out an admin command's transaction (enqueue, backfill).
+        conn.execute("PRAGMA busy_timeout = 60000")
         conn.execute("PRAGMA foreign_keys = ON")
         # WAL + NORMAL: a crash never corrupts; a power cut may undo the last commits,
         # which only returns those jobs to the queue.
@@ -253,15 +292,27 @@ class Store:
         finally:
             conn.execute("DELETE FROM temp.incoming")
 
-    def claim(self, limit: int, lease_s: float) -> list[ClaimedJob]:
-        """Atomically lease up to `limit` runnable jobs, highest priority and oldest first."""
+    def claim(self, limit: int, lease_s: float, *, backfill: bool = False) -> list[ClaimedJob]:
+        """Atomically lease up to `limit` runnable jobs, highest priority and oldest first.
+
+        Backfill jobs (which want full mode) are claimed only when `backfill` is true,
+        and after the ordinary ones.
+        """
+        claimed = self._claim_from("jobs_runnable", limit, lease_s)
+        if backfill and len(claimed) < limit:
+            claimed += self._claim_from("jobs_backfill", limit - len(claimed), lease_s)
+        return claimed
+
+    def _claim_from(self, index: str, limit: int, lease_s: float) -> list[ClaimedJob]:
         now_s = time.time()
         token = secrets.token_hex(8)
+        needs_full = 1 if index == "jobs_backfill" else 0
         rows = self.conn.execute(
-            """UPDATE jobs SET state = 'in_progress', lease_token = :token,
+            f"""UPDATE jobs SET state = 'in_progress', lease_token = :token,
                    lease_expires_at = :expires, updated_at = :now
-               WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_runnable
-                            WHERE state = 'pending' AND next_attempt_at <= :now
+               WHERE id IN (SELECT id FROM jobs INDEXED BY {index}
+                            WHERE state = 'pending' AND needs_full = {needs_full}
+                              AND next_attempt_at <= :now
                             ORDER BY priority DESC, next_attempt_at LIMIT :limit)
                RETURNING id, id_type, identifier, attempts""",
             {
@@ -271,24 +322,50 @@ class Store:
                 "limit": limit,
             },
         ).fetchall()
-        return [ClaimedJob(row[0], row[1], row[2], row[3], token) for row in rows]
+        return [ClaimedJob(*row, token, bool(needs_full)) for row in rows]
 
-    def record(self, outcomes: Sequence[JobOutcome]) -> int:
-        """Write outcomes in one transaction; returns how many still held their lease."""
-        now = iso_utc(time.time())
-        written = 0
+    def record(
+        self, outcomes: Sequence[JobOutcome], ledger_window_s: float | None = None
+    ) -> RecordResult:
+        """Write outcomes, and charge their tweet IDs, in one transaction.
+
+        With `ledger_window_s`, ledger rows older than the window are pruned first, so
+        every row left is inside it and an ID already there costs nothing again.
+        """
+        now_s = time.time()
+        now = iso_utc(now_s)
+        written = charged = pruned = 0
         with self._write() as conn:
+            if ledger_window_s is not None:
+                pruned = conn.execute(
+                    "DELETE FROM tweet_ledger WHERE charged_at_s < ?", (now_s - ledger_window_s,)
+                ).rowcount
             for outcome in outcomes:
                 if self._apply_outcome(conn, outcome, now):
                     written += 1
-        return written
+                    charged += self._charge(conn, outcome.response, now_s)
+        return RecordResult(written, charged, pruned)
+
+    @staticmethod
+    def _charge(conn: sqlite3.Connection, response: StoredResponse | None, now_s: float) -> int:
+        if response is None or not response.tweet_ids:
+            return 0
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO tweet_ledger (tweet_id, charged_at_s) VALUES (?, ?)",
+            [(tweet_id, now_s) for tweet_id in response.tweet_ids],
+        )
+        return conn.total_changes - before
 
     @staticmethod
     def _apply_outcome(conn: sqlite3.Connection, outcome: JobOutcome, now: str) -> bool:
+        response = outcome.response
+        full_response = response is not None and response.mode == "full"
         cursor = conn.execute(
             """UPDATE jobs SET state = ?, attempts = attempts + ?,
                    next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
-                   lease_token = NULL, lease_expires_at = NULL, updated_at = ?
+                   lease_token = NULL, lease_expires_at = NULL, updated_at = ?,
+                   needs_full = needs_full AND NOT ?
                WHERE id = ? AND lease_token = ? AND state = 'in_progress'""",
             (
                 outcome.state,
@@ -296,13 +373,13 @@ class Store:
                 outcome.next_attempt_at,
                 outcome.error,
                 now,
+                full_response,
                 outcome.job_id,
                 outcome.lease_token,
             ),
         )
         if cursor.rowcount != 1:
             return False
-        response = outcome.response
         if response is not None:
             conn.execute(
                 """INSERT INTO responses (job_id, http_status, sha256, size_bytes,
@@ -320,6 +397,64 @@ class Store:
                 ),
             )
         return True
+
+    # -- the tweet quota -------------------------------------------------------------
+
+    def ledger_count(self, window_s: float) -> int:
+        """Unique tweet IDs charged within the last `window_s` seconds."""
+        return self.conn.execute(
+            "SELECT count(*) FROM tweet_ledger WHERE charged_at_s >= ?", (time.time() - window_s,)
+        ).fetchone()[0]
+
+    def ledger_frees_at(self, window_s: float, target_used: int) -> float | None:
+        """When (Unix seconds) usage falls to `target_used` as charges age out; None if
+        it already has."""
+        window_start_s = time.time() - window_s
+        used = self.conn.execute(
+            "SELECT count(*) FROM tweet_ledger WHERE charged_at_s >= ?", (window_start_s,)
+        ).fetchone()[0]
+        to_age_out = used - max(target_used, 0)
+        if to_age_out <= 0:
+            return None
+        row = self.conn.execute(
+            "SELECT charged_at_s FROM tweet_ledger WHERE charged_at_s >= ?"
+            " ORDER BY charged_at_s LIMIT 1 OFFSET ?",
+            (window_start_s, to_age_out - 1),
+        ).fetchone()
+        return row[0] + window_s if row else None
+
+    def ledger_charged_since(self, since_s: float) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM tweet_ledger WHERE charged_at_s >= ?", (since_s,)
+        ).fetchone()[0]
+
+    def queue_backfill(self) -> int:
+        """Queue every done job whose latest response is degraded for a full re-fetch."""
+        now = iso_utc(time.time())
+        cursor = self.conn.execute(
+            """UPDATE jobs SET state = 'pending', needs_full = 1, attempts = 0,
+                   next_attempt_at = :now, last_error = NULL, updated_at = :now
+               WHERE state = 'done'
+                 AND id IN (SELECT job_id FROM responses INDEXED BY responses_degraded
+                            WHERE mode != 'full')
+                 AND (SELECT mode FROM responses WHERE job_id = jobs.id
+                      ORDER BY id DESC LIMIT 1) != 'full'""",
+            {"now": now},
+        )
+        return cursor.rowcount
+
+    def save_state(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
+            (key, value, iso_utc(time.time())),
+        )
+
+    def load_state(self, key: str) -> tuple[str, str] | None:
+        """(value, updated_at) of a daemon state entry, if any."""
+        row = self.conn.execute(
+            "SELECT value, updated_at FROM daemon_state WHERE key = ?", (key,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
 
     def release(self, claims: Iterable[ClaimedJob]) -> int:
         """Return claimed jobs to `pending` without counting an attempt."""
@@ -355,20 +490,26 @@ class Store:
         )
         return cursor.rowcount
 
-    def queue_outlook(self) -> tuple[int, str | None]:
+    def queue_outlook(self, *, backfill: bool = False) -> tuple[int, str | None]:
         """(jobs in progress, next attempt time of the first pending job in claim order).
 
-        Cheap at any queue size: the second value walks the runnable index to its first
-        entry. It is None only when no job is pending at all.
+        Cheap at any queue size: it walks each runnable index to its first entry. The
+        second value is None when no job is pending (backfill jobs count only when
+        `backfill` is true, as only then could they run).
         """
         in_progress = self.conn.execute(
             "SELECT count(*) FROM jobs WHERE state = 'in_progress'"
         ).fetchone()[0]
-        first = self.conn.execute(
-            "SELECT next_attempt_at FROM jobs INDEXED BY jobs_runnable WHERE state = 'pending'"
-            " ORDER BY priority DESC, next_attempt_at LIMIT 1"
-        ).fetchone()
-        return in_progress, first[0] if first else None
+        indexes = {"jobs_runnable": 0, "jobs_backfill": 1} if backfill else {"jobs_runnable": 0}
+        firsts = []
+        for index, needs_full in indexes.items():
+            row = self.conn.execute(
+                f"SELECT next_attempt_at FROM jobs INDEXED BY {index} WHERE state = 'pending'"
+                f" AND needs_full = {needs_full} ORDER BY priority DESC, next_attempt_at LIMIT 1"
+            ).fetchone()
+            if row:
+                firsts.append(row[0])
+        return in_progress, min(firsts) if firsts else None
 
     # -- reading ---------------------------------------------------------------------
 

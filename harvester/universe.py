@@ -353,6 +353,24 @@ def _keep_sources(body: Json, include: set[str] | None, exclude: set[str] | None
     return body
 
 
+def render_with_query(output: Json, query: dict[str, str]) -> bytes:
+    """Render an output with the API's filter parameters taken from the query string."""
+    return render(
+        output,
+        include_sources=_comma_set(query.get("include_sources")),
+        exclude_sources=_comma_set(query.get("exclude_sources")),
+        include_sections=_comma_set(query.get("include_sections")),
+        original_tweets_only="original_tweets" in (_comma_set(query.get("post_types")) or ()),
+    )
+
+
+def _comma_set(value: str | None) -> set[str] | None:
+    """A comma list as a set; absent or empty means "no filter", as the API's defaults do."""
+    if not value:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()} or None
+
+
 def body_pool(size: int) -> list[bytes]:
     """`size` rendered outputs drawn from the universe, with its mix of sizes."""
     pool: list[bytes] = []

@@ -94,9 +94,9 @@ def test_record_with_a_stale_token_is_discarded(store: Store) -> None:
     assert store.release([job]) == 1
     [again] = store.claim(1, lease_s=60)
     stale = JobOutcome(job.id, job.lease_token, "done", True, response=response(b'{"a":1}'))
-    assert store.record([stale]) == 0
+    assert store.record([stale]).written == 0
     fresh = JobOutcome(again.id, again.lease_token, "done", True, response=response(b'{"a":2}'))
-    assert store.record([fresh]) == 1
+    assert store.record([fresh]).written == 1
     assert store.count_responses() == 1
     assert bytes(store.latest_response(job.id)["body"]) == b'{"a":2}'
 
