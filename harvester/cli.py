@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("verify", help="recompute every stored sha256")
 
+    backfill = commands.add_parser(
+        "backfill", help="re-fetch outputs stored in a degraded quota mode, in full mode"
+    )
+    backfill.add_argument(
+        "--twitter",
+        action="store_true",
+        required=True,
+        help="outputs fetched without (some) Twitter data",
+    )
+
     retry = commands.add_parser("retry", help="put finished jobs back to pending")
     retry.add_argument("--state", choices=FINAL_STATES, default="failed")
 
@@ -192,8 +202,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    with _open_store(args, read_only=True) as store:
-        status = collect_status(store)
+    settings = _settings(args)
+    with Store(settings.store.path, read_only=True) as store:
+        status = collect_status(store, settings.quota)
     print(json.dumps(status, indent=2) if args.json else render_status(status))
     return EXIT_OK
 
@@ -271,6 +282,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    with _open_store(args, read_only=False) as store:
+        count = store.queue_backfill()
+    print(
+        f"queued {count:,} outputs for a full re-fetch; the daemon runs them when the "
+        "tweet quota has room"
+    )
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from harvester.simulator import SimulatorSettings, serve
 
@@ -314,6 +335,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "verify": cmd_verify,
     "retry": cmd_retry,
+    "backfill": cmd_backfill,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
 }

@@ -37,7 +37,6 @@ from harvester.quota import (
     FULL,
     MODES,
     NO_TWITTER,
-    ORIGINAL_TWEETS,
     QuotaState,
     params_for_mode,
     quota_snapshot,
@@ -337,11 +336,16 @@ class Harvest:
             self._background(self._learn_when_quota_frees())
 
     async def _learn_when_quota_frees(self) -> None:
-        target = self._quota.threshold_used(ORIGINAL_TWEETS)
+        """Hold no_twitter until enough charges age out for full mode's largest answer.
+
+        If our ledger already shows that room, the server counts more than we do (the
+        key is shared, or older charges): hold for an hour, or the window if shorter.
+        """
+        window_s = self._settings.quota.window_s
         frees_at_s = await self._db.call(
-            self._db.store.ledger_frees_at, self._settings.quota.window_s, target
+            self._db.store.ledger_frees_at, window_s, self._quota.full_mode_usage()
         )
-        until_s = frees_at_s or time.time() + 60.0
+        until_s = frees_at_s or time.time() + min(window_s, 3600.0)
         self._quota.refused_until_s = until_s
         log.warning("harvest.quota_refused_until", until=iso_utc(until_s))
 

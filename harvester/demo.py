@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harvester.config import (
     ApiSettings,
+    QuotaSettings,
     RateSettings,
     Secret,
     Settings,
@@ -48,8 +49,13 @@ def _isbn13(first12: int) -> str:
     return digits + str((10 - total % 10) % 10)
 
 
+# Small enough that a few hundred outputs walk down the quota ladder.
+DEMO_TWEET_QUOTA = 15_000
+
+
 def demo_settings(base_url: str, store_path: Path) -> Settings:
     return Settings(
+        quota=QuotaSettings(limit=DEMO_TWEET_QUOTA, window_s=86_400),
         api=ApiSettings(base_url=base_url, timeout_s=10.0),
         rate=RateSettings(requests_per_s=250.0, burst=25),
         workers=WorkerSettings(concurrency=16, max_attempts=3, backoff_base_s=0.2),
@@ -68,16 +74,24 @@ async def run_demo(store_path: Path | None, count: int) -> int:
     register_secret(key)
     with Store(store_path) as store:
         store.add_jobs(sample_identifiers(count))
-    simulator_settings = SimulatorSettings(key=key, latency_s=0.02, record_sent=False)
+    simulator_settings = SimulatorSettings(
+        key=key,
+        latency_s=0.02,
+        record_sent=False,
+        tweet_quota=DEMO_TWEET_QUOTA,
+        tweet_quota_window_s=86_400,
+    )
     async with Simulator(simulator_settings) as simulator:
         print(
-            f"simulator on {simulator.base_url}; harvesting {count:,} identifiers into {store_path}"
+            f"simulator on {simulator.base_url} (tweet quota {DEMO_TWEET_QUOTA:,} a day); "
+            f"harvesting {count:,} identifiers into {store_path}"
         )
-        report = await run_daemon(
-            demo_settings(simulator.base_url, store_path), Secret(key), drain=True
-        )
+        settings = demo_settings(simulator.base_url, store_path)
+        report = await run_daemon(settings, Secret(key), drain=True)
     with Store(store_path, read_only=True) as store:
-        print(render_status(collect_status(store)))
+        print(render_status(collect_status(store, settings.quota)))
+    modes = ", ".join(f"{mode} {count:,}" for mode, count in sorted(report.modes.items()))
+    print(f"responses by quota mode: {modes}")
     print(
         f"\nharvested in {report.elapsed_s:.1f}s. Look inside:\n"
         f"  harvester --db {store_path} show doi 10.1000/demo.0\n"

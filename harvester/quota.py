@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -117,15 +118,24 @@ class QuotaState:
             return self.server_used
         return self.ledger_used + self.unrecorded
 
-    def estimate(self, mode: str) -> int:
-        """Tweets one answer in `mode` may bring: the 95th percentile of recent ones."""
+    def typical(self, mode: str) -> int:
+        """Tweets a typical answer in `mode` brings: the 95th percentile of recent ones."""
         samples = sorted(self._samples[mode])
         if len(samples) < 10:
             return _DEFAULT_TWEETS_PER_ANSWER if mode != NO_TWITTER else 0
         return samples[int(len(samples) * 0.95)]
 
+    def largest(self, mode: str) -> int:
+        """The most tweets one recent answer in `mode` brought (heavy outputs are rare
+        but one alone can be a good part of a small quota)."""
+        samples = self._samples[mode]
+        if mode == NO_TWITTER:
+            return 0
+        return max(max(samples, default=0), _DEFAULT_TWEETS_PER_ANSWER)
+
     def headroom(self) -> int:
-        return sum(count * self.estimate(mode) for mode, count in self.in_flight.items())
+        """Tweets the requests in flight may still bring."""
+        return sum(count * self.typical(mode) for mode, count in self.in_flight.items())
 
     def mode(self, now_s: float | None = None) -> str:
         """The mode for the next request."""
@@ -136,9 +146,9 @@ class QuotaState:
             return NO_TWITTER
         committed = self.used(now_s) + self.headroom()
         limit = self.limit
-        if committed + self.estimate(FULL) < self.settings.original_tweets_at * limit:
+        if committed + self.largest(FULL) < self.settings.original_tweets_at * limit:
             return FULL
-        if committed + self.estimate(ORIGINAL_TWEETS) < self.settings.no_twitter_at * limit:
+        if committed + self.largest(ORIGINAL_TWEETS) < self.settings.no_twitter_at * limit:
             return ORIGINAL_TWEETS
         return NO_TWITTER
 
@@ -168,10 +178,14 @@ class QuotaState:
         """The server refused for the quota: no Twitter until `until_s`."""
         self.refused_until_s = max(self.refused_until_s, until_s)
 
-    def threshold_used(self, mode: str) -> int:
-        """The usage below which `mode` is allowed again (for 'next change' estimates)."""
-        fraction = self.settings.original_tweets_at if mode == FULL else self.settings.no_twitter_at
-        return int(fraction * self.limit) - self.estimate(mode)
+    def full_mode_usage(self) -> int:
+        """The usage below which full mode is chosen again (room for the largest answer)."""
+        return int(self.settings.original_tweets_at * self.limit) - self.largest(FULL)
+
+    def up_thresholds(self) -> dict[str, int]:
+        """For each mode above the bottom: the usage below which it is chosen again."""
+        original = int(self.settings.no_twitter_at * self.limit) - self.largest(ORIGINAL_TWEETS)
+        return {FULL: self.full_mode_usage(), ORIGINAL_TWEETS: original}
 
 
 def quota_snapshot(state: QuotaState, now_s: float) -> dict[str, object]:
@@ -186,5 +200,48 @@ def quota_snapshot(state: QuotaState, now_s: float) -> dict[str, object]:
         "source": "server" if fresh_server else "ledger",
         "window_s": state.settings.window_s,
         "refused_until_s": state.refused_until_s or None,
+        "up_thresholds": state.up_thresholds(),
         "at_s": now_s,
+    }
+
+
+def mode_for_usage(used: int, limit: int, settings: QuotaSettings) -> str:
+    """The rung for a usage, without in-flight headroom (for reports)."""
+    if settings.mode != "auto":
+        return settings.mode
+    if used < settings.original_tweets_at * limit:
+        return FULL
+    if used < settings.no_twitter_at * limit:
+        return ORIGINAL_TWEETS
+    return NO_TWITTER
+
+
+def next_mode_change(
+    mode: str,
+    used: int,
+    settings: QuotaSettings,
+    up_thresholds: dict[str, int],
+    *,
+    frees_at_s: Callable[[int], float | None],
+    charge_rate_per_s: float,
+    now_s: float,
+) -> tuple[str | None, float | None]:
+    """(next mode, when) expected: down the ladder at the recent charging rate, or up
+    it as the ledger's charges age out of the window. (None, None) when pinned."""
+    if settings.mode != "auto":
+        return None, None
+    if mode == FULL:
+        if charge_rate_per_s <= 0:
+            return ORIGINAL_TWEETS, None
+        room = max(up_thresholds[FULL] - used, 0)
+        return ORIGINAL_TWEETS, now_s + room / charge_rate_per_s
+    upper = ORIGINAL_TWEETS if mode == NO_TWITTER else FULL
+    return upper, frees_at_s(up_thresholds[upper] - 1) or now_s
+
+
+def default_up_thresholds(limit: int, settings: QuotaSettings) -> dict[str, int]:
+    """The usage levels where modes return, for a store without a daemon's view."""
+    return {
+        FULL: int(settings.original_tweets_at * limit),
+        ORIGINAL_TWEETS: int(settings.no_twitter_at * limit),
     }

@@ -3,15 +3,23 @@ can run while the daemon writes (WAL lets readers and the writer proceed togethe
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
-from harvester.store import JOB_STATES, Store
+from harvester.config import QuotaSettings
+from harvester.quota import (
+    NO_TWITTER,
+    default_up_thresholds,
+    mode_for_usage,
+    next_mode_change,
+)
+from harvester.store import JOB_STATES, Store, iso_utc
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}
 
 
-def collect_status(store: Store) -> dict[str, Any]:
+def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any]:
     """The status document; `status --json` prints it as is."""
     jobs = store.counts_by_state()
     now_s = time.time()
@@ -30,6 +38,47 @@ def collect_status(store: Store) -> dict[str, Any]:
         "responses": store.count_responses(),
         "throughput_per_s": throughput,
         "errors": errors,
+        "quota": quota_status(store, quota_settings, now_s),
+    }
+
+
+def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[str, Any]:
+    """Limit, used, remaining, mode and the next expected change of the tweet quota.
+
+    The daemon's own view (it knows the server's count and a refusal) when it saved
+    one lately, else what the ledger and the settings say.
+    """
+    saved = store.load_state("quota")
+    snapshot = json.loads(saved[0]) if saved else None
+    if snapshot and now_s - snapshot["at_s"] < 600:
+        limit, used, mode = snapshot["limit"], snapshot["used"], snapshot["mode"]
+        source, up_thresholds = snapshot["source"], snapshot["up_thresholds"]
+    else:
+        limit = settings.limit
+        used = store.ledger_count(settings.window_s)
+        mode, source = mode_for_usage(used, limit, settings), "ledger"
+        up_thresholds = default_up_thresholds(limit, settings)
+    hour_rate = store.ledger_charged_since(now_s - 3600) / 3600
+    next_mode, next_at_s = next_mode_change(
+        mode,
+        used,
+        settings,
+        up_thresholds,
+        frees_at_s=lambda target: store.ledger_frees_at(settings.window_s, target),
+        charge_rate_per_s=hour_rate,
+        now_s=now_s,
+    )
+    if snapshot and snapshot.get("refused_until_s") and mode == NO_TWITTER:
+        next_at_s = max(next_at_s or 0, snapshot["refused_until_s"])
+    return {
+        "limit": limit,
+        "used": used,
+        "remaining": max(0, limit - used),
+        "mode": mode,
+        "source": source,
+        "window_s": settings.window_s,
+        "next_mode": next_mode,
+        "next_change_at": iso_utc(next_at_s) if next_at_s else None,
     }
 
 
@@ -46,6 +95,16 @@ def render_status(status: dict[str, Any]) -> str:
     lines.append(
         "throughput  "
         + "  ".join(f"{name.removeprefix('last_')}: {rate:,.1f}/s" for name, rate in rates.items())
+    )
+    quota = status["quota"]
+    change = (
+        f", next: {quota['next_mode']} at {quota['next_change_at']}"
+        if quota["next_mode"] and quota["next_change_at"]
+        else ""
+    )
+    lines.append(
+        f"tweet quota {quota['used']:,} of {quota['limit']:,} used "
+        f"({quota['remaining']:,} left, {quota['source']}); mode {quota['mode']}{change}"
     )
     if status["errors"]:
         lines.append("")
