@@ -48,12 +48,22 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
     return {key: _redact(value) for key, value in event_dict.items()}
 
 
+class _CurrentStderr:
+    """sys.stderr as it is at each write, not as it was when logging was configured
+    (tests and embedding programs swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     level: str = "info", *, stream: IO[str] | None = None, json_lines: bool | None = None
 ) -> None:
-    stream = stream or sys.stderr
     if json_lines is None:
-        json_lines = not stream.isatty()
+        json_lines = not (stream or sys.stderr).isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines
@@ -70,7 +80,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=structlog.WriteLoggerFactory(file=stream or _CurrentStderr()),
         cache_logger_on_first_use=False,
     )
 

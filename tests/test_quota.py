@@ -1,0 +1,283 @@
+"""The tweet-ID quota: ledger, ladder, refusals, recovery, backfill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from harvester import universe
+from harvester.cli import main
+from harvester.config import (
+    ApiSettings,
+    FilterSettings,
+    QuotaSettings,
+    RateSettings,
+    Secret,
+    Settings,
+    StoreSettings,
+    WorkerSettings,
+)
+from harvester.daemon import HarvestReport, run_daemon
+from harvester.identifiers import Identifier
+from harvester.quota import (
+    FULL,
+    NO_TWITTER,
+    ORIGINAL_TWEETS,
+    QuotaState,
+    params_for_mode,
+    tweet_ids,
+)
+from harvester.simulator import Simulator, SimulatorSettings
+from harvester.store import JobOutcome, Store, StoredResponse, iso_utc
+
+KEY = "quota-key-31"
+
+
+def twitter_heavy(count: int, low: int = 100, high: int = 500) -> list[Identifier]:
+    """DOIs whose outputs carry between `low` and `high` tweets."""
+    found: list[Identifier] = []
+    n = 0
+    while len(found) < count:
+        doi = f"10.4242/heavy.{n}"
+        n += 1
+        output = universe.output_for("doi", doi)
+        if output and low <= len(output["posts"].get("twitter", ())) <= high:
+            found.append(Identifier("doi", doi))
+    return found
+
+
+def rows(db_path: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def settings_for(base_url: str, db_path: Path, quota: QuotaSettings) -> Settings:
+    return Settings(
+        api=ApiSettings(base_url=base_url, timeout_s=5),
+        rate=RateSettings(requests_per_s=60, burst=2),
+        workers=WorkerSettings(concurrency=4),
+        store=StoreSettings(path=db_path),
+        quota=quota,
+    )
+
+
+async def harvest(settings: Settings) -> HarvestReport:
+    return await run_daemon(
+        settings, Secret(KEY), drain=True, show_progress=False, install_signals=False
+    )
+
+
+# -- units -------------------------------------------------------------------------------
+
+
+def test_tweet_ids_are_read_from_the_body_only() -> None:
+    body = json.dumps(
+        {
+            "counts": {"twitter": {"posts_count": 3}},
+            "posts": {
+                "twitter": [
+                    {"tweet_id": "427349187978489856", "author": {}},
+                    {"tweet_id": 5},
+                    {"tweet_id": "not-a-number"},
+                ],
+                "news": [{"title": "x"}],
+            },
+        }
+    ).encode()
+    ids = tweet_ids(body)
+    assert ids[:2] == (427349187978489856, 5)
+    assert len(ids) == 3 and 0 <= ids[2] < 2**63
+    assert tweet_ids(b'{"posts": {"news": []}}') == ()
+    assert tweet_ids(b'{"altmetric_id": 1}') == ()
+
+
+def test_params_for_each_mode() -> None:
+    filters = FilterSettings(include_sections=("posts",))
+    assert params_for_mode(filters, FULL) == {"include_sections": "posts"}
+    assert params_for_mode(filters, ORIGINAL_TWEETS)["post_types"] == "original_tweets"
+    assert params_for_mode(filters, NO_TWITTER)["exclude_sources"] == "twitter"
+    excluding = FilterSettings(exclude_sources=("news",))
+    assert params_for_mode(excluding, NO_TWITTER)["exclude_sources"] == "news,twitter"
+    including = FilterSettings(include_sources=("twitter", "news"))
+    assert params_for_mode(including, NO_TWITTER) == {"include_sources": "news"}
+
+
+def test_the_ladder_follows_usage_headroom_and_the_server() -> None:
+    state = QuotaState(QuotaSettings(limit=10_000, original_tweets_at=0.9, no_twitter_at=0.98))
+    for _ in range(20):
+        state.started(FULL)
+        state.answered(FULL, 200)
+    state.recorded(4000, 4000, 0)
+    assert state.mode() == FULL
+    state.ledger_used = 8_850
+    assert state.mode() == ORIGINAL_TWEETS  # 8,850 + a 200-tweet answer >= 9,000
+    for _ in range(10):
+        state.started(ORIGINAL_TWEETS)  # in flight: their tweets are not known yet
+    assert state.mode() == NO_TWITTER
+    state.server_says(limit=10_000, remaining=9_000, now_s=time.time())
+    assert state.used() == 1_000
+    for _ in range(10):
+        state.answered(ORIGINAL_TWEETS, None)
+    assert state.mode() == FULL  # the server's count wins
+    state.refused(time.time() + 60)
+    assert state.mode() == NO_TWITTER
+
+
+def test_a_pinned_mode_is_kept() -> None:
+    state = QuotaState(QuotaSettings(mode="original_tweets"))
+    state.ledger_used = 0
+    assert state.mode() == ORIGINAL_TWEETS
+
+
+def outcome_with_tweets(job: object, tweets: tuple[int, ...], mode: str = FULL) -> JobOutcome:
+    response = StoredResponse(200, b"{}", "{}", mode, iso_utc(time.time()), tweets)
+    return JobOutcome(job.id, job.lease_token, "done", True, response=response)  # type: ignore[attr-defined]
+
+
+def test_the_ledger_charges_each_id_once_and_prunes_the_window(store: Store) -> None:
+    store.add_jobs([Identifier("doi", f"10.1000/{n}") for n in range(3)])
+    first, second, third = store.claim(3, lease_s=60)
+    result = store.record([outcome_with_tweets(first, (1, 2, 3))], ledger_window_s=60)
+    assert (result.charged, result.pruned) == (3, 0)
+    assert store.record([outcome_with_tweets(second, (2, 3, 4))], 60).charged == 1
+    assert store.ledger_count(60) == 4
+    store.conn.execute(
+        "UPDATE tweet_ledger SET charged_at_s = charged_at_s - 100 WHERE tweet_id IN (1, 2)"
+    )
+    assert store.ledger_frees_at(60, target_used=2) is None  # two already aged out
+    assert store.ledger_count(60) == 2
+    result = store.record([outcome_with_tweets(third, (1,))], ledger_window_s=60)
+    assert (result.charged, result.pruned) == (1, 2)  # aged out, so charged again
+    assert store.ledger_count(60) == 3
+
+
+def test_ledger_frees_at_is_the_aging_of_the_right_charge(store: Store) -> None:
+    now_s = time.time()
+    store.conn.executemany(
+        "INSERT INTO tweet_ledger VALUES (?, ?)", [(n, now_s - 50 + n) for n in range(10)]
+    )
+    frees = store.ledger_frees_at(60, target_used=7)  # 3 must age out: the third oldest
+    assert frees == pytest.approx(now_s - 50 + 2 + 60)
+
+
+def test_backfill_picks_jobs_whose_latest_response_is_degraded(store: Store) -> None:
+    store.add_jobs([Identifier("doi", f"10.1000/b{n}") for n in range(3)])
+    jobs = store.claim(3, lease_s=60)
+    store.record(
+        [
+            outcome_with_tweets(jobs[0], (), NO_TWITTER),
+            outcome_with_tweets(jobs[1], (), ORIGINAL_TWEETS),
+            outcome_with_tweets(jobs[2], (), FULL),
+        ]
+    )
+    assert store.queue_backfill() == 2
+    assert store.claim(5, lease_s=60, backfill=False) == []
+    backfilled = store.claim(5, lease_s=60, backfill=True)
+    assert {job.id for job in backfilled} == {jobs[0].id, jobs[1].id}
+    assert all(job.needs_full for job in backfilled)
+
+
+# -- against the simulator's quota ----------------------------------------------------
+
+
+async def test_the_ladder_degrades_before_the_wall_and_backfill_completes(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    window_s = 3.0
+    sim_settings = SimulatorSettings(key=KEY, tweet_quota=5_000, tweet_quota_window_s=window_s)
+    quota = QuotaSettings(limit=5_000, window_s=window_s)
+    identifiers = twitter_heavy(40)
+    async with Simulator(sim_settings) as simulator:
+        with Store(db_path) as store:
+            store.add_jobs(identifiers)
+        settings = settings_for(simulator.base_url, db_path, quota)
+        report = await harvest(settings)
+        gate = simulator.tweet_quota
+        assert gate is not None
+        modes = [mode for (mode,) in rows(db_path, "SELECT mode FROM responses ORDER BY id")]
+        assert {FULL, ORIGINAL_TWEETS, NO_TWITTER} <= set(modes)
+        assert modes.index(FULL) < modes.index(ORIGINAL_TWEETS) < modes.index(NO_TWITTER)
+        assert gate.refusals <= 1
+        assert report.outcomes["done"] == 40
+
+        capsys.readouterr()
+        assert main(["--db", str(db_path), "backfill", "--twitter"]) == 0
+        queued = int(capsys.readouterr().out.split()[1])
+        assert queued == modes.count(ORIGINAL_TWEETS) + modes.count(NO_TWITTER)
+        for _ in range(12):  # one window's worth of full fetches at a time
+            await asyncio.sleep(window_s)
+            await harvest(settings)
+            degraded = rows(
+                db_path,
+                """SELECT count(*) FROM jobs j WHERE (SELECT mode FROM
+                responses WHERE job_id = j.id ORDER BY id DESC LIMIT 1) != 'full'""",
+            )[0][0]
+            if degraded == 0:
+                break
+        assert degraded == 0
+        assert rows(db_path, "SELECT count(*) FROM jobs WHERE state != 'done'") == [(0,)]
+        assert gate.refusals <= 1 + 12  # at most one a window, and in practice none
+        assert gate.refusals <= 1
+
+
+async def test_refetching_an_output_charges_nothing_and_status_reports_the_quota(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim_settings = SimulatorSettings(key=KEY, tweet_quota=100_000, tweet_quota_window_s=3600)
+    quota = QuotaSettings(limit=100_000, window_s=3600)
+    async with Simulator(sim_settings) as simulator:
+        with Store(db_path) as store:
+            store.add_jobs(twitter_heavy(5))
+        settings = settings_for(simulator.base_url, db_path, quota)
+        await harvest(settings)
+        gate = simulator.tweet_quota
+        assert gate is not None
+        used_before = gate.used(time.monotonic())
+        ledger_before = rows(db_path, "SELECT count(*) FROM tweet_ledger")[0][0]
+        assert used_before == ledger_before > 0
+        assert main(["--db", str(db_path), "retry", "--state", "done"]) == 0
+        await harvest(settings)
+        assert gate.used(time.monotonic()) == used_before
+        assert rows(db_path, "SELECT count(*) FROM tweet_ledger")[0][0] == ledger_before
+        assert rows(db_path, "SELECT count(*) FROM responses WHERE mode = 'full'") == [(10,)]
+
+    capsys.readouterr()
+    config = db_path.parent / "q.toml"
+    config.write_text("[quota]\nlimit = 100000\nwindow_s = 3600\n")
+    assert main(["--config", str(config), "--db", str(db_path), "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["quota"]["limit"] == 100_000
+    assert status["quota"]["used"] == ledger_before
+    assert status["quota"]["remaining"] == 100_000 - ledger_before
+    assert status["quota"]["mode"] == "full"
+    assert main(["--config", str(config), "--db", str(db_path), "status"]) == 0
+    assert f"tweet quota {ledger_before:,} of 100,000 used" in capsys.readouterr().out
+
+
+async def test_a_quota_refusal_switches_to_no_twitter_without_costing_an_attempt(
+    db_path: Path,
+) -> None:
+    # Our ledger knows nothing of the 990 tweets another client already used.
+    sim_settings = SimulatorSettings(key=KEY, tweet_quota=1_000, tweet_quota_window_s=3600)
+    quota = QuotaSettings(limit=1_000_000, window_s=3600)  # we believe there is plenty
+    async with Simulator(sim_settings) as simulator:
+        gate = simulator.tweet_quota
+        assert gate is not None
+        for n in range(990):
+            gate._charged_at[f"x{n}"] = time.monotonic()
+            gate._charges.append((time.monotonic(), f"x{n}"))
+        with Store(db_path) as store:
+            store.add_jobs(twitter_heavy(6))
+        report = await harvest(settings_for(simulator.base_url, db_path, quota))
+        assert 1 <= gate.refusals <= 4  # only the requests already in flight
+    assert report.outcomes["done"] == 6
+    assert rows(db_path, "SELECT max(attempts) FROM jobs") == [(1,)]
+    assert rows(db_path, "SELECT DISTINCT mode FROM responses") == [(NO_TWITTER,)]
