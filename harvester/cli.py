@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
@@ -54,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="type of lines without a type: prefix (doi, pmid, arxiv, ...)",
     )
-    enqueue.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    enqueue.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        help="higher runs first (default 0, range -1000000..1000000)",
+    )
 
     run = commands.add_parser("run", help="run the harvest daemon")
     run.add_argument("--drain", action="store_true", help="exit 0 once no job is left to run")
@@ -122,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _priority(text: str) -> int:
+    value = int(text)
+    if not -1_000_000 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be between -1000000 and 1000000")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
@@ -129,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except (CommandError, ConfigError, StoreError, DaemonLockError, IdentifierError) as error:
         print(f"harvester {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except sqlite3.Error as error:
+        print(f"harvester {args.command}: the store failed: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"harvester {args.command}: {error.strerror or error}{where}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"harvester {args.command}: interrupted", file=sys.stderr)
@@ -276,14 +296,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    with _open_store(args, read_only=False) as store:
+    with Store(_settings(args).store.path, must_exist=True) as store:
         count = store.retry_jobs(args.state)
     print(f"requeued {count:,} {args.state} jobs")
     return EXIT_OK
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    with _open_store(args, read_only=False) as store:
+    with Store(_settings(args).store.path, must_exist=True) as store:
         count = store.queue_backfill()
     print(
         f"queued {count:,} outputs for a full re-fetch; the daemon runs them when the "

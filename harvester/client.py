@@ -10,6 +10,8 @@ redacted of the key as a last guard.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from harvester.identifiers import api_type_name, encode_path_segment
 
 USER_AGENT = f"altmetric-harvester/{__version__}"
 _TWEET_QUOTA_MARKER = "tweet id rate limit"
+MAX_RETRY_AFTER_S = 86_400.0  # a longer (or absurd) Retry-After is read as a day
 
 
 class Outcome(StrEnum):
@@ -117,7 +120,7 @@ class AltmetricClient:
         try:
             async with self._session.get(url, allow_redirects=False) as response:
                 body = await response.read()
-                return classify(response.status, response.headers, body)
+                return self._scrubbed(classify(response.status, response.headers, body))
         except aiohttp.ClientPayloadError:
             return FetchResult(Outcome.BAD_RESPONSE, None, error="body cut short (truncated)")
         except TimeoutError:  # aiohttp's timeouts are asyncio.TimeoutError, this since 3.11
@@ -128,10 +131,18 @@ class AltmetricClient:
 
     def _describe(self, error: BaseException) -> str:
         """A short, key-free description of a network failure."""
-        text = f"{type(error).__name__}: {error}"
+        return self._redact(f"{type(error).__name__}: {error}")[:300]
+
+    def _redact(self, text: str) -> str:
         for secret in (self._key.reveal(), self._encoded_key):
             text = text.replace(secret, "***")
-        return text[:300]
+        return text
+
+    def _scrubbed(self, result: FetchResult) -> FetchResult:
+        """Error texts quote the server's body, which may echo our request (and key)."""
+        if result.error is None:
+            return result
+        return dataclasses.replace(result, error=self._redact(result.error))
 
 
 def classify(status: int, headers: CIMultiDictProxy[str], body: bytes) -> FetchResult:
@@ -224,8 +235,8 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if re.fullmatch(r"[0-9]{1,9}", value):
+        return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -233,7 +244,7 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
     if when.tzinfo is None:
         return None
     now_s = time.time() if now_s is None else now_s
-    return max(0.0, when.timestamp() - now_s)
+    return min(max(0.0, when.timestamp() - now_s), MAX_RETRY_AFTER_S)
 
 
 __all__ = [

@@ -187,6 +187,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except OSError as error:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
 
@@ -260,6 +262,8 @@ def _validate(settings: Settings) -> None:
     if settings.workers.concurrency > 1024:
         raise ConfigError("workers.concurrency must be at most 1024")
     _require_at_least("workers.max_attempts", settings.workers.max_attempts, 1)
+    if settings.workers.max_attempts > 1000:
+        raise ConfigError("workers.max_attempts must be at most 1000")
     for name in ("backoff_base_s", "backoff_max_s", "lease_s", "drain_deadline_s"):
         _require_positive(f"workers.{name}", getattr(settings.workers, name))
     if settings.workers.lease_s <= settings.api.timeout_s:

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import signal
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 from harvester.client import AltmetricClient, FetchResult, Outcome
 from harvester.config import Secret, Settings
 from harvester.logs import get_logger
-from harvester.policy import RetryPolicy, decide, wait_for_full_mode
+from harvester.policy import RetryPolicy, decide, internal_failure, wait_for_full_mode
 from harvester.progress import ProgressLine
 from harvester.quota import (
     FULL,
@@ -65,7 +66,8 @@ def daemon_lock(store_path: Path) -> Iterator[None]:
     daemon never leaves a stale lock behind; and while we hold it, every job found
     `in_progress` at start belongs to a dead run and can safely be requeued.
     """
-    lock_path = store_path.with_name(store_path.name + ".lock")
+    real_path = store_path.resolve()  # one lock per store, whatever path names it
+    lock_path = real_path.with_name(real_path.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a+") as handle:
         try:
@@ -147,6 +149,7 @@ class Harvest:
         self._jobs: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(maxsize=concurrency)
         self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
         self._outstanding = 0  # claimed jobs whose outcome is not written yet
+        self._live_tokens: Counter[str] = Counter()  # lease tokens of those jobs
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -177,6 +180,8 @@ class Harvest:
             for n in range(self._settings.workers.concurrency)
         ]
         writer = asyncio.create_task(self._write(), name="writer")
+        for task in (feeder, *workers, writer):
+            task.add_done_callback(self._on_task_done)
         await self._stopping.wait()
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)
@@ -186,13 +191,33 @@ class Harvest:
         for task in list(self._tasks):
             task.cancel()
         await self._save_quota_snapshot(force=True)
-        # We hold the store's daemon lock, so every job still in progress is ours: a
-        # claim cut short by the stop, a job never started, a cancelled request.
-        self.report.released = await self._db.call(
-            self._db.store.requeue_leased, expired_only=False
-        )
+        self.report.released = await self._release_everything()
         self.report.elapsed_s = time.monotonic() - started_s
         return self.report
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        """A pipeline task that dies of an unexpected error stops the daemon, loudly."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error(
+            "harvest.task_failed", task=task.get_name(), error=f"{type(error).__name__}: {error}"
+        )
+        self.report.exit_code = EXIT_FAILURE
+        self.request_stop(f"{task.get_name()} failed", immediate=True)
+
+    async def _release_everything(self) -> int:
+        """Requeue every job still in progress; we hold the store's daemon lock, so all
+        of them are ours (a claim cut short, a job never started, a cancelled request).
+        Retried, as another process may be holding the write lock for a while."""
+        for attempt in range(1, 6):
+            try:
+                return await self._db.call(self._db.store.requeue_leased, expired_only=False)
+            except sqlite3.Error as error:
+                log.error("harvest.release_failed", attempt=attempt, error=str(error))
+                await asyncio.sleep(2.0)
+        self.report.exit_code = EXIT_FAILURE
+        return 0  # the next start requeues them
 
     async def _stop_workers(self, workers: list[asyncio.Task[None]]) -> None:
         while not self._jobs.empty():  # queued, never started: released at the end
@@ -211,12 +236,25 @@ class Harvest:
         await asyncio.gather(finished, hurry, *workers, return_exceptions=True)
 
     async def _feed(self) -> None:
+        try:
+            await self._feed_until_stopped()
+        except Exception as error:  # the store failed (locked too long, I/O): stop cleanly
+            log.error("harvest.claim_failed", error=f"{type(error).__name__}: {error}")
+            self.report.exit_code = EXIT_FAILURE
+            self.request_stop("store error", immediate=True)
+
+    async def _feed_until_stopped(self) -> None:
         lease_s = self._settings.workers.lease_s
         loop = asyncio.get_running_loop()
         next_sweep_s = loop.time() + lease_s / 4
         while not self._stopping.is_set():
             if loop.time() >= next_sweep_s:
-                await self._db.call(self._db.store.requeue_leased, expired_only=True)
+                # Expired leases not of this run (ours may wait long for a rate token).
+                await self._db.call(
+                    self._db.store.requeue_leased,
+                    expired_only=True,
+                    keep_tokens=list(self._live_tokens),
+                )
                 next_sweep_s = loop.time() + lease_s / 4
             claimed = await self._db.call(
                 self._db.store.claim,
@@ -225,6 +263,8 @@ class Harvest:
                 backfill=self._quota.mode() == FULL,
             )
             self._outstanding += len(claimed)
+            for job in claimed:
+                self._live_tokens[job.lease_token] += 1
             for job in claimed:
                 await self._jobs.put(job)
             if not claimed:
@@ -256,7 +296,16 @@ class Harvest:
             if job.needs_full and mode != FULL:
                 self._outcomes.put_nowait(wait_for_full_mode(job, time.time()))
                 continue
-            self._outcomes.put_nowait(await self._fetch(job, mode))
+            try:
+                outcome = await self._fetch(job, mode)
+            except Exception as error:  # a bug of ours must not strand the job in progress
+                log.exception(
+                    "harvest.worker_error", id_type=job.id_type, identifier=job.identifier
+                )
+                outcome = internal_failure(
+                    job, f"internal error: {type(error).__name__}", self._retry, time.time()
+                )
+            self._outcomes.put_nowait(outcome)
 
     async def _fetch(self, job: ClaimedJob, mode: str) -> JobOutcome:
         """One request in `mode`, with the quota told what it started and brought."""
@@ -400,6 +449,10 @@ class Harvest:
             self.request_stop("store error", immediate=True)
             return
         self._outstanding -= len(outcomes)
+        for outcome in outcomes:
+            self._live_tokens[outcome.lease_token] -= 1
+            if self._live_tokens[outcome.lease_token] <= 0:
+                del self._live_tokens[outcome.lease_token]
         tweet_count = sum(len(o.response.tweet_ids) for o in outcomes if o.response is not None)
         self._quota.recorded(tweet_count, result.charged, result.pruned)
         for outcome in outcomes:

@@ -44,6 +44,8 @@ def read_lines(stream: IO[str], max_chars: int = MAX_LINE_CHARS) -> Iterator[tup
         if not line:
             return
         number += 1
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
         if len(line) > max_chars and not line.endswith("\n"):
             while (rest := stream.readline(65536)) and not rest.endswith("\n"):
                 pass

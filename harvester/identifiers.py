@@ -53,17 +53,17 @@ _DEFAULT_MAX_LENGTH = 256
 
 _DOI_URL_PREFIX = re.compile(r"^(?:https?://)?(?:dx\.)?doi\.org/", re.IGNORECASE)
 _DOI_SCHEME_PREFIX = re.compile(r"^doi:\s*", re.IGNORECASE)
-_DOI_SHAPE = re.compile(r"^10\.\d{4,9}/\S+$")
+_DOI_SHAPE = re.compile(r"^10\.[0-9]{4,9}/\S+$")
 _HANDLE_URL_PREFIX = re.compile(r"^(?:https?://)?hdl\.handle\.net/", re.IGNORECASE)
 _HANDLE_SHAPE = re.compile(r"^[^/\s]+/\S+$")
 _ARXIV_URL_PREFIX = re.compile(r"^(?:https?://)?(?:www\.)?arxiv\.org/(?:abs|pdf)/", re.IGNORECASE)
-_ARXIV_NEW = re.compile(r"^\d{4}\.\d{4,5}(?:v\d+)?$")
-_ARXIV_OLD = re.compile(r"^[a-z][a-z\-]*(?:\.[A-Za-z]{2})?/\d{7}(?:v\d+)?$")
+_ARXIV_NEW = re.compile(r"^[0-9]{4}\.[0-9]{4,5}(?:v[0-9]+)?$")
+_ARXIV_OLD = re.compile(r"^[a-z][a-z\-]*(?:\.[A-Za-z]{2})?/[0-9]{7}(?:v[0-9]+)?$")
 _PUBMED_URL_PREFIX = re.compile(r"^(?:https?://)?pubmed\.ncbi\.nlm\.nih\.gov/", re.IGNORECASE)
-_DIGITS = re.compile(r"^\d{1,20}$")
-_NCT_SHAPE = re.compile(r"^NCT\d{8}$")
-_ADS_SHAPE = re.compile(r"^\d{4}\S{15}$")
-_DIMENSIONS_SHAPE = re.compile(r"^pub\.\d{1,20}$")
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
+_NCT_SHAPE = re.compile(r"^NCT[0-9]{8}$")
+_ADS_SHAPE = re.compile(r"^[0-9]{4}\S{15}$")
+_DIMENSIONS_SHAPE = re.compile(r"^pub\.[0-9]{1,20}$")
 _URI_SHAPE = re.compile(r"^https?://[^\s/]+\S*$", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;"
 
@@ -88,7 +88,7 @@ def _reject_control_characters(value: str) -> None:
             raise IdentifierError(f"contains control character U+{ord(found.group()):04X}")
         return
     for char in value:
-        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
             raise IdentifierError(f"contains control character U+{ord(char):04X}")
 
 
@@ -98,7 +98,7 @@ def _normalise_doi(raw: str) -> str:
         value = _DOI_URL_PREFIX.sub("", value)
         # A DOI inside a URL is percent-encoded (10.1000/a%23b); the DOI is the decoded form.
         try:
-            value = unquote(value, errors="strict")
+            value = unicodedata.normalize("NFC", unquote(value, errors="strict"))
         except UnicodeDecodeError:
             raise IdentifierError("DOI URL holds percent-encoding that is not UTF-8") from None
         _reject_control_characters(value)
@@ -152,9 +152,9 @@ def _normalise_repec(raw: str) -> str:
 def _normalise_isbn(raw: str) -> str:
     value = re.sub(r"^isbn(?:-1[03])?:?\s*", "", raw, flags=re.IGNORECASE)
     value = value.replace("-", "").replace(" ", "").upper()
-    if re.fullmatch(r"\d{9}[\dX]", value) and _isbn10_valid(value):
+    if re.fullmatch(r"[0-9]{9}[0-9X]", value) and _isbn10_valid(value):
         return value
-    if re.fullmatch(r"97[89]\d{10}", value) and _isbn13_valid(value):
+    if re.fullmatch(r"97[89][0-9]{10}", value) and _isbn13_valid(value):
         return value
     raise IdentifierError("not an ISBN: expected 10 or 13 digits with a valid check digit")
 
@@ -287,9 +287,14 @@ def parse_line(line: str, default_type: str | None = None) -> Identifier:
     if colon:
         prefixed_type = _ALIASES.get(prefix.strip().lower(), prefix.strip().lower())
         if prefixed_type in _NORMALISERS:
-            # The urn and repec types keep their scheme as part of the identifier.
-            keep_prefix = prefixed_type in ("urn", "repec")
-            return _normalise_as(prefixed_type, value if keep_prefix else rest.strip())
+            rest = rest.strip()
+            # The urn and repec types keep their scheme as part of the identifier:
+            # `urn:nbn:x` is the URN itself, `urn:urn:nbn:x` is type and URN.
+            if prefixed_type in ("urn", "repec") and not rest.lower().startswith(
+                prefixed_type + ":"
+            ):
+                rest = value
+            return _normalise_as(prefixed_type, rest)
     if default_type is not None:
         return _normalise_as(canonical_type(default_type), value)
     return _normalise_as(_detect_type(value), value)

@@ -28,7 +28,7 @@ class RetryPolicy:
 
     def backoff_s(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full-jitter exponential backoff after the `attempt`-th failure (1-based)."""
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt - 1, 60))
         return (rng or random).uniform(0, ceiling)
 
 
@@ -70,3 +70,12 @@ def wait_for_full_mode(job: ClaimedJob, now_s: float) -> JobOutcome:
     retry_at = iso_utc(now_s + 30.0)
     error = "waiting for quota room to re-fetch in full mode"
     return JobOutcome(job.id, job.lease_token, "pending", False, retry_at, error)
+
+
+def internal_failure(job: ClaimedJob, error: str, policy: RetryPolicy, now_s: float) -> JobOutcome:
+    """Our own code failed on this job: treat it as a transient failure, not a loss."""
+    attempt = job.attempts + 1
+    if attempt < policy.max_attempts:
+        retry_at = iso_utc(now_s + policy.backoff_s(attempt))
+        return JobOutcome(job.id, job.lease_token, "pending", True, retry_at, error)
+    return JobOutcome(job.id, job.lease_token, "failed", True, None, error)

@@ -15,6 +15,7 @@ sort and compare as strings and read well in Datasette and the sqlite3 shell.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import sqlite3
 import time
@@ -109,17 +110,24 @@ def m002_tweet_quota(db: Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m003_error_index(db: Database) -> None:
+    # status's commonest errors, without reading every pending job of millions.
+    db.execute("CREATE INDEX jobs_errors ON jobs (state, last_error) WHERE last_error IS NOT NULL")
+
+
 def iso_utc(timestamp_s: float) -> str:
     """Fixed-width ISO 8601 UTC text for a Unix time.
 
     Called for every response, so the text of the current second is reused."""
     global _second_text
     whole_s = int(timestamp_s // 1)
-    if _second_text[0] != whole_s:
+    cached_s, text = _second_text  # one read: the store thread calls this too
+    if cached_s != whole_s:
         text = datetime.fromtimestamp(whole_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second_text = (whole_s, text)
     micros = min(int((timestamp_s - whole_s) * 1_000_000), 999_999)
-    return f"{_second_text[1]}.{micros:06d}Z"
+    return f"{text}.{micros:06d}Z"
 
 
 def parse_iso(text: str) -> float:
@@ -180,10 +188,10 @@ class Store:
     """One connection to the store file. Use it from one thread at a time (the daemon
     gives it a thread of its own so SQLite never blocks the event loop)."""
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False, must_exist: bool = False) -> None:
         self.path = path
         self.read_only = read_only
-        if read_only and not path.exists():
+        if (read_only or must_exist) and not path.exists():
             raise StoreError(f"no store at {path} (enqueue identifiers first)")
         try:
             self.conn = self._connect(path, read_only)
@@ -469,26 +477,38 @@ class Store:
             )
             return conn.total_changes - before
 
-    def requeue_leased(self, *, expired_only: bool) -> int:
-        """Return in-progress jobs to `pending`: all of them (a crashed run's), or the expired."""
+    def requeue_leased(self, *, expired_only: bool, keep_tokens: Iterable[str] = ()) -> int:
+        """Return in-progress jobs to `pending`: all of them (a crashed run's), or only
+        those whose lease expired; never those leased under `keep_tokens` (the caller's
+        own claims, however long they wait for their turn)."""
         now = iso_utc(time.time())
         condition = "AND lease_expires_at <= :now" if expired_only else ""
         cursor = self.conn.execute(
             "UPDATE jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,"
-            f" updated_at = :now WHERE state = 'in_progress' {condition}",
-            {"now": now},
+            f" updated_at = :now WHERE state = 'in_progress' {condition}"
+            " AND lease_token NOT IN (SELECT value FROM json_each(:keep))",
+            {"now": now, "keep": json.dumps(sorted(keep_tokens))},
         )
         return cursor.rowcount
 
-    def retry_jobs(self, state: str) -> int:
-        """Put every job in `state` back to `pending` with a fresh attempt budget."""
+    def retry_jobs(self, state: str, batch_size: int = 20_000) -> int:
+        """Put every job in `state` back to `pending` with a fresh attempt budget.
+
+        In batches, each its own short transaction, so a running daemon never waits
+        long for the write lock however many jobs there are.
+        """
         now = iso_utc(time.time())
-        cursor = self.conn.execute(
-            "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = :now,"
-            " updated_at = :now WHERE state = :state",
-            {"now": now, "state": state},
-        )
-        return cursor.rowcount
+        total = 0
+        while True:
+            changed = self.conn.execute(
+                "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = :now,"
+                " updated_at = :now WHERE id IN (SELECT id FROM jobs WHERE state = :state"
+                " LIMIT :batch)",
+                {"now": now, "state": state, "batch": batch_size},
+            ).rowcount
+            total += changed
+            if changed < batch_size:
+                return total
 
     def queue_outlook(self, *, backfill: bool = False) -> tuple[int, str | None]:
         """(jobs in progress, next attempt time of the first pending job in claim order).

@@ -284,3 +284,37 @@ async def test_simulate_can_enforce_a_rate_limit() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--db", "{tmp}/afile/x.db", "enqueue"), "afile"),
+        (("--db", "{tmp}/missing.db", "retry"), "no store at"),
+        (("--db", "{tmp}/missing.db", "backfill", "--twitter"), "no store at"),
+        (("--config", "{tmp}/binary.toml", "status"), "is not UTF-8 text"),
+        (("--db", "{tmp}/foreign.db", "status"), "the store failed"),
+    ],
+)
+def test_odd_paths_and_files_get_a_message_not_a_traceback(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "afile").write_text("a file where a directory is expected")
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00binary")
+    foreign = sqlite3.connect(tmp_path / "foreign.db")
+    foreign.execute("CREATE TABLE jobs (something TEXT)")
+    foreign.close()
+    result = harvester(*(arg.format(tmp=tmp_path) for arg in args), stdin="10.1000/x\n")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_priority_is_bounded_and_a_bom_is_ignored(tmp_path: Path) -> None:
+    result = harvester("--db", str(tmp_path / "s.db"), "enqueue", "--priority", "9" * 20)
+    assert result.returncode == 2 and "must be between" in result.stderr
+    source = tmp_path / "bom.txt"
+    source.write_bytes("\ufeff10.1000/first\n10.1000/second\n".encode())
+    result = harvester("--db", str(tmp_path / "s.db"), "enqueue", str(source))
+    assert result.returncode == 0 and "added 2" in result.stdout

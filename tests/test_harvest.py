@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from harvester import daemon as daemon_module
 from harvester import universe
 from harvester.cli import main
 from harvester.config import (
@@ -22,7 +24,7 @@ from harvester.config import (
     StoreSettings,
     WorkerSettings,
 )
-from harvester.daemon import EXIT_KEY_REJECTED, run_daemon
+from harvester.daemon import EXIT_KEY_REJECTED, DaemonLockError, daemon_lock, run_daemon
 from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
 from harvester.simulator import FetchRequest, Gate, Simulator, SimulatorSettings, text_response
@@ -236,3 +238,77 @@ async def test_the_key_never_reaches_the_logs(simulator: Simulator, db_path: Pat
     }
     assert KEY not in text
     assert "key=***" in text
+
+
+async def test_jobs_waiting_longer_than_their_lease_are_not_fetched_twice(
+    simulator: Simulator, db_path: Path
+) -> None:
+    # 12 jobs at 2 requests/s wait up to 6 s for a token, longer than the 2 s lease:
+    # the lease sweep must leave this run's own claims alone.
+    queue(db_path, dois(12, "lease"))
+    settings = settings_for(simulator.base_url, db_path, lease_s=2.0)
+    settings = dataclasses.replace(
+        settings,
+        api=ApiSettings(base_url=simulator.base_url, timeout_s=1.0),
+        rate=RateSettings(requests_per_s=2.0, burst=1),
+    )
+    assert await harvest(settings) == 0
+    assert len(simulator.sent) == 12
+    assert rows(db_path, "SELECT count(*) FROM responses") == [(12,)]
+
+
+async def test_odd_retry_after_and_echoed_keys_do_no_harm(
+    simulator: Simulator, db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: dict[str, int] = {}
+
+    async def awkward(request: web.Request, fetch: FetchRequest) -> web.Response | None:
+        count = seen.get(fetch.identifier, 0)
+        seen[fetch.identifier] = count + 1
+        if count == 0:
+            return web.Response(status=429, text="slow down", headers={"Retry-After": "\u00b2"})
+        if count == 1:
+            return text_response(500, f"error in GET {request.path_qs}")  # echoes the key
+        return None
+
+    simulator.gates.append(awkward)
+    queue(db_path, dois(6, "odd"))
+    settings = settings_for(simulator.base_url, db_path, max_attempts=1)
+    assert await harvest(settings) == 0
+    errors = [error for (error,) in rows(db_path, "SELECT last_error FROM jobs")]
+    assert all(KEY not in error for error in errors)
+    assert all("key=***" in error for error in errors)  # failed on the echoing 500
+    assert main(["--db", str(db_path), "status", "--json"]) == 0
+    assert KEY not in capsys.readouterr().out
+
+
+def test_a_second_daemon_is_refused_even_through_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real.db"
+    real.touch()
+    (tmp_path / "link.db").symlink_to(real)
+    with (
+        daemon_lock(real),
+        pytest.raises(DaemonLockError, match="already running"),
+        daemon_lock(tmp_path / "link.db"),
+    ):
+        pass
+
+
+async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
+    simulator: Simulator, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real_tweet_ids = daemon_module.tweet_ids
+
+    def flaky_tweet_ids(body: bytes) -> tuple[int, ...]:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise RuntimeError("a bug of ours")
+        return real_tweet_ids(body)
+
+    monkeypatch.setattr(daemon_module, "tweet_ids", flaky_tweet_ids)
+    identifiers = [i for i in dois(10, "bug") if universe.is_known(i.id_type, i.value)]
+    queue(db_path, identifiers)
+    assert await harvest(settings_for(simulator.base_url, db_path, max_attempts=3)) == 0
+    assert rows(db_path, "SELECT DISTINCT state FROM jobs") == [("done",)]
+    assert rows(db_path, "SELECT max(attempts) FROM jobs") == [(2,)]

@@ -169,3 +169,29 @@ def test_dot_segments_cannot_climb_the_path() -> None:
     assert "/../" not in encoded
     assert encoded == "10.1000/%2E%2E/%2E%2E/admin"
     assert unquote(encoded) == "10.1000/../../admin"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("urn:urn:nbn:de:101:1-2014", Identifier("urn", "urn:nbn:de:101:1-2014")),
+        ("repec:RePEc:a:b:1", Identifier("repec", "RePEc:a:b:1")),
+        ("https://doi.org/10.1234/cafe%CC%81", Identifier("doi", "10.1234/caf\u00e9")),
+    ],
+)
+def test_spellings_that_must_dedupe(line: str, expected: Identifier) -> None:
+    assert parse_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "10.\u0661\u0662\u0663\u0664/x",  # Arabic-Indic digits are not DOI digits
+        "pmid:\u0661\u0662\u0663",
+        "10.1234/\udcff",  # a lone surrogate (from undecodable input)
+        "10.1234/a\u200bb",  # zero-width space
+    ],
+)
+def test_lookalike_digits_and_invisible_characters_are_rejected(line: str) -> None:
+    with pytest.raises(IdentifierError):
+        parse_line(line)
