@@ -63,6 +63,7 @@ class FetchResult:
     body: bytes = b""
     limits: LimitHeaders = LimitHeaders()
     error: str | None = None
+    tweet_ids: tuple[int, ...] = ()  # of an `ok` answer: what the tweet quota charges
 
 
 class AltmetricClient:
@@ -172,10 +173,88 @@ def classify(status: int, headers: CIMultiDictProxy[str], body: bytes) -> FetchR
 
 
 def _classify_ok(body: bytes, limits: LimitHeaders) -> FetchResult:
-    problem = json_object_problem(body)
+    problem, tweets = read_body(body)
     if problem is not None:
         return FetchResult(Outcome.BAD_RESPONSE, 200, body, limits=limits, error=problem)
-    return FetchResult(Outcome.OK, 200, body, limits=limits)
+    return FetchResult(Outcome.OK, 200, body, limits=limits, tweet_ids=tweets)
+
+
+class _Tweet(msgspec.Struct):
+    tweet_id: str | int
+
+
+class _Posts(msgspec.Struct):
+    twitter: list[_Tweet] = []
+
+
+class _Body(msgspec.Struct):
+    posts: _Posts | None = None
+
+
+class _NumericTweet(msgspec.Struct):
+    tweet_id: int
+
+
+class _NumericPosts(msgspec.Struct):
+    twitter: list[_NumericTweet] = []
+
+
+class _NumericBody(msgspec.Struct):
+    posts: _NumericPosts | None = None
+
+
+# One pass for the common answer: msgspec checks the whole document's syntax while it
+# skips every key but posts.twitter[].tweet_id, which it reads as an int ("4273..."
+# too, being lax). An answer of another shape takes the two careful passes below.
+_NUMERIC_DECODER = msgspec.json.Decoder(_NumericBody, strict=False)
+_TWEETS_DECODER = msgspec.json.Decoder(_Body)
+_MAX_KEY = 2**63 - 1
+
+
+def read_body(body: bytes) -> tuple[str | None, tuple[int, ...]]:
+    """(why the body is not a valid JSON object, or None; the tweet IDs it carries)."""
+    try:
+        posts = _NUMERIC_DECODER.decode(body).posts
+        ids = tuple(tweet.tweet_id for tweet in posts.twitter) if posts else ()
+        if (not ids or (min(ids) >= 0 and max(ids) <= _MAX_KEY)) and _is_utf8(body):
+            return None, ids
+    except msgspec.DecodeError:  # ValidationError included: the careful path decides
+        pass
+    problem = json_object_problem(body)
+    return problem, () if problem else tweet_ids(body)
+
+
+def _is_utf8(body: bytes) -> bool:
+    if body.isascii():
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def tweet_ids(body: bytes) -> tuple[int, ...]:
+    """The tweet IDs in a fetch answer, as integers; an ID that is not a decimal number
+    fitting 63 bits is folded into one by hashing, so it is still counted once."""
+    return _tweet_ids_carefully(body)
+
+
+def _tweet_ids_carefully(body: bytes) -> tuple[int, ...]:
+    try:
+        posts = _TWEETS_DECODER.decode(body).posts
+    except msgspec.DecodeError:
+        return ()
+    if posts is None:
+        return ()
+    return tuple(_as_ledger_key(tweet.tweet_id) for tweet in posts.twitter)
+
+
+def _as_ledger_key(tweet_id: str | int) -> int:
+    text = str(tweet_id)
+    if text.isascii() and text.isdigit() and int(text) <= _MAX_KEY:
+        return int(text)
+    return hash(("tweet", text)) & _MAX_KEY
 
 
 # Top-level keys as str, every value kept as raw bytes: msgspec still checks the whole

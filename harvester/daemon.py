@@ -41,7 +41,6 @@ from harvester.quota import (
     QuotaState,
     params_for_mode,
     quota_snapshot,
-    tweet_ids,
 )
 from harvester.ratelimit import RateController, RatePolicy
 from harvester.store import ClaimedJob, JobOutcome, Store, iso_utc, parse_iso
@@ -316,7 +315,7 @@ class Harvest:
         try:
             result = await self._client.fetch(job.id_type, job.identifier, params)
             if result.outcome is Outcome.OK and mode != NO_TWITTER:
-                tweets = tweet_ids(result.body)
+                tweets = result.tweet_ids
         finally:
             ok = result is not None and result.outcome is Outcome.OK
             self._quota.answered(mode, len(tweets) if ok else None)

@@ -18,8 +18,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
-
 from harvester.config import FilterSettings, QuotaSettings
 
 FULL, ORIGINAL_TWEETS, NO_TWITTER = "full", "original_tweets", "no_twitter"
@@ -27,47 +25,6 @@ MODES = (FULL, ORIGINAL_TWEETS, NO_TWITTER)
 _SERVER_FRESH_S = 120.0  # how long a server count stays the truth without a newer one
 _DEFAULT_TWEETS_PER_ANSWER = 100  # the estimate before any answer was seen in a mode
 _SAMPLES = 200
-
-
-class _Tweet(msgspec.Struct):
-    tweet_id: str | int
-
-
-class _Posts(msgspec.Struct):
-    twitter: list[_Tweet] = []
-
-
-class _Body(msgspec.Struct):
-    posts: _Posts | None = None
-
-
-_TWEETS_DECODER = msgspec.json.Decoder(_Body)
-
-
-def tweet_ids(body: bytes) -> tuple[int, ...]:
-    """The tweet IDs in a fetch answer, as integers (unknown keys are skipped unread).
-
-    An ID that is not a decimal number fitting 63 bits is folded into one by hashing,
-    so it is still counted (once) rather than lost.
-    """
-    try:
-        posts = _TWEETS_DECODER.decode(body).posts
-    except msgspec.DecodeError:
-        return ()
-    if posts is None:
-        return ()
-    return tuple(_as_ledger_key(tweet.tweet_id) for tweet in posts.twitter)
-
-
-def _as_ledger_key(tweet_id: str | int) -> int:
-    if isinstance(tweet_id, int) and 0 <= tweet_id < 2**63:
-        return tweet_id
-    text = str(tweet_id)
-    if text.isdigit() and len(text) <= 18:
-        return int(text)
-    if text.isdigit() and int(text) < 2**63:
-        return int(text)
-    return hash(("tweet", text)) & (2**63 - 1)
 
 
 def params_for_mode(filters: FilterSettings, mode: str) -> dict[str, str]:
@@ -106,6 +63,9 @@ class QuotaState:
     _samples: dict[str, deque[int]] = field(
         default_factory=lambda: {mode: deque(maxlen=_SAMPLES) for mode in MODES}
     )
+    # (typical, largest) per mode, refreshed as answers arrive, not on every request.
+    _estimates: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _answers: int = 0
 
     @property
     def limit(self) -> int:
@@ -120,18 +80,28 @@ class QuotaState:
 
     def typical(self, mode: str) -> int:
         """Tweets a typical answer in `mode` brings: the 95th percentile of recent ones."""
-        samples = sorted(self._samples[mode])
-        if len(samples) < 10:
-            return _DEFAULT_TWEETS_PER_ANSWER if mode != NO_TWITTER else 0
-        return samples[int(len(samples) * 0.95)]
+        return self._estimate(mode)[0]
 
     def largest(self, mode: str) -> int:
         """The most tweets one recent answer in `mode` brought (heavy outputs are rare
         but one alone can be a good part of a small quota)."""
-        samples = self._samples[mode]
+        return self._estimate(mode)[1]
+
+    def _estimate(self, mode: str) -> tuple[int, int]:
+        cached = self._estimates.get(mode)
+        if cached is None:
+            cached = self._estimates[mode] = self._compute_estimate(mode)
+        return cached
+
+    def _compute_estimate(self, mode: str) -> tuple[int, int]:
         if mode == NO_TWITTER:
-            return 0
-        return max(max(samples, default=0), _DEFAULT_TWEETS_PER_ANSWER)
+            return 0, 0
+        samples = sorted(self._samples[mode])
+        if len(samples) < 10:
+            typical = _DEFAULT_TWEETS_PER_ANSWER
+        else:
+            typical = samples[int(len(samples) * 0.95)]
+        return typical, max(samples[-1] if samples else 0, _DEFAULT_TWEETS_PER_ANSWER)
 
     def headroom(self) -> int:
         """Tweets the requests in flight may still bring."""
@@ -159,8 +129,12 @@ class QuotaState:
         """A request in `mode` ended; `tweet_count` if it brought tweets to charge."""
         self.in_flight[mode] -= 1
         if tweet_count is not None:
-            self._samples[mode].append(tweet_count)
+            samples = self._samples[mode]
+            samples.append(tweet_count)
             self.unrecorded += tweet_count
+            self._answers += 1
+            if len(samples) < 20 or self._answers % 16 == 0 or tweet_count > self.largest(mode):
+                self._estimates.pop(mode, None)
 
     def recorded(self, tweet_count: int, charged: int, pruned: int) -> None:
         """The store wrote answers holding `tweet_count` IDs, `charged` of them new."""

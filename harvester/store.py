@@ -358,12 +358,12 @@ class Store:
     def _charge(conn: sqlite3.Connection, response: StoredResponse | None, now_s: float) -> int:
         if response is None or not response.tweet_ids:
             return 0
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO tweet_ledger (tweet_id, charged_at_s) VALUES (?, ?)",
-            [(tweet_id, now_s) for tweet_id in response.tweet_ids],
-        )
-        return conn.total_changes - before
+        # One statement per response: SQLite walks the JSON array itself.
+        return conn.execute(
+            "INSERT OR IGNORE INTO tweet_ledger (tweet_id, charged_at_s)"
+            " SELECT value, ? FROM json_each(?)",
+            (now_s, json.dumps(response.tweet_ids)),
+        ).rowcount
 
     @staticmethod
     def _apply_outcome(conn: sqlite3.Connection, outcome: JobOutcome, now: str) -> bool:

@@ -298,15 +298,15 @@ async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
     simulator: Simulator, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    real_tweet_ids = daemon_module.tweet_ids
+    real_decide = daemon_module.decide
 
-    def flaky_tweet_ids(body: bytes) -> tuple[int, ...]:
+    def flaky_decide(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
         if calls["n"] <= 3:
             raise RuntimeError("a bug of ours")
-        return real_tweet_ids(body)
+        return real_decide(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(daemon_module, "tweet_ids", flaky_tweet_ids)
+    monkeypatch.setattr(daemon_module, "decide", flaky_decide)
     identifiers = [i for i in dois(10, "bug") if universe.is_known(i.id_type, i.value)]
     queue(db_path, identifiers)
     assert await harvest(settings_for(simulator.base_url, db_path, max_attempts=3)) == 0

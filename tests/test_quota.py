@@ -12,6 +12,7 @@ import pytest
 
 from harvester import universe
 from harvester.cli import main
+from harvester.client import read_body, tweet_ids
 from harvester.config import (
     ApiSettings,
     FilterSettings,
@@ -30,7 +31,6 @@ from harvester.quota import (
     ORIGINAL_TWEETS,
     QuotaState,
     params_for_mode,
-    tweet_ids,
 )
 from harvester.simulator import Simulator, SimulatorSettings
 from harvester.store import JobOutcome, Store, StoredResponse, iso_utc
@@ -97,6 +97,13 @@ def test_tweet_ids_are_read_from_the_body_only() -> None:
     assert len(ids) == 3 and 0 <= ids[2] < 2**63
     assert tweet_ids(b'{"posts": {"news": []}}') == ()
     assert tweet_ids(b'{"altmetric_id": 1}') == ()
+    # The one-pass reader agrees, and still judges validity.
+    assert read_body(body) == (None, ids)
+    assert read_body(b'{"posts": {"twitter": "odd"}}') == (None, ())
+    assert read_body(b'{"posts": {"twitter": [{"tweet_id": 1}]}, "x": [1,,2]}')[0] == (
+        "invalid JSON body"
+    )
+    assert read_body(b'[{"posts": 1}]')[0] == "JSON body is not an object"
 
 
 def test_params_for_each_mode() -> None:
