@@ -212,7 +212,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     key = load_api_key(settings)
     register_secret(key.reveal())
-    report = asyncio.run(run_daemon(settings, key, drain=args.drain))
+    report = asyncio.run(
+        run_daemon(
+            settings,
+            key,
+            drain=args.drain,
+            reload_settings=lambda: load_settings(args.config, db_override=args.db),
+        )
+    )
     if report.exit_code == 3:
         print(
             "harvester run: API key rejected (HTTP 403); unfinished jobs stay pending",

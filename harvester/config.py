@@ -139,6 +139,13 @@ class QuotaSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """An optional Prometheus text endpoint, e.g. "127.0.0.1:9108"; empty is off."""
+
+    address: str = ""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
 
@@ -151,6 +158,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     filters: FilterSettings = field(default_factory=FilterSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: Path | None = None  # the file these settings came from, if any
 
@@ -162,6 +170,7 @@ _SECTIONS: dict[str, type] = {
     "store": StoreSettings,
     "filters": FilterSettings,
     "quota": QuotaSettings,
+    "metrics": MetricsSettings,
     "log": LogSettings,
 }
 
@@ -270,6 +279,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("workers.lease_s must be longer than api.timeout_s")
     _validate_filters(settings.filters)
     _validate_quota(settings.quota)
+    if settings.metrics.address:
+        metrics_host_port(settings.metrics.address)
     if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level must be one of debug, info, warning, error")
 
@@ -311,6 +322,17 @@ def _validate_filters(filters: FilterSettings) -> None:
             )
     if filters.include_sources and filters.exclude_sources:
         raise ConfigError("filters.include_sources and filters.exclude_sources are exclusive")
+
+
+def metrics_host_port(address: str) -> tuple[str, int]:
+    """The loopback host and port of metrics.address, or a ConfigError."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"metrics.address must be HOST:PORT, not {address!r}")
+    if not _is_loopback(host):
+        raise ConfigError("metrics.address must be a loopback address (127.0.0.1 or ::1)")
+    return host, int(port)
 
 
 def _validate_quota(quota: QuotaSettings) -> None:
@@ -372,6 +394,7 @@ __all__ = [
     "ConfigError",
     "FilterSettings",
     "LogSettings",
+    "MetricsSettings",
     "QuotaSettings",
     "RateSettings",
     "Secret",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import signal
@@ -24,14 +25,16 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from aiohttp import web
 
 from harvester.client import AltmetricClient, FetchResult, Outcome
-from harvester.config import Secret, Settings
+from harvester.config import ConfigError, Secret, Settings
 from harvester.logs import get_logger
+from harvester.notify import Notifier
 from harvester.policy import RetryPolicy, decide, internal_failure, wait_for_full_mode
 from harvester.progress import ProgressLine
 from harvester.quota import (
@@ -43,14 +46,22 @@ from harvester.quota import (
     quota_snapshot,
 )
 from harvester.ratelimit import RateController, RatePolicy
+from harvester.service import (
+    ServiceLoop,
+    describe_reload,
+    needs_restart,
+    render_metrics,
+    start_metrics,
+    status_line,
+)
 from harvester.store import ClaimedJob, JobOutcome, Store, iso_utc, parse_iso
+from harvester.storethread import StoreThread
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_KEY_REJECTED = 3  # systemd: RestartPreventExitStatus=3, a bad key will not heal
 
 log = get_logger("harvester.daemon")
-T = TypeVar("T")
 
 
 class DaemonLockError(RuntimeError):
@@ -81,21 +92,6 @@ def daemon_lock(store_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class StoreThread:
-    """Runs every store call on one thread of its own, in submission order."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-
-    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: method(*args, **kwargs))
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True)
-
-
 @dataclass
 class HarvestReport:
     stopped_by: str = "running"
@@ -124,26 +120,14 @@ class Harvest:
         self._client = client
         self._drain = drain
         self._progress = progress
-        self._rate = RateController(
-            RatePolicy(
-                settings.rate.requests_per_s,
-                settings.rate.burst,
-                decrease_factor=settings.rate.decrease_factor,
-                increase_after_s=settings.rate.increase_after_s,
-            )
-        )
+        self._rate = RateController(self._rate_policy(settings))
         self._retry = RetryPolicy(
             settings.workers.max_attempts,
             settings.workers.backoff_base_s,
             settings.workers.backoff_max_s,
         )
         self._quota = QuotaState(settings.quota, ledger_used=ledger_used)
-        self._mode_params = {
-            mode: (params, json.dumps(params, sort_keys=True))
-            for mode in MODES
-            for params in [params_for_mode(settings.filters, mode)]
-        }
-        self._next_snapshot_s = 0.0
+        self._mode_params = self._params_by_mode(settings)
         concurrency = settings.workers.concurrency
         self._jobs: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(maxsize=concurrency)
         self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
@@ -152,6 +136,11 @@ class Harvest:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[None]] = set()
+        self._retiring = 0
+        self._requests: Counter[str] = Counter()
+        self.on_stopping: Callable[[], None] = lambda: None
         self.report = HarvestReport()
 
     # -- stopping ---------------------------------------------------------------------
@@ -161,6 +150,7 @@ class Harvest:
         if not self._stopping.is_set():
             self.report.stopped_by = reason
             self._stopping.set()
+            self.on_stopping()
         if immediate:
             self._hurry.set()
 
@@ -169,27 +159,86 @@ class Harvest:
         log.warning("harvest.signal", signal=name, action="stop now" if second else "drain")
         self.request_stop(f"signal {name}", immediate=second)
 
+    # -- for the service: a view of the run, and settings applied in flight -------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def live_view(self) -> dict[str, Any]:
+        """Figures for the heartbeat, systemd's STATUS line and the metrics."""
+        now_s = time.time()
+        finished = sum(self.report.outcomes[s] for s in ("done", "not_found", "failed"))
+        return {
+            "finished": finished,
+            "outstanding": self._outstanding,
+            "concurrency": len(self._workers) - self._retiring,
+            "requests_per_s": round(self._rate.rate_per_s, 4),
+            "requests": dict(self._requests),
+            "quota_mode": self._quota.mode(now_s),
+            "quota_used": self._quota.used(now_s),
+            "quota_limit": self._quota.limit,
+            "quota": quota_snapshot(self._quota, now_s),
+        }
+
+    def apply_settings(self, new: Settings) -> None:
+        """Apply a reloaded configuration's rate, concurrency, retries, filters and quota
+        without touching in-flight work. Settings that need a restart keep their value."""
+        old = self._settings
+        self._settings = dataclasses.replace(
+            old,
+            rate=new.rate,
+            filters=new.filters,
+            quota=new.quota,
+            workers=dataclasses.replace(new.workers, lease_s=old.workers.lease_s),
+        )
+        self._rate.reconfigure(self._rate_policy(new))
+        self._retry = RetryPolicy(
+            new.workers.max_attempts, new.workers.backoff_base_s, new.workers.backoff_max_s
+        )
+        self._mode_params = self._params_by_mode(new)
+        self._quota.settings = new.quota
+        live = len(self._workers) - self._retiring
+        for _ in range(new.workers.concurrency - live):
+            self._spawn_worker()
+        if new.workers.concurrency < live:
+            self._retire_workers(live - new.workers.concurrency)
+
+    @staticmethod
+    def _rate_policy(settings: Settings) -> RatePolicy:
+        return RatePolicy(
+            settings.rate.requests_per_s,
+            settings.rate.burst,
+            decrease_factor=settings.rate.decrease_factor,
+            increase_after_s=settings.rate.increase_after_s,
+        )
+
+    @staticmethod
+    def _params_by_mode(settings: Settings) -> dict[str, tuple[dict[str, str], str]]:
+        return {
+            mode: (params, json.dumps(params, sort_keys=True))
+            for mode in MODES
+            for params in [params_for_mode(settings.filters, mode)]
+        }
+
     # -- the run ----------------------------------------------------------------------
 
     async def run(self) -> HarvestReport:
         started_s = time.monotonic()
         feeder = asyncio.create_task(self._feed(), name="feeder")
-        workers = [
-            asyncio.create_task(self._work(), name=f"worker-{n}")
-            for n in range(self._settings.workers.concurrency)
-        ]
         writer = asyncio.create_task(self._write(), name="writer")
-        for task in (feeder, *workers, writer):
+        for task in (feeder, writer):
             task.add_done_callback(self._on_task_done)
+        for _ in range(self._settings.workers.concurrency):
+            self._spawn_worker()
         await self._stopping.wait()
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)
-        await self._stop_workers(workers)
+        await self._stop_workers()
         self._outcomes.put_nowait(None)
         await writer
         for task in list(self._tasks):
             task.cancel()
-        await self._save_quota_snapshot(force=True)
         self.report.released = await self._release_everything()
         self.report.elapsed_s = time.monotonic() - started_s
         return self.report
@@ -218,21 +267,40 @@ class Harvest:
         self.report.exit_code = EXIT_FAILURE
         return 0  # the next start requeues them
 
-    async def _stop_workers(self, workers: list[asyncio.Task[None]]) -> None:
+    def _spawn_worker(self) -> None:
+        task = asyncio.create_task(self._work(), name=f"worker-{len(self._workers)}")
+        task.add_done_callback(self._on_task_done)
+        task.add_done_callback(self._workers.discard)
+        self._workers.add(task)
+
+    def _retire_workers(self, count: int) -> None:
+        """Fewer workers: idle ones go now, busy ones after their current job."""
+        for task in [task for task in self._workers if task not in self._busy][:count]:
+            task.cancel()
+            count -= 1
+        self._retiring += max(count, 0)
+
+    async def _stop_workers(self) -> None:
+        """Idle workers stop at once; busy ones get until the drain deadline."""
         while not self._jobs.empty():  # queued, never started: released at the end
             self._jobs.get_nowait()
-        for _ in workers:
-            self._jobs.put_nowait(None)
-        finished = asyncio.create_task(asyncio.wait(workers))
-        hurry = asyncio.create_task(self._hurry.wait())
-        await asyncio.wait(
-            {finished, hurry},
-            timeout=self._settings.workers.drain_deadline_s,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        for task in (finished, hurry, *workers):
+        for task in self._workers - self._busy:
             task.cancel()
-        await asyncio.gather(finished, hurry, *workers, return_exceptions=True)
+        busy = set(self._busy)
+        if busy:
+            finished = asyncio.create_task(asyncio.wait(busy))
+            hurry = asyncio.create_task(self._hurry.wait())
+            await asyncio.wait(
+                {finished, hurry},
+                timeout=self._settings.workers.drain_deadline_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in (finished, hurry):
+                task.cancel()
+        workers = set(self._workers)
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
     async def _feed(self) -> None:
         try:
@@ -285,26 +353,35 @@ class Harvest:
         return min(max(wait_s, 0.05), 1.0)
 
     async def _work(self) -> None:
-        while (job := await self._jobs.get()) is not None:
-            if self._stopping.is_set():
-                continue
-            await self._rate.acquire()
-            if self._stopping.is_set():
-                continue
-            mode = self._quota.mode()
-            if job.needs_full and mode != FULL:
-                self._outcomes.put_nowait(wait_for_full_mode(job, time.time()))
-                continue
+        while not self._stopping.is_set():
+            job = await self._jobs.get()
+            if self._retiring > 0:
+                self._retiring -= 1
+                self._jobs.put_nowait(job)  # for a worker that stays
+                return
+            self._busy.add(asyncio.current_task())  # type: ignore[arg-type]
             try:
-                outcome = await self._fetch(job, mode)
-            except Exception as error:  # a bug of ours must not strand the job in progress
-                log.exception(
-                    "harvest.worker_error", id_type=job.id_type, identifier=job.identifier
-                )
-                outcome = internal_failure(
-                    job, f"internal error: {type(error).__name__}", self._retry, time.time()
-                )
-            self._outcomes.put_nowait(outcome)
+                await self._run_job(job)
+            finally:
+                self._busy.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        """Wait for a rate token, fetch in the quota's mode, hand the outcome on."""
+        await self._rate.acquire()
+        if self._stopping.is_set():
+            return  # released with the rest at the end
+        mode = self._quota.mode()
+        if job.needs_full and mode != FULL:
+            self._outcomes.put_nowait(wait_for_full_mode(job, time.time()))
+            return
+        try:
+            outcome = await self._fetch(job, mode)
+        except Exception as error:  # a bug of ours must not strand the job in progress
+            log.exception("harvest.worker_error", id_type=job.id_type, identifier=job.identifier)
+            outcome = internal_failure(
+                job, f"internal error: {type(error).__name__}", self._retry, time.time()
+            )
+        self._outcomes.put_nowait(outcome)
 
     async def _fetch(self, job: ClaimedJob, mode: str) -> JobOutcome:
         """One request in `mode`, with the quota told what it started and brought."""
@@ -314,6 +391,7 @@ class Harvest:
         result: FetchResult | None = None
         try:
             result = await self._client.fetch(job.id_type, job.identifier, params)
+            self._requests[result.outcome.value] += 1
             if result.outcome is Outcome.OK and mode != NO_TWITTER:
                 tweets = result.tweet_ids
         finally:
@@ -427,16 +505,6 @@ class Harvest:
             if outcomes:
                 await self._record(outcomes)
 
-    async def _save_quota_snapshot(self, *, force: bool = False) -> None:
-        """Tell `status` how the quota looks, every few seconds."""
-        now_s = time.time()
-        if not force and now_s < self._next_snapshot_s:
-            return
-        self._next_snapshot_s = now_s + 5.0
-        await self._db.call(
-            self._db.store.save_state, "quota", json.dumps(quota_snapshot(self._quota, now_s))
-        )
-
     async def _record(self, outcomes: list[JobOutcome]) -> None:
         try:
             result = await self._db.call(
@@ -458,7 +526,7 @@ class Harvest:
             self.report.outcomes[outcome.state] += 1
             if outcome.response is not None:
                 self.report.modes[outcome.response.mode] += 1
-        await self._save_quota_snapshot()
+
         if self._progress is not None:
             finished = sum(self.report.outcomes[s] for s in ("done", "not_found", "failed"))
             self._progress.update(finished, f"pending retries {self.report.outcomes['pending']:,}")
@@ -471,11 +539,17 @@ async def run_daemon(
     drain: bool,
     show_progress: bool | None = None,
     install_signals: bool = True,
+    reload_settings: Callable[[], Settings] | None = None,
 ) -> HarvestReport:
-    """Open the store under the daemon lock and harvest until drained or stopped."""
+    """Open the store under the daemon lock and harvest until drained or stopped.
+
+    `reload_settings` is how SIGHUP re-reads the configuration (without it, SIGHUP
+    is not handled).
+    """
     with daemon_lock(settings.store.path):
         store = Store(settings.store.path)
         store_thread = StoreThread(store)
+        notifier = Notifier()
         try:
             recovered = store.requeue_leased(expired_only=False)
             ledger_used = store.ledger_count(settings.quota.window_s)
@@ -489,13 +563,14 @@ async def run_daemon(
                 concurrency=settings.workers.concurrency,
                 requests_per_s=settings.rate.requests_per_s,
                 tweet_quota_used=ledger_used,
+                systemd=notifier.enabled,
             )
             progress = ProgressLine("harvest", counts["pending"], enabled=show_progress)
-            report = await _run_pipeline(
-                settings, key, store_thread, drain, progress, install_signals, ledger_used
-            )
+            pipeline = _Pipeline(settings, store_thread, notifier, progress, ledger_used)
+            report = await pipeline.run(key, drain, install_signals, reload_settings)
             progress.close()
         finally:
+            notifier.close()
             store_thread.shutdown()
             store.close()
     log.info(
@@ -509,31 +584,100 @@ async def run_daemon(
     return report
 
 
-async def _run_pipeline(
-    settings: Settings,
-    key: Secret,
-    store: StoreThread,
-    drain: bool,
-    progress: ProgressLine,
-    install_signals: bool,
-    ledger_used: int,
-) -> HarvestReport:
-    async with AltmetricClient(
-        settings.api.base_url,
-        key,
-        timeout_s=settings.api.timeout_s,
-        max_connections=settings.workers.concurrency,
-        legacy_type_names=settings.api.legacy_type_names,
-    ) as client:
-        harvest = Harvest(
-            settings, store, client, drain=drain, progress=progress, ledger_used=ledger_used
-        )
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
-        for signum in signals:
+@dataclass
+class _Pipeline:
+    """One run of the harvest with its service companions (signals, systemd, metrics)."""
+
+    settings: Settings
+    store: StoreThread
+    notifier: Notifier
+    progress: ProgressLine
+    ledger_used: int
+
+    async def run(
+        self,
+        key: Secret,
+        drain: bool,
+        install_signals: bool,
+        reload_settings: Callable[[], Settings] | None,
+    ) -> HarvestReport:
+        settings = self.settings
+        async with AltmetricClient(
+            settings.api.base_url,
+            key,
+            timeout_s=settings.api.timeout_s,
+            max_connections=0,  # the workers bound concurrency, which a reload may change
+            legacy_type_names=settings.api.legacy_type_names,
+        ) as client:
+            harvest = Harvest(
+                settings,
+                self.store,
+                client,
+                drain=drain,
+                progress=self.progress,
+                ledger_used=self.ledger_used,
+            )
+            harvest.on_stopping = self.notifier.stopping
+            service = ServiceLoop(harvest, self.store, self.notifier, iso_utc(time.time()))
+            metrics = await self._start_metrics(harvest, service)
+            loop = asyncio.get_running_loop()
+            handled = self._install_signals(loop, harvest, install_signals, reload_settings)
+            run_task = asyncio.create_task(harvest.run(), name="harvest")
+            service_task = asyncio.create_task(service.run(), name="service")
+            await asyncio.sleep(0)  # the workers are running now
+            self.notifier.ready(status_line(harvest.live_view()))
+            try:
+                return await run_task
+            finally:
+                service_task.cancel()
+                await asyncio.gather(service_task, return_exceptions=True)
+                await service.report("stopped")
+                if metrics is not None:
+                    await metrics.cleanup()
+                for signum in handled:
+                    loop.remove_signal_handler(signum)
+
+    def _install_signals(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        harvest: Harvest,
+        install: bool,
+        reload_settings: Callable[[], Settings] | None,
+    ) -> list[signal.Signals]:
+        if not install:
+            return []
+        handled = [signal.SIGINT, signal.SIGTERM]
+        for signum in handled:
             loop.add_signal_handler(signum, harvest.on_signal, signum.name)
+        if reload_settings is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._reload, harvest, reload_settings)
+            handled.append(signal.SIGHUP)
+        return handled
+
+    def _reload(self, harvest: Harvest, reload_settings: Callable[[], Settings]) -> None:
+        """SIGHUP: re-read the settings; apply them, or keep the old ones if bad."""
+        self.notifier.reloading()
         try:
-            return await harvest.run()
-        finally:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
+            new = reload_settings()
+        except ConfigError as error:
+            log.error("harvest.reload_refused", error=str(error), action="kept the old settings")
+        else:
+            restart = needs_restart(harvest.settings, new)
+            changed = describe_reload(harvest.settings, new)
+            harvest.apply_settings(new)
+            log.info("harvest.reloaded", changed=changed, needs_restart=restart)
+        self.notifier.ready(status_line(harvest.live_view()))
+
+    async def _start_metrics(self, harvest: Harvest, service: ServiceLoop) -> web.AppRunner | None:
+        if not self.settings.metrics.address:
+            return None
+        counts_at_s = 0.0
+
+        async def render() -> str:
+            nonlocal counts_at_s
+            if time.monotonic() - counts_at_s > 15:  # counting 8M jobs takes ~0.5 s
+                counts_at_s = time.monotonic()
+                await service.refresh_job_counts()
+            return render_metrics(harvest.live_view(), service.job_counts)
+
+        return await start_metrics(self.settings.metrics.address, render)

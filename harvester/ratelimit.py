@@ -72,6 +72,13 @@ class RateController:
             if self._resume_at_s <= loop.time() and limiter is self._limiter:
                 return  # a token of the current rate, and no pause began meanwhile
 
+    def reconfigure(self, policy: RatePolicy) -> None:
+        """New settings (a reload): the new configured rate applies from now."""
+        self.policy = policy
+        self.rate_per_s = policy.requests_per_s
+        self._limiter = self._new_limiter()  # the burst may have changed too
+        self._last_change_s = time.monotonic()
+
     def pause_for(self, seconds: float) -> None:
         """Hold every worker back for `seconds` (extends, never shortens, a pause)."""
         resume_at_s = asyncio.get_running_loop().time() + seconds

@@ -4,6 +4,7 @@ can run while the daemon writes (WAL lets readers and the writer proceed togethe
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from harvester.quota import (
     mode_for_usage,
     next_mode_change,
 )
+from harvester.service import HEARTBEAT_STALE_S
 from harvester.store import JOB_STATES, Store, iso_utc
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}
@@ -39,7 +41,45 @@ def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any
         "throughput_per_s": throughput,
         "errors": errors,
         "quota": quota_status(store, quota_settings, now_s),
+        "daemon": daemon_status(store, now_s),
+        "eta_s": eta_s(jobs, throughput["last_5m"]),
     }
+
+
+def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
+    """Whether a daemon runs on this store, from its heartbeat (and its pid, if local)."""
+    saved = store.load_state("heartbeat")
+    if saved is None:
+        return {"running": False}
+    heartbeat = json.loads(saved[0])
+    age_s = now_s - heartbeat["heartbeat_at_s"]
+    running = heartbeat["state"] == "running" and age_s < HEARTBEAT_STALE_S
+    return {
+        "running": running and _process_exists(heartbeat["pid"]),
+        "pid": heartbeat["pid"],
+        "started_at": heartbeat["started_at"],
+        "last_heartbeat_s_ago": round(age_s, 1),
+        "requests_per_s": heartbeat["requests_per_s"],
+        "concurrency": heartbeat["concurrency"],
+    }
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True
+
+
+def eta_s(jobs: dict[str, int], rate_per_s: float) -> float | None:
+    """Seconds until the jobs left are done at the recent rate, if there is one."""
+    left = jobs["pending"] + jobs["in_progress"]
+    if left == 0:
+        return 0.0
+    return round(left / rate_per_s) if rate_per_s > 0 else None
 
 
 def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[str, Any]:
@@ -82,15 +122,32 @@ def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[st
     }
 
 
+def _clock(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86_400)
+    text = f"{rest // 3600}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
 def render_status(status: dict[str, Any]) -> str:
     """The status as a short table for people."""
     total = status["total"] or 1
-    lines = [f"store  {status['store']}", "", "jobs"]
+    daemon = status["daemon"]
+    if daemon["running"]:
+        alive = (
+            f"running (pid {daemon['pid']}, since {daemon['started_at']}, "
+            f"{daemon['requests_per_s']:g} req/s allowed, concurrency {daemon['concurrency']})"
+        )
+    else:
+        alive = "not running"
+    eta = status["eta_s"]
+    lines = [f"store  {status['store']}", f"daemon {alive}", "", "jobs"]
     for state in JOB_STATES:
         count = status["jobs"][state]
         lines.append(f"  {state:<12}{count:>12,}  {count / total:6.1%}")
     lines.append(f"  {'total':<12}{status['total']:>12,}")
     lines.append(f"responses stored {status['responses']:,}")
+    if eta:
+        lines.append(f"eta for the jobs left at the last 5 minutes' rate: {_clock(eta)}")
     rates = status["throughput_per_s"]
     lines.append(
         "throughput  "
