@@ -175,6 +175,7 @@ class Harvest:
             "concurrency": len(self._workers) - self._retiring,
             "requests_per_s": round(self._rate.rate_per_s, 4),
             "requests": dict(self._requests),
+            "outcomes": Counter(self.report.outcomes),
             "quota_mode": self._quota.mode(now_s),
             "quota_used": self._quota.used(now_s),
             "quota_limit": self._quota.limit,
@@ -619,13 +620,15 @@ class _Pipeline:
             )
             harvest.on_stopping = self.notifier.stopping
             service = ServiceLoop(harvest, self.store, self.notifier, iso_utc(time.time()))
-            metrics = await self._start_metrics(harvest, service)
+            metrics = await self._start_metrics(service)
             loop = asyncio.get_running_loop()
-            handled = self._install_signals(loop, harvest, install_signals, reload_settings)
+            handled = self._install_signals(
+                loop, harvest, service, install_signals, reload_settings
+            )
             run_task = asyncio.create_task(harvest.run(), name="harvest")
             service_task = asyncio.create_task(service.run(), name="service")
             await asyncio.sleep(0)  # the workers are running now
-            self.notifier.ready(status_line(harvest.live_view()))
+            self.notifier.ready()  # the service's first report follows at once
             try:
                 return await run_task
             finally:
@@ -641,6 +644,7 @@ class _Pipeline:
         self,
         loop: asyncio.AbstractEventLoop,
         harvest: Harvest,
+        service: ServiceLoop,
         install: bool,
         reload_settings: Callable[[], Settings] | None,
     ) -> list[signal.Signals]:
@@ -650,34 +654,32 @@ class _Pipeline:
         for signum in handled:
             loop.add_signal_handler(signum, harvest.on_signal, signum.name)
         if reload_settings is not None:
-            loop.add_signal_handler(signal.SIGHUP, self._reload, harvest, reload_settings)
+            loop.add_signal_handler(signal.SIGHUP, self._reload, harvest, service, reload_settings)
             handled.append(signal.SIGHUP)
         return handled
 
-    def _reload(self, harvest: Harvest, reload_settings: Callable[[], Settings]) -> None:
+    def _reload(
+        self, harvest: Harvest, service: ServiceLoop, reload_settings: Callable[[], Settings]
+    ) -> None:
         """SIGHUP: re-read the settings; apply them, or keep the old ones if bad."""
         self.notifier.reloading()
         try:
             new = reload_settings()
-        except ConfigError as error:
+        except (ConfigError, OSError, ValueError) as error:
             log.error("harvest.reload_refused", error=str(error), action="kept the old settings")
         else:
             restart = needs_restart(harvest.settings, new)
             changed = describe_reload(harvest.settings, new)
             harvest.apply_settings(new)
             log.info("harvest.reloaded", changed=changed, needs_restart=restart)
-        self.notifier.ready(status_line(harvest.live_view()))
+        self.notifier.ready()
+        service.report_soon()  # the heartbeat and STATUS show the new settings at once
 
-    async def _start_metrics(self, harvest: Harvest, service: ServiceLoop) -> web.AppRunner | None:
+    async def _start_metrics(self, service: ServiceLoop) -> web.AppRunner | None:
         if not self.settings.metrics.address:
             return None
-        counts_at_s = 0.0
 
         async def render() -> str:
-            nonlocal counts_at_s
-            if time.monotonic() - counts_at_s > 15:  # counting 8M jobs takes ~0.5 s
-                counts_at_s = time.monotonic()
-                await service.refresh_job_counts()
-            return render_metrics(harvest.live_view(), service.job_counts)
+            return render_metrics(await service.view())
 
         return await start_metrics(self.settings.metrics.address, render)

@@ -43,8 +43,11 @@ class Notifier:
             return False  # systemd gone or socket full: never a reason to crash
         return True
 
-    def ready(self, status: str) -> None:
-        self.send(READY="1", STATUS=status)
+    def ready(self, status: str | None = None) -> None:
+        if status is None:
+            self.send(READY="1")
+        else:
+            self.send(READY="1", STATUS=status)
 
     def status(self, text: str) -> None:
         self.send(STATUS=text.replace("\n", " "))

@@ -12,10 +12,12 @@ loopback address serves the same figures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -27,7 +29,9 @@ from harvester.notify import Notifier
 from harvester.storethread import StoreThread
 
 REPORT_EVERY_S = 5.0
+JOB_COUNTS_EVERY_S = 60.0  # counting 8M jobs by state takes ~0.5 s of the store thread
 HEARTBEAT_STALE_S = 30.0  # status calls a daemon dead after this long without a heartbeat
+RATE_WINDOW_S = 60.0
 
 log = get_logger("harvester.service")
 
@@ -40,15 +44,23 @@ class LiveHarvest(Protocol):
 
 def status_line(view: dict[str, Any]) -> str:
     """The one line systemd shows under `systemctl status`."""
+    jobs = view.get("jobs")
+    counts = f"done {jobs['done']:,}, pending {jobs['pending']:,}, " if jobs else ""
     return (
-        f"{view['finished']:,} finished, {view['outstanding']:,} in flight, "
-        f"{view['requests_per_s']:.2f} req/s allowed, quota mode {view['quota_mode']} "
+        f"{counts}{view['finished']:,} finished this run, "
+        f"{view.get('achieved_per_s', 0.0):.2f} req/s "
+        f"(allowed {view['requests_per_s']:.2f}), quota mode {view['quota_mode']} "
         f"({view['quota_used']:,}/{view['quota_limit']:,} tweet IDs)"
     )
 
 
 class ServiceLoop:
-    """Heartbeat, STATUS and watchdog, from the event loop, until cancelled."""
+    """Heartbeat, STATUS and watchdog, from the event loop, until cancelled.
+
+    Job counts come from the store once a minute and are carried forward between
+    counts with the pipeline's own tally, so the status line stays current without
+    counting millions of rows every few seconds.
+    """
 
     def __init__(
         self, harvest: LiveHarvest, store: StoreThread, notifier: Notifier, started_at: str
@@ -59,36 +71,77 @@ class ServiceLoop:
         self._started_at = started_at
         watchdog_s = notifier.watchdog_interval_s
         self._tick_s = min(REPORT_EVERY_S, watchdog_s / 2) if watchdog_s else REPORT_EVERY_S
-        self.job_counts: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._counted: tuple[float, dict[str, int], Counter[str]] | None = None
+        self._requests_seen: deque[tuple[float, int]] = deque()
+
+    def report_soon(self) -> None:
+        """Report at the next turn of the loop (after a reload, say)."""
+        self._wake.set()
 
     async def run(self) -> None:
         next_report_s = 0.0
         while True:
-            if time.monotonic() >= next_report_s:
+            if time.monotonic() >= next_report_s or self._wake.is_set():
+                self._wake.clear()
                 await self.report("running")
                 next_report_s = time.monotonic() + REPORT_EVERY_S
-            self._notifier.watchdog()
-            await asyncio.sleep(self._tick_s)
+            self._notifier.watchdog()  # reached only while the loop and the store answer
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._tick_s)
+
+    async def view(self) -> dict[str, Any]:
+        """The pipeline's live view, with job counts and the measured request rate."""
+        view = self._harvest.live_view()
+        view["jobs"] = await self._job_counts(view["outcomes"])
+        view["achieved_per_s"] = self._achieved_per_s(sum(view["requests"].values()))
+        return view
 
     async def report(self, state: str) -> None:
-        """Write the heartbeat and tell systemd the status line."""
-        view = self._harvest.live_view()
+        """Write the heartbeat and the quota view; tell systemd the status line."""
+        view = await self.view()
         heartbeat = {
             "pid": os.getpid(),
             "state": state,
             "started_at": self._started_at,
             "heartbeat_at_s": time.time(),
             "requests_per_s": view["requests_per_s"],
+            "achieved_per_s": view["achieved_per_s"],
             "quota_mode": view["quota_mode"],
             "concurrency": view["concurrency"],
         }
-        await self._store.call(self._store.store.save_state, "heartbeat", json.dumps(heartbeat))
-        await self._store.call(self._store.store.save_state, "quota", json.dumps(view["quota"]))
+        await self._store.call(
+            self._store.store.save_states,
+            {"heartbeat": json.dumps(heartbeat), "quota": json.dumps(view["quota"])},
+        )
         self._notifier.status(status_line(view))
 
-    async def refresh_job_counts(self) -> dict[str, int]:
-        self.job_counts = await self._store.call(self._store.store.counts_by_state)
-        return self.job_counts
+    async def _job_counts(self, outcomes: Counter[str]) -> dict[str, int]:
+        now_s = time.monotonic()
+        if self._counted is None or now_s - self._counted[0] >= JOB_COUNTS_EVERY_S:
+            counts = await self._store.call(self._store.store.counts_by_state)
+            self._counted = (now_s, counts, Counter(outcomes))
+        _, counts, outcomes_then = self._counted
+        since = Counter(outcomes)
+        since.subtract(outcomes_then)
+        jobs = dict(counts)
+        for state in ("done", "not_found", "failed"):
+            jobs[state] += since[state]
+            jobs["pending"] -= since[state]
+        jobs["pending"] = max(jobs["pending"], 0)
+        return jobs
+
+    def _achieved_per_s(self, requests_total: int) -> float:
+        """Answers per second over the last minute (or since start, if shorter)."""
+        now_s = time.monotonic()
+        seen = self._requests_seen
+        seen.append((now_s, requests_total))
+        while len(seen) > 2 and now_s - seen[1][0] >= RATE_WINDOW_S:
+            seen.popleft()
+        first_s, first_total = seen[0]
+        return (
+            round((requests_total - first_total) / (now_s - first_s), 3) if now_s > first_s else 0.0
+        )
 
 
 # -- reload ------------------------------------------------------------------------------
@@ -132,12 +185,12 @@ def describe_reload(old: Settings, new: Settings) -> dict[str, Any]:
 # -- metrics -----------------------------------------------------------------------------
 
 
-def render_metrics(view: dict[str, Any], job_counts: dict[str, int]) -> str:
+def render_metrics(view: dict[str, Any]) -> str:
     """Prometheus text exposition of the daemon's figures."""
     lines = [
         "# HELP harvester_jobs Jobs in the store per state.",
         "# TYPE harvester_jobs gauge",
-        *(f'harvester_jobs{{state="{state}"}} {count}' for state, count in job_counts.items()),
+        *(f'harvester_jobs{{state="{state}"}} {count}' for state, count in view["jobs"].items()),
         "# HELP harvester_requests_total Fetch answers since start, per outcome.",
         "# TYPE harvester_requests_total counter",
         *(

@@ -60,6 +60,8 @@ def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
         "started_at": heartbeat["started_at"],
         "last_heartbeat_s_ago": round(age_s, 1),
         "requests_per_s": heartbeat["requests_per_s"],
+        "achieved_per_s": heartbeat.get("achieved_per_s", 0.0),
+        "quota_mode": heartbeat["quota_mode"],
         "concurrency": heartbeat["concurrency"],
     }
 
@@ -135,7 +137,8 @@ def render_status(status: dict[str, Any]) -> str:
     if daemon["running"]:
         alive = (
             f"running (pid {daemon['pid']}, since {daemon['started_at']}, "
-            f"{daemon['requests_per_s']:g} req/s allowed, concurrency {daemon['concurrency']})"
+            f"{daemon['achieved_per_s']:,.2f} req/s of {daemon['requests_per_s']:g} allowed, "
+            f"concurrency {daemon['concurrency']}, quota mode {daemon['quota_mode']})"
         )
     else:
         alive = "not running"

@@ -451,11 +451,14 @@ class Store:
         )
         return cursor.rowcount
 
-    def save_state(self, key: str, value: str) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
-            (key, value, iso_utc(time.time())),
-        )
+    def save_states(self, entries: dict[str, str]) -> None:
+        """What the daemon says of itself (heartbeat, quota view), in one commit."""
+        now = iso_utc(time.time())
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
+                [(key, value, now) for key, value in entries.items()],
+            )
 
     def load_state(self, key: str) -> tuple[str, str] | None:
         """(value, updated_at) of a daemon state entry, if any."""

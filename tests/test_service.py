@@ -1,0 +1,343 @@
+"""The daemon as a service: sd_notify, reload, stop, the heartbeat and the metrics.
+
+The daemon runs as a real subprocess against the simulator on loopback, with
+`$NOTIFY_SOCKET` pointing at a unix datagram socket this test binds, as systemd would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from harvester.config import ConfigError, load_settings
+from harvester.identifiers import Identifier
+from harvester.notify import Notifier
+from harvester.simulator import FetchRequest, Simulator, SimulatorSettings, text_response
+from harvester.store import Store
+
+KEY = "service-key-4242"
+Message = dict[str, str]
+
+
+class NotifyListener:
+    """A stand-in for systemd's end of $NOTIFY_SOCKET: every datagram, parsed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(path))
+        self._socket.setblocking(False)
+        self.messages: list[Message] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> NotifyListener:
+        """Read as systemd does, at once: a unix datagram queue holds only a few."""
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._reader is not None
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self._socket, 65536)
+            self.messages.append(dict(line.split("=", 1) for line in data.decode().splitlines()))
+
+    async def wait_for(
+        self, wanted: Callable[[Message], bool], timeout_s: float = 20, *, after: int = 0
+    ) -> int:
+        """Index of the first message from `after` on that is `wanted`, waiting for it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for index in range(after, len(self.messages)):
+                if wanted(self.messages[index]):
+                    return index
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no such message; got {self.messages[after:]}")
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: unix socket paths hold at most 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="hv", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def listener(short_dir: Path) -> AsyncIterator[NotifyListener]:
+    opened = NotifyListener(short_dir / "notify")
+    async with opened:
+        yield opened
+    opened.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(path: Path, base_url: str, *, rate: float, metrics_port: int) -> None:
+    path.write_text(f"""
+[api]
+base_url = "{base_url}"
+timeout_s = 2
+[rate]
+requests_per_s = {rate}
+burst = 2
+[workers]
+concurrency = 4
+backoff_base_s = 0.05
+backoff_max_s = 0.2
+lease_s = 10
+drain_deadline_s = 4
+[metrics]
+address = "127.0.0.1:{metrics_port}"
+""")
+
+
+async def echo_key_in_errors(request: web.Request, fetch: FetchRequest) -> web.Response | None:
+    """Some answers are 500s that repeat the request, key and all, as real servers do."""
+    if fetch.identifier.endswith("7"):
+        return text_response(500, f"upstream error in GET {request.path_qs}")
+    return None
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    settings = SimulatorSettings(
+        key=KEY,
+        latency_s=0.01,
+        record_sent=False,
+        fault_rate=0.1,
+        fault_kinds=("500", "503", "reset", "invalid_json"),
+    )
+    async with Simulator(settings) as sim:
+        sim.gates.append(echo_key_in_errors)
+        yield sim
+
+
+async def harvester(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harvester",
+        *args,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def daemon_status(db: Path) -> dict:
+    code, out, err = await harvester("--db", str(db), "status", "--json")
+    assert code == 0, err
+    assert KEY not in out + err
+    return json.loads(out)["daemon"]
+
+
+async def wait_for_daemon(db: Path, wanted: Callable[[dict], bool]) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        daemon = await daemon_status(db)
+        if wanted(daemon) or time.monotonic() > deadline:
+            return daemon
+        await asyncio.sleep(0.3)
+
+
+def has(key: str, value: str | None = None) -> Callable[[Message], bool]:
+    return lambda message: key in message and (value is None or message[key] == value)
+
+
+async def test_a_service_run_from_ready_through_reload_to_stop(
+    simulator: Simulator, listener: NotifyListener, tmp_path: Path
+) -> None:
+    db, config, log_path = tmp_path / "s.db", tmp_path / "h.toml", tmp_path / "daemon.log"
+    with Store(db) as store:
+        store.add_jobs([Identifier("doi", f"10.4242/svc.{n}") for n in range(5000)])
+    metrics_port = free_port()
+    write_config(config, simulator.base_url, rate=40, metrics_port=metrics_port)
+    with log_path.open("wb") as log_file:
+        daemon = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "harvester", "--config", str(config), "--db", str(db)),
+            "run",
+            env={
+                **os.environ,
+                "ALTMETRIC_API_KEY": KEY,
+                "NOTIFY_SOCKET": str(listener.path),
+                "WATCHDOG_USEC": "600000",
+            },
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        ready = await listener.wait_for(has("READY", "1"))
+        # The watchdog is pinged at half of WATCHDOG_USEC: 0.3 s, so several in 1.5 s.
+        first_ping = await listener.wait_for(has("WATCHDOG", "1"), after=ready)
+        await asyncio.sleep(1.5)
+        pings = [m for m in listener.messages[first_ping:] if m.get("WATCHDOG") == "1"]
+        assert len(pings) >= 3
+        status_line = listener.messages[await listener.wait_for(has("STATUS"), after=ready)][
+            "STATUS"
+        ]
+        assert "pending" in status_line and "quota mode full" in status_line
+
+        live = await wait_for_daemon(db, lambda d: d["running"])
+        assert live["running"] and live["pid"] == daemon.pid
+        assert live["requests_per_s"] == 40
+
+        code, _, err = await harvester(
+            "--config", str(config), "--db", str(db), "run", env={"ALTMETRIC_API_KEY": KEY}
+        )
+        assert code == 1 and "already running" in err
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{metrics_port}/metrics") as answer,
+        ):
+            metrics = await answer.text()
+        assert answer.status == 200
+        assert 'harvester_jobs{state="pending"}' in metrics
+        assert "harvester_rate_requests_per_second 40" in metrics
+        assert KEY not in metrics
+
+        # SIGHUP with a new rate: applied in flight, the heartbeat shows it.
+        write_config(config, simulator.base_url, rate=7.5, metrics_port=metrics_port)
+        reload_at = len(listener.messages)
+        daemon.send_signal(signal.SIGHUP)
+        reloading = await listener.wait_for(has("RELOADING", "1"), after=reload_at)
+        assert "MONOTONIC_USEC" in listener.messages[reloading]
+        await listener.wait_for(has("READY", "1"), after=reloading)
+        live = await wait_for_daemon(db, lambda d: d["requests_per_s"] == 7.5)
+        assert live["requests_per_s"] == 7.5 and live["pid"] == daemon.pid
+
+        # A broken config is refused; the daemon keeps the settings it has.
+        config.write_text("[rate]\nrequests_per_s = -3\n")
+        daemon.send_signal(signal.SIGHUP)
+        await asyncio.sleep(1.0)
+        assert daemon.returncode is None
+        live = await daemon_status(db)
+        assert live["running"] and live["requests_per_s"] == 7.5
+
+        stop_at = len(listener.messages)
+        daemon.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert await asyncio.wait_for(daemon.wait(), timeout=30) == 0
+        assert time.monotonic() - started < 4 + 2  # the drain deadline, and some
+        await listener.wait_for(has("STOPPING", "1"), after=stop_at)
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+
+    assert not (await daemon_status(db))["running"]
+    text = log_path.read_text()
+    assert KEY not in text
+    events = [json.loads(line) for line in text.splitlines()]  # JSON lines, every one
+    names = {event["event"] for event in events}
+    assert {"harvest.start", "harvest.reloaded", "harvest.reload_refused", "harvest.stop"} <= names
+    assert "harvest.fetch_failed" in names or "harvest.retry" in names
+    reloaded = next(event for event in events if event["event"] == "harvest.reloaded")
+    assert reloaded["changed"] == {"rate.requests_per_s": 7.5}
+    with Store(db, read_only=True) as store:
+        errors = [row[0] for row in store.conn.execute("SELECT last_error FROM jobs")]
+        states = store.counts_by_state()
+    assert any(error and "key=***" in error for error in errors)
+    assert not any(error and KEY in error for error in errors)
+    assert states["in_progress"] == 0 and states["pending"] > 0
+
+
+# -- the notify protocol, in process ------------------------------------------------------
+
+
+async def test_the_notifier_speaks_to_a_real_socket(listener: NotifyListener) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "2000000"})
+    assert notifier.enabled and notifier.watchdog_interval_s == 2.0
+    notifier.ready("starting up")
+    notifier.status("line one\nline two")
+    notifier.watchdog()
+    notifier.reloading()
+    notifier.stopping()
+    notifier.close()
+
+    await listener.wait_for(has("STOPPING"))
+    messages = listener.messages
+    assert messages[0] == {"READY": "1", "STATUS": "starting up"}
+    assert messages[1] == {"STATUS": "line one line two"}
+    assert messages[2] == {"WATCHDOG": "1"}
+    assert messages[3]["RELOADING"] == "1" and int(messages[3]["MONOTONIC_USEC"]) > 0
+    assert messages[4] == {"STOPPING": "1"}
+
+
+def test_the_notifier_reaches_an_abstract_socket() -> None:
+    name = f"harvester-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(b"\0" + name.encode())
+        server.settimeout(5)
+        notifier = Notifier({"NOTIFY_SOCKET": f"@{name}"})
+        notifier.ready("up")
+        assert server.recv(4096) == b"READY=1\nSTATUS=up"
+        notifier.close()
+
+
+def test_without_systemd_the_notifier_does_nothing(short_dir: Path) -> None:
+    assert not Notifier({}).enabled
+    assert Notifier({}).send(READY="1") is False
+    assert Notifier({"NOTIFY_SOCKET": "relative/path"}).enabled is False
+    gone = Notifier({"NOTIFY_SOCKET": str(short_dir / "nobody-listens")})
+    assert gone.send(READY="1") is False  # systemd gone: no crash
+    gone.close()
+    other_pid = Notifier({"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": str(os.getpid() + 1)})
+    assert other_pid.watchdog_interval_s is None
+    assert Notifier({"WATCHDOG_USEC": "nonsense"}).watchdog_interval_s is None
+
+
+# -- configuration of the service ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("0.0.0.0:9108", "loopback"),
+        ("192.168.1.5:9108", "loopback"),
+        ("127.0.0.1", "HOST:PORT"),
+        ("127.0.0.1:70000", "HOST:PORT"),
+        ("localhost:abc", "HOST:PORT"),
+    ],
+)
+def test_a_metrics_address_off_loopback_or_malformed_is_refused(
+    tmp_path: Path, address: str, message: str
+) -> None:
+    config = tmp_path / "h.toml"
+    config.write_text(f'[metrics]\naddress = "{address}"\n')
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config)
+
+
+def test_metrics_are_off_by_default() -> None:
+    with contextlib.chdir(tempfile.gettempdir()):
+        assert load_settings(None).metrics.address == ""
