@@ -52,7 +52,6 @@ from harvester.service import (
     needs_restart,
     render_metrics,
     start_metrics,
-    status_line,
 )
 from harvester.store import ClaimedJob, JobOutcome, Store, iso_utc, parse_iso
 from harvester.storethread import StoreThread
