@@ -128,7 +128,7 @@ class Harvest:
         self._quota = QuotaState(settings.quota, ledger_used=ledger_used)
         self._mode_params = self._params_by_mode(settings)
         concurrency = settings.workers.concurrency
-        self._jobs: asyncio.Queue[ClaimedJob | None] = asyncio.Queue(maxsize=concurrency)
+        self._jobs: asyncio.Queue[ClaimedJob] = asyncio.Queue(maxsize=concurrency)
         self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
         self._outstanding = 0  # claimed jobs whose outcome is not written yet
         self._live_tokens: Counter[str] = Counter()  # lease tokens of those jobs
@@ -171,7 +171,7 @@ class Harvest:
         return {
             "finished": finished,
             "outstanding": self._outstanding,
-            "concurrency": len(self._workers) - self._retiring,
+            "concurrency": self._live_workers(),
             "requests_per_s": round(self._rate.rate_per_s, 4),
             "requests": dict(self._requests),
             "outcomes": Counter(self.report.outcomes),
@@ -198,7 +198,7 @@ class Harvest:
         )
         self._mode_params = self._params_by_mode(new)
         self._quota.settings = new.quota
-        live = len(self._workers) - self._retiring
+        live = self._live_workers()
         for _ in range(new.workers.concurrency - live):
             self._spawn_worker()
         if new.workers.concurrency < live:
@@ -273,9 +273,14 @@ class Harvest:
         task.add_done_callback(self._workers.discard)
         self._workers.add(task)
 
+    def _live_workers(self) -> int:
+        """Workers that will take another job (not cancelled, not retiring)."""
+        return sum(not task.cancelling() for task in self._workers) - self._retiring
+
     def _retire_workers(self, count: int) -> None:
         """Fewer workers: idle ones go now, busy ones after their current job."""
-        for task in [task for task in self._workers if task not in self._busy][:count]:
+        idle = [task for task in self._workers if task not in self._busy and not task.cancelling()]
+        for task in idle[:count]:
             task.cancel()
             count -= 1
         self._retiring += max(count, 0)

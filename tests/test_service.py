@@ -23,7 +23,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from harvester.config import ConfigError, load_settings
+from harvester.config import ConfigError, Secret, load_settings
+from harvester.daemon import run_daemon
 from harvester.identifiers import Identifier
 from harvester.notify import Notifier
 from harvester.simulator import FetchRequest, Simulator, SimulatorSettings, text_response
@@ -98,7 +99,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(path: Path, base_url: str, *, rate: float, metrics_port: int) -> None:
+def write_config(
+    path: Path, base_url: str, *, rate: float, metrics_port: int, concurrency: int = 4
+) -> None:
     path.write_text(f"""
 [api]
 base_url = "{base_url}"
@@ -107,7 +110,7 @@ timeout_s = 2
 requests_per_s = {rate}
 burst = 2
 [workers]
-concurrency = 4
+concurrency = {concurrency}
 backoff_base_s = 0.05
 backoff_max_s = 0.2
 lease_s = 10
@@ -208,7 +211,7 @@ async def test_a_service_run_from_ready_through_reload_to_stop(
 
         live = await wait_for_daemon(db, lambda d: d["running"])
         assert live["running"] and live["pid"] == daemon.pid
-        assert live["requests_per_s"] == 40
+        assert live["requests_per_s"] == 40 and live["concurrency"] == 4
 
         code, _, err = await harvester(
             "--config", str(config), "--db", str(db), "run", env={"ALTMETRIC_API_KEY": KEY}
@@ -225,8 +228,8 @@ async def test_a_service_run_from_ready_through_reload_to_stop(
         assert "harvester_rate_requests_per_second 40" in metrics
         assert KEY not in metrics
 
-        # SIGHUP with a new rate: applied in flight, the heartbeat shows it.
-        write_config(config, simulator.base_url, rate=7.5, metrics_port=metrics_port)
+        # SIGHUP with a new rate and concurrency: applied in flight, the heartbeat shows it.
+        write_config(config, simulator.base_url, rate=7.5, metrics_port=metrics_port, concurrency=2)
         reload_at = len(listener.messages)
         daemon.send_signal(signal.SIGHUP)
         reloading = await listener.wait_for(has("RELOADING", "1"), after=reload_at)
@@ -234,6 +237,7 @@ async def test_a_service_run_from_ready_through_reload_to_stop(
         await listener.wait_for(has("READY", "1"), after=reloading)
         live = await wait_for_daemon(db, lambda d: d["requests_per_s"] == 7.5)
         assert live["requests_per_s"] == 7.5 and live["pid"] == daemon.pid
+        assert live["concurrency"] == 2
 
         # A broken config is refused; the daemon keeps the settings it has.
         config.write_text("[rate]\nrequests_per_s = -3\n")
@@ -262,7 +266,8 @@ async def test_a_service_run_from_ready_through_reload_to_stop(
     assert {"harvest.start", "harvest.reloaded", "harvest.reload_refused", "harvest.stop"} <= names
     assert "harvest.fetch_failed" in names or "harvest.retry" in names
     reloaded = next(event for event in events if event["event"] == "harvest.reloaded")
-    assert reloaded["changed"] == {"rate.requests_per_s": 7.5}
+    assert reloaded["changed"] == {"rate.requests_per_s": 7.5, "workers.concurrency": 2}
+    assert reloaded["needs_restart"] == []
     with Store(db, read_only=True) as store:
         errors = [row[0] for row in store.conn.execute("SELECT last_error FROM jobs")]
         states = store.counts_by_state()
@@ -341,3 +346,111 @@ def test_a_metrics_address_off_loopback_or_malformed_is_refused(
 def test_metrics_are_off_by_default() -> None:
     with contextlib.chdir(tempfile.gettempdir()):
         assert load_settings(None).metrics.address == ""
+
+
+# -- the unit's own command line, with systemd's environment ------------------------------
+
+
+def unit_command(state_dir: Path, config: Path) -> list[str]:
+    """ExecStart of the shipped unit, pointed at this checkout and a test's files."""
+    unit = (Path(__file__).parent.parent / "systemd" / "altmetric-harvester.service").read_text()
+    line = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = line.removeprefix("ExecStart=").replace("%S", str(state_dir)).split()
+    argv[argv.index("--config") + 1] = str(config)
+    return [str(Path(sys.executable).parent / "harvester"), *argv[1:]]
+
+
+async def test_the_units_command_line_takes_the_key_from_a_credential(
+    simulator: Simulator, listener: NotifyListener, tmp_path: Path
+) -> None:
+    config, credentials = tmp_path / "h.toml", tmp_path / "credentials"
+    write_config(config, simulator.base_url, rate=50, metrics_port=free_port())
+    credentials.mkdir()
+    (credentials / "altmetric-api-key").write_text(KEY + "\n")
+    (tmp_path / "altmetric-harvester").mkdir()  # systemd makes the StateDirectory
+    db = tmp_path / "altmetric-harvester" / "altmetric.db"
+    with Store(db) as store:
+        store.add_jobs([Identifier("doi", f"10.4242/unit.{n}") for n in range(2000)])
+    environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
+    daemon = await asyncio.create_subprocess_exec(
+        *unit_command(tmp_path, config),
+        env={
+            **environment,
+            "CREDENTIALS_DIRECTORY": str(credentials),
+            "NOTIFY_SOCKET": str(listener.path),
+            "WATCHDOG_USEC": "60000000",
+        },
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await listener.wait_for(has("READY", "1"))
+        await listener.wait_for(lambda message: "done" in message.get("STATUS", ""))
+        await wait_for_daemon(db, lambda d: d["running"])
+        daemon.send_signal(signal.SIGTERM)  # the unit's KillSignal
+        _, err = await asyncio.wait_for(daemon.communicate(), timeout=30)
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+    assert daemon.returncode == 0, err.decode()[-2000:]
+    await listener.wait_for(has("STOPPING", "1"))
+    assert KEY not in err.decode()
+    with Store(db, read_only=True) as store:
+        assert store.count_responses() > 0
+
+
+# -- reload in process: concurrency follows the new settings -------------------------------
+
+
+async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
+    tmp_path: Path,
+) -> None:
+    in_flight = 0
+    samples: list[tuple[float, int]] = []  # (when, requests in flight at the server)
+
+    async def count_in_flight(_request: web.Request, _fetch: FetchRequest) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        samples.append((time.monotonic(), in_flight))
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+
+    def peak(from_s: float, to_s: float) -> int:
+        return max(count for when, count in samples if from_s <= when < to_s)
+
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_jobs([Identifier("doi", f"10.4242/grow.{n}") for n in range(400)])
+    async with Simulator(SimulatorSettings(key=KEY, record_sent=False)) as sim:
+        sim.gates.append(count_in_flight)
+        config, port = tmp_path / "h.toml", free_port()
+        write_config(config, sim.base_url, rate=1000, metrics_port=port, concurrency=8)
+        settings = load_settings(config, db_override=db)
+        run = asyncio.create_task(
+            run_daemon(
+                settings,
+                Secret(KEY),
+                drain=True,
+                show_progress=False,
+                reload_settings=lambda: load_settings(config, db_override=db),
+            )
+        )
+        reloaded_at: list[float] = []
+        for concurrency in (2, 6):
+            await asyncio.sleep(0.8)
+            write_config(
+                config, sim.base_url, rate=1000, metrics_port=port, concurrency=concurrency
+            )
+            reloaded_at.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGHUP)
+        report = await asyncio.wait_for(run, timeout=60)
+    assert report.exit_code == 0
+    shrunk_s, grown_s = reloaded_at
+    settle_s = 0.2  # the busy workers above the new count finish their job
+    assert peak(0, shrunk_s) == 8
+    assert peak(shrunk_s + settle_s, grown_s) == 2
+    assert peak(grown_s + settle_s, grown_s + 0.8) == 6
+    with Store(db, read_only=True) as store:
+        assert store.counts_by_state()["pending"] == 0
+        assert store.count_responses() == 400
