@@ -47,26 +47,33 @@ def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any
 
 
 def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
-    """Whether a daemon runs on this store, from its heartbeat (and its pid, if local)."""
+    """Whether a daemon runs on this store, from its heartbeat (and its pid, if local).
+
+    A heartbeat this version cannot read (another version's, or damaged) means "not
+    known to run", never a crash: status must answer whatever the store holds."""
     saved = store.load_state("heartbeat")
-    if saved is None:
+    try:
+        heartbeat = json.loads(saved[0]) if saved else {}
+        age_s = now_s - float(heartbeat["heartbeat_at_s"])
+        pid = int(heartbeat["pid"])
+    except (ValueError, TypeError, KeyError):
         return {"running": False}
-    heartbeat = json.loads(saved[0])
-    age_s = now_s - heartbeat["heartbeat_at_s"]
-    running = heartbeat["state"] == "running" and age_s < HEARTBEAT_STALE_S
+    fresh = heartbeat.get("state") == "running" and age_s < HEARTBEAT_STALE_S
     return {
-        "running": running and _process_exists(heartbeat["pid"]),
-        "pid": heartbeat["pid"],
-        "started_at": heartbeat["started_at"],
+        "running": fresh and _process_exists(pid),
+        "pid": pid,
+        "started_at": heartbeat.get("started_at"),
         "last_heartbeat_s_ago": round(age_s, 1),
-        "requests_per_s": heartbeat["requests_per_s"],
-        "achieved_per_s": heartbeat.get("achieved_per_s", 0.0),
-        "quota_mode": heartbeat["quota_mode"],
-        "concurrency": heartbeat["concurrency"],
+        "requests_per_s": heartbeat.get("requests_per_s"),
+        "achieved_per_s": heartbeat.get("achieved_per_s"),
+        "quota_mode": heartbeat.get("quota_mode"),
+        "concurrency": heartbeat.get("concurrency"),
     }
 
 
 def _process_exists(pid: int) -> bool:
+    if pid <= 0:
+        return False  # kill(0 or -1) would ask about whole process groups
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -130,20 +137,27 @@ def _clock(seconds: float) -> str:
     return f"{days}d {text}" if days else text
 
 
+def _describe_daemon(daemon: dict[str, Any]) -> str:
+    if "pid" not in daemon:
+        return "not running"
+    if not daemon["running"]:
+        ago = _clock(max(daemon["last_heartbeat_s_ago"], 0))
+        return f"not running (last heartbeat {ago} ago, pid {daemon['pid']})"
+    parts = [f"pid {daemon['pid']}", f"since {daemon['started_at']}"]
+    achieved, allowed = daemon["achieved_per_s"], daemon["requests_per_s"]
+    if isinstance(achieved, int | float) and isinstance(allowed, int | float):
+        parts.append(f"{achieved:,.2f} req/s of {allowed:g} allowed")
+    parts.append(f"concurrency {daemon['concurrency']}")
+    parts.append(f"quota mode {daemon['quota_mode']}")
+    return f"running ({', '.join(parts)})"
+
+
 def render_status(status: dict[str, Any]) -> str:
     """The status as a short table for people."""
     total = status["total"] or 1
-    daemon = status["daemon"]
-    if daemon["running"]:
-        alive = (
-            f"running (pid {daemon['pid']}, since {daemon['started_at']}, "
-            f"{daemon['achieved_per_s']:,.2f} req/s of {daemon['requests_per_s']:g} allowed, "
-            f"concurrency {daemon['concurrency']}, quota mode {daemon['quota_mode']})"
-        )
-    else:
-        alive = "not running"
     eta = status["eta_s"]
-    lines = [f"store  {status['store']}", f"daemon {alive}", "", "jobs"]
+    lines = [f"store  {status['store']}", f"daemon {_describe_daemon(status['daemon'])}"]
+    lines += ["", "jobs"]
     for state in JOB_STATES:
         count = status["jobs"][state]
         lines.append(f"  {state:<12}{count:>12,}  {count / total:6.1%}")

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from harvester.cli import main
 from harvester.config import ConfigError, Secret, load_settings
 from harvester.daemon import run_daemon
 from harvester.identifiers import Identifier
@@ -454,3 +456,65 @@ async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
     with Store(db, read_only=True) as store:
         assert store.counts_by_state()["pending"] == 0
         assert store.count_responses() == 400
+
+
+# -- status reads whatever heartbeat the store holds ---------------------------------------
+
+
+def heartbeat(pid: int, age_s: float, state: str = "running") -> str:
+    return json.dumps(
+        {
+            "pid": pid,
+            "state": state,
+            "started_at": "2026-11-20T10:00:00.000000Z",
+            "heartbeat_at_s": time.time() - age_s,
+            "requests_per_s": 2.0,
+            "achieved_per_s": 1.5,
+            "quota_mode": "original_tweets",
+            "concurrency": 3,
+        }
+    )
+
+
+def status_of(db: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:
+    assert main(["--db", str(db), "status", "--json"]) == 0
+    as_json = capsys.readouterr().out
+    assert main(["--db", str(db), "status"]) == 0
+    return json.loads(as_json)["daemon"], capsys.readouterr().out
+
+
+def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid, pid = int(ended.stdout), os.getpid()
+    with Store(db_path) as store:
+        store.add_jobs([Identifier("doi", "10.4242/hb.1")])
+    live = (
+        f"running (pid {pid}, since 2026-11-20T10:00:00.000000Z, 1.50 req/s of 2 allowed, "
+        "concurrency 3, quota mode original_tweets)"
+    )
+    cases = [
+        ("not json at all", False, "daemon not running\n"),
+        (json.dumps({"pid": "many"}), False, "daemon not running\n"),
+        (heartbeat(pid, age_s=1), True, live),
+        (heartbeat(pid, age_s=120), False, f"not running (last heartbeat 0:02:00 ago, pid {pid})"),
+        (heartbeat(pid, age_s=1, state="stopped"), False, "not running (last heartbeat 0:00:01"),
+        (
+            heartbeat(dead_pid, age_s=1),
+            False,
+            f"not running (last heartbeat 0:00:01 ago, pid {dead_pid})",
+        ),
+        (heartbeat(0, age_s=1), False, "not running (last heartbeat"),
+    ]
+    for saved, running, shown in cases:
+        with Store(db_path) as store:
+            store.save_states({"heartbeat": saved})
+        daemon, table = status_of(db_path, capsys)
+        assert daemon["running"] is running, saved
+        assert shown in table, (saved, table)
