@@ -80,15 +80,27 @@ class ServiceLoop:
         self._wake.set()
 
     async def run(self) -> None:
-        next_report_s = 0.0
+        next_report_s, healthy = 0.0, True
         while True:
             if time.monotonic() >= next_report_s or self._wake.is_set():
                 self._wake.clear()
-                await self.report("running")
+                healthy = await self._try_report()
                 next_report_s = time.monotonic() + REPORT_EVERY_S
-            self._notifier.watchdog()  # reached only while the loop and the store answer
+            if healthy:
+                self._notifier.watchdog()  # only while the loop and the store answer
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._tick_s)
+
+    async def _try_report(self) -> bool:
+        """Report; a failure is logged and withholds the watchdog pings until a report
+        succeeds, so a store that keeps failing ends in a restart by systemd rather
+        than a daemon that looks alive and does nothing."""
+        try:
+            await self.report("running")
+        except Exception as error:
+            log.error("service.report_failed", error=f"{type(error).__name__}: {error}")
+            return False
+        return True
 
     async def view(self) -> dict[str, Any]:
         """The pipeline's live view, with job counts and the measured request rate."""

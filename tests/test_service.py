@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -29,8 +30,10 @@ from harvester.config import ConfigError, Secret, load_settings
 from harvester.daemon import run_daemon
 from harvester.identifiers import Identifier
 from harvester.notify import Notifier
+from harvester.service import ServiceLoop
 from harvester.simulator import FetchRequest, Simulator, SimulatorSettings, text_response
 from harvester.store import Store
+from harvester.storethread import StoreThread
 
 KEY = "service-key-4242"
 Message = dict[str, str]
@@ -518,3 +521,53 @@ def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
         daemon, table = status_of(db_path, capsys)
         assert daemon["running"] is running, saved
         assert shown in table, (saved, table)
+
+
+# -- the watchdog goes quiet when the store stops answering ---------------------------------
+
+
+class StillHarvest:
+    """The part of the pipeline the service loop reads."""
+
+    def live_view(self) -> dict:
+        return {
+            "finished": 3,
+            "outstanding": 1,
+            "concurrency": 2,
+            "requests_per_s": 1.0,
+            "requests": {"ok": 3},
+            "outcomes": Counter({"done": 3}),
+            "quota_mode": "full",
+            "quota_used": 10,
+            "quota_limit": 100,
+            "quota": {"used": 10},
+        }
+
+
+async def test_the_watchdog_stops_while_the_store_fails(
+    listener: NotifyListener, db_path: Path
+) -> None:
+    store = Store(db_path)
+    store_thread = StoreThread(store)
+    notifier = Notifier({"NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "100000"})
+    service = ServiceLoop(StillHarvest(), store_thread, notifier, "2026-11-22T00:00:00Z")
+    task = asyncio.create_task(service.run())
+    try:
+        await listener.wait_for(has("STATUS"))
+        await asyncio.sleep(0.3)
+        assert sum("WATCHDOG" in message for message in listener.messages) >= 3
+        saved = store.load_state("heartbeat")
+        assert saved is not None and json.loads(saved[0])["concurrency"] == 2
+
+        await store_thread.call(store.conn.close)  # the store stops answering
+        service.report_soon()
+        await asyncio.sleep(0.2)
+        quiet_from = len(listener.messages)
+        await asyncio.sleep(0.5)  # ten watchdog intervals
+        assert not any("WATCHDOG" in message for message in listener.messages[quiet_from:])
+        assert not task.done()  # the loop lives on, and says what is wrong in the log
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        notifier.close()
+        store_thread.shutdown()
