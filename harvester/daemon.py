@@ -53,7 +53,7 @@ from harvester.service import (
     render_metrics,
     start_metrics,
 )
-from harvester.store import ClaimedJob, JobOutcome, Store, iso_utc, parse_iso
+from harvester.store import FINAL_STATES, ClaimedJob, JobOutcome, Store, iso_utc, parse_iso
 from harvester.storethread import StoreThread
 
 EXIT_OK = 0
@@ -100,6 +100,11 @@ class HarvestReport:
     released: int = 0
     elapsed_s: float = 0.0
 
+    @property
+    def finished(self) -> int:
+        """Jobs that reached a final state in this run."""
+        return sum(self.outcomes[state] for state in FINAL_STATES)
+
 
 class Harvest:
     """One run of the harvest pipeline over an open store and client."""
@@ -127,8 +132,10 @@ class Harvest:
         )
         self._quota = QuotaState(settings.quota, ledger_used=ledger_used)
         self._mode_params = self._params_by_mode(settings)
-        concurrency = settings.workers.concurrency
-        self._jobs: asyncio.Queue[ClaimedJob] = asyncio.Queue(maxsize=concurrency)
+        # Unbounded: the feeder keeps it at most `concurrency` deep itself, so a reload
+        # that changes the concurrency changes the depth too.
+        self._jobs: asyncio.Queue[ClaimedJob] = asyncio.Queue()
+        self._room = asyncio.Event()  # set by workers as they take jobs
         self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
         self._outstanding = 0  # claimed jobs whose outcome is not written yet
         self._live_tokens: Counter[str] = Counter()  # lease tokens of those jobs
@@ -137,7 +144,7 @@ class Harvest:
         self._tasks: set[asyncio.Task[None]] = set()
         self._workers: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
-        self._retiring = 0
+        self._worker_count = 0  # workers that will take another job
         self._requests: Counter[str] = Counter()
         self.on_stopping: Callable[[], None] = lambda: None
         self.report = HarvestReport()
@@ -164,14 +171,17 @@ class Harvest:
     def settings(self) -> Settings:
         return self._settings
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def live_view(self) -> dict[str, Any]:
         """Figures for the heartbeat, systemd's STATUS line and the metrics."""
         now_s = time.time()
-        finished = sum(self.report.outcomes[s] for s in ("done", "not_found", "failed"))
         return {
-            "finished": finished,
+            "finished": self.report.finished,
             "outstanding": self._outstanding,
-            "concurrency": self._live_workers(),
+            "concurrency": self._settings.workers.concurrency,
             "requests_per_s": round(self._rate.rate_per_s, 4),
             "requests": dict(self._requests),
             "outcomes": Counter(self.report.outcomes),
@@ -192,17 +202,17 @@ class Harvest:
             quota=new.quota,
             workers=dataclasses.replace(new.workers, lease_s=old.workers.lease_s),
         )
-        self._rate.reconfigure(self._rate_policy(new))
+        if (new.rate.requests_per_s, new.rate.burst) != (old.rate.requests_per_s, old.rate.burst):
+            self._rate.reconfigure(self._rate_policy(new))
         self._retry = RetryPolicy(
             new.workers.max_attempts, new.workers.backoff_base_s, new.workers.backoff_max_s
         )
         self._mode_params = self._params_by_mode(new)
         self._quota.settings = new.quota
-        live = self._live_workers()
-        for _ in range(new.workers.concurrency - live):
+        for _ in range(new.workers.concurrency - self._worker_count):
             self._spawn_worker()
-        if new.workers.concurrency < live:
-            self._retire_workers(live - new.workers.concurrency)
+        self._retire_idle_workers()
+        self._room.set()  # the feeder's idea of a full queue may have changed
 
     @staticmethod
     def _rate_policy(settings: Settings) -> RatePolicy:
@@ -268,22 +278,22 @@ class Harvest:
         return 0  # the next start requeues them
 
     def _spawn_worker(self) -> None:
-        task = asyncio.create_task(self._work(), name=f"worker-{len(self._workers)}")
+        task = asyncio.create_task(self._work(), name="worker")
         task.add_done_callback(self._on_task_done)
         task.add_done_callback(self._workers.discard)
         self._workers.add(task)
+        self._worker_count += 1
 
-    def _live_workers(self) -> int:
-        """Workers that will take another job (not cancelled, not retiring)."""
-        return sum(not task.cancelling() for task in self._workers) - self._retiring
+    def _surplus_workers(self) -> int:
+        return self._worker_count - self._settings.workers.concurrency
 
-    def _retire_workers(self, count: int) -> None:
-        """Fewer workers: idle ones go now, busy ones after their current job."""
+    def _retire_idle_workers(self) -> None:
+        """Fewer workers: idle ones go now; busy ones leave after their current job
+        (each checks before taking another)."""
         idle = [task for task in self._workers if task not in self._busy and not task.cancelling()]
-        for task in idle[:count]:
-            task.cancel()
-            count -= 1
-        self._retiring += max(count, 0)
+        for task in idle[: max(self._surplus_workers(), 0)]:
+            task.cancel()  # waiting on an empty queue: no job is lost
+            self._worker_count -= 1
 
     async def _stop_workers(self) -> None:
         """Idle workers stop at once; busy ones get until the drain deadline."""
@@ -328,19 +338,24 @@ class Harvest:
                     keep_tokens=list(self._live_tokens),
                 )
                 next_sweep_s = loop.time() + lease_s / 4
+            room = await self._room_in_queue()
             claimed = await self._db.call(
-                self._db.store.claim,
-                self._settings.workers.concurrency,
-                lease_s,
-                backfill=self._quota.mode() == FULL,
+                self._db.store.claim, room, lease_s, backfill=self._quota.mode() == FULL
             )
             self._outstanding += len(claimed)
             for job in claimed:
                 self._live_tokens[job.lease_token] += 1
             for job in claimed:
-                await self._jobs.put(job)
+                self._jobs.put_nowait(job)
             if not claimed:
                 await asyncio.sleep(await self._idle_wait_s())
+
+    async def _room_in_queue(self) -> int:
+        """Wait until fewer than `concurrency` jobs are queued; how many more fit."""
+        while (room := self._settings.workers.concurrency - self._jobs.qsize()) <= 0:
+            self._room.clear()
+            await self._room.wait()
+        return room
 
     async def _idle_wait_s(self) -> float:
         """How long to wait before claiming again; stops a draining run that is done."""
@@ -359,11 +374,11 @@ class Harvest:
 
     async def _work(self) -> None:
         while not self._stopping.is_set():
-            job = await self._jobs.get()
-            if self._retiring > 0:
-                self._retiring -= 1
-                self._jobs.put_nowait(job)  # for a worker that stays
+            if self._surplus_workers() > 0:  # a reload lowered the concurrency
+                self._worker_count -= 1
                 return
+            job = await self._jobs.get()
+            self._room.set()
             self._busy.add(asyncio.current_task())  # type: ignore[arg-type]
             try:
                 await self._run_job(job)
@@ -533,8 +548,9 @@ class Harvest:
                 self.report.modes[outcome.response.mode] += 1
 
         if self._progress is not None:
-            finished = sum(self.report.outcomes[s] for s in ("done", "not_found", "failed"))
-            self._progress.update(finished, f"pending retries {self.report.outcomes['pending']:,}")
+            self._progress.update(
+                self.report.finished, f"pending retries {self.report.outcomes['pending']:,}"
+            )
 
 
 async def run_daemon(
@@ -638,11 +654,27 @@ class _Pipeline:
             finally:
                 service_task.cancel()
                 await asyncio.gather(service_task, return_exceptions=True)
-                await service.report("stopped")
+                await self._report_stopped(service)
                 if metrics is not None:
                     await metrics.cleanup()
-                for signum in handled:
-                    loop.remove_signal_handler(signum)
+                self._remove_signals(loop, handled)
+
+    @staticmethod
+    async def _report_stopped(service: ServiceLoop) -> None:
+        """The last heartbeat; a store too broken to take it must not hide the report."""
+        try:
+            await service.report("stopped")
+        except Exception as error:
+            log.error("service.report_failed", error=f"{type(error).__name__}: {error}")
+
+    @staticmethod
+    def _remove_signals(loop: asyncio.AbstractEventLoop, handled: list[signal.Signals]) -> None:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        if signal.SIGHUP in handled:
+            # A `systemctl reload` in the last moments must not kill a daemon that
+            # has already stopped cleanly (SIGHUP's default action is to terminate).
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def _install_signals(
         self,
@@ -666,17 +698,20 @@ class _Pipeline:
         self, harvest: Harvest, service: ServiceLoop, reload_settings: Callable[[], Settings]
     ) -> None:
         """SIGHUP: re-read the settings; apply them, or keep the old ones if bad."""
+        if harvest.stopping:
+            log.warning("harvest.reload_ignored", reason="stopping")
+            return
         self.notifier.reloading()
         try:
             new = reload_settings()
-        except (ConfigError, OSError, ValueError) as error:
-            log.error("harvest.reload_refused", error=str(error), action="kept the old settings")
-        else:
             restart = needs_restart(harvest.settings, new)
             changed = describe_reload(harvest.settings, new)
             harvest.apply_settings(new)
             log.info("harvest.reloaded", changed=changed, needs_restart=restart)
-        self.notifier.ready()
+        except (ConfigError, OSError, ValueError) as error:
+            log.error("harvest.reload_refused", error=str(error), action="kept the old settings")
+        finally:
+            self.notifier.ready()
         service.report_soon()  # the heartbeat and STATUS show the new settings at once
 
     async def _start_metrics(self, service: ServiceLoop) -> web.AppRunner | None:

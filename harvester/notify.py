@@ -15,6 +15,8 @@ import socket
 import time
 from collections.abc import Mapping
 
+SEND_TIMEOUT_S = 0.25
+
 
 class Notifier:
     """Sends sd_notify messages; a silent no-op when not run by systemd."""
@@ -26,7 +28,9 @@ class Notifier:
         self._socket: socket.socket | None = None
         if self._address is not None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._socket.setblocking(False)
+            # systemd reads at once; if its queue is ever full, wait a moment rather
+            # than drop READY or STOPPING, but never hold the event loop for long.
+            self._socket.settimeout(SEND_TIMEOUT_S)
 
     @property
     def enabled(self) -> bool:

@@ -73,9 +73,16 @@ class RateController:
                 return  # a token of the current rate, and no pause began meanwhile
 
     def reconfigure(self, policy: RatePolicy) -> None:
-        """New settings (a reload): the new configured rate applies from now."""
+        """New settings (a reload). The new configured rate applies from now, unless
+        refusals had pushed the rate below the old one: then the learned rate stays
+        (capped by the new one) and climbs back as usual, so a reload cannot invite a
+        new wave of refusals."""
+        backed_off = self.rate_per_s < self.policy.requests_per_s
         self.policy = policy
-        self.rate_per_s = policy.requests_per_s
+        if backed_off:
+            self.rate_per_s = min(self.rate_per_s, policy.requests_per_s)
+        else:
+            self.rate_per_s = policy.requests_per_s
         self._limiter = self._new_limiter()  # the burst may have changed too
         self._last_change_s = time.monotonic()
 

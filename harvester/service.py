@@ -26,11 +26,14 @@ from aiohttp import web
 from harvester.config import Settings, metrics_host_port
 from harvester.logs import get_logger
 from harvester.notify import Notifier
+from harvester.store import FINAL_STATES
 from harvester.storethread import StoreThread
 
 REPORT_EVERY_S = 5.0
 JOB_COUNTS_EVERY_S = 60.0  # counting 8M jobs by state takes ~0.5 s of the store thread
-HEARTBEAT_STALE_S = 30.0  # status calls a daemon dead after this long without a heartbeat
+# status calls a daemon dead after this long without a heartbeat: longer than a write
+# may wait for another process's lock (the store's busy timeout, 60 s).
+HEARTBEAT_STALE_S = 90.0
 RATE_WINDOW_S = 60.0
 
 log = get_logger("harvester.service")
@@ -137,7 +140,7 @@ class ServiceLoop:
         since = Counter(outcomes)
         since.subtract(outcomes_then)
         jobs = dict(counts)
-        for state in ("done", "not_found", "failed"):
+        for state in FINAL_STATES:
             jobs[state] += since[state]
             jobs["pending"] -= since[state]
         jobs["pending"] = max(jobs["pending"], 0)
@@ -181,7 +184,7 @@ def needs_restart(old: Settings, new: Settings) -> list[str]:
 
 
 def describe_reload(old: Settings, new: Settings) -> dict[str, Any]:
-    """What a reload changes, for the log."""
+    """What a reload changes in flight, for the log (restart-only keys are not)."""
     fields = {}
     for section in ("rate", "workers", "filters", "quota"):
         before, after = (
@@ -189,7 +192,7 @@ def describe_reload(old: Settings, new: Settings) -> dict[str, Any]:
             dataclasses.asdict(getattr(new, section)),
         )
         for key, value in after.items():
-            if before[key] != value:
+            if before[key] != value and f"{section}.{key}" not in RESTART_ONLY:
                 fields[f"{section}.{key}"] = value
     return fields
 

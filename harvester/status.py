@@ -51,9 +51,8 @@ def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
 
     A heartbeat this version cannot read (another version's, or damaged) means "not
     known to run", never a crash: status must answer whatever the store holds."""
-    saved = store.load_state("heartbeat")
+    heartbeat = _saved_json(store, "heartbeat")
     try:
-        heartbeat = json.loads(saved[0]) if saved else {}
         age_s = now_s - float(heartbeat["heartbeat_at_s"])
         pid = int(heartbeat["pid"])
     except (ValueError, TypeError, KeyError):
@@ -97,9 +96,8 @@ def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[st
     The daemon's own view (it knows the server's count and a refusal) when it saved
     one lately, else what the ledger and the settings say.
     """
-    saved = store.load_state("quota")
-    snapshot = json.loads(saved[0]) if saved else None
-    if snapshot and now_s - snapshot["at_s"] < 600:
+    snapshot = _recent_quota_snapshot(store, now_s)
+    if snapshot:
         limit, used, mode = snapshot["limit"], snapshot["used"], snapshot["mode"]
         source, up_thresholds = snapshot["source"], snapshot["up_thresholds"]
     else:
@@ -129,6 +127,35 @@ def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[st
         "next_mode": next_mode,
         "next_change_at": iso_utc(next_at_s) if next_at_s else None,
     }
+
+
+def _recent_quota_snapshot(store: Store, now_s: float) -> dict[str, Any] | None:
+    """The daemon's quota view if it is recent and readable; None sends status to
+    the ledger instead (a snapshot of another version must not crash status)."""
+    snapshot = _saved_json(store, "quota")
+    try:
+        if now_s - float(snapshot["at_s"]) >= 600:
+            return None
+        return {
+            "limit": int(snapshot["limit"]),
+            "used": int(snapshot["used"]),
+            "mode": str(snapshot["mode"]),
+            "source": str(snapshot["source"]),
+            "up_thresholds": dict(snapshot["up_thresholds"]),
+            "refused_until_s": snapshot.get("refused_until_s"),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _saved_json(store: Store, key: str) -> dict[str, Any]:
+    """A daemon_state entry as a dict; {} when absent or unreadable."""
+    saved = store.load_state(key)
+    try:
+        value = json.loads(saved[0]) if saved else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _clock(seconds: float) -> str:

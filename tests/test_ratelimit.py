@@ -94,3 +94,19 @@ async def test_spent_allowance_sleeps_to_the_boundary() -> None:
 def test_seconds_to_boundary() -> None:
     assert seconds_to_boundary(7_200.0, 3_600) == 3_601.0
     assert seconds_to_boundary(7_199.5, 3_600) == 1.5
+
+
+async def test_a_reload_sets_the_new_rate_but_keeps_a_learned_back_off() -> None:
+    calm = RateController(RatePolicy(requests_per_s=40, burst=1))
+    calm.reconfigure(RatePolicy(requests_per_s=60, burst=2))
+    assert calm.rate_per_s == 60  # no refusals: the new rate applies at once
+    times = await count_admitted(calm, 0.5)
+    assert 26 <= len(times) <= 34
+
+    refused = RateController(RatePolicy(requests_per_s=40, burst=1))
+    refused.on_rate_limited(retry_after_s=0.0)
+    assert refused.rate_per_s == 20
+    refused.reconfigure(RatePolicy(requests_per_s=60, burst=1))
+    assert refused.rate_per_s == 20  # the server said 40 was too much: climb back as usual
+    refused.reconfigure(RatePolicy(requests_per_s=10, burst=1))
+    assert refused.rate_per_s == 10  # never above the new setting

@@ -408,6 +408,20 @@ async def test_the_units_command_line_takes_the_key_from_a_credential(
 # -- reload in process: concurrency follows the new settings -------------------------------
 
 
+def has_heartbeat(db: Path) -> bool:
+    if not db.exists():
+        return False
+    with Store(db, read_only=True) as store:
+        return store.load_state("heartbeat") is not None
+
+
+async def wait_for_heartbeat(db: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not has_heartbeat(db):
+        assert time.monotonic() < deadline, "no heartbeat"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
     tmp_path: Path,
 ) -> None:
@@ -442,8 +456,10 @@ async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
             )
         )
         reloaded_at: list[float] = []
+        await wait_for_heartbeat(db)  # the SIGHUP handler is in place from here on
         for concurrency in (2, 6):
             await asyncio.sleep(0.8)
+            assert not run.done()  # else SIGHUP would reach pytest's default handler
             write_config(
                 config, sim.base_url, rate=1000, metrics_port=port, concurrency=concurrency
             )
@@ -453,9 +469,9 @@ async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
     assert report.exit_code == 0
     shrunk_s, grown_s = reloaded_at
     settle_s = 0.2  # the busy workers above the new count finish their job
-    assert peak(0, shrunk_s) == 8
-    assert peak(shrunk_s + settle_s, grown_s) == 2
-    assert peak(grown_s + settle_s, grown_s + 0.8) == 6
+    assert peak(0, shrunk_s) >= 7
+    assert peak(shrunk_s + settle_s, grown_s) == 2  # never more than the new count
+    assert peak(grown_s + settle_s, grown_s + 0.8) >= 5
     with Store(db, read_only=True) as store:
         assert store.counts_by_state()["pending"] == 0
         assert store.count_responses() == 400
@@ -521,6 +537,11 @@ def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
         daemon, table = status_of(db_path, capsys)
         assert daemon["running"] is running, saved
         assert shown in table, (saved, table)
+    for quota in ("[1, 2]", json.dumps({"at_s": time.time(), "limit": "lots"}), "{"):
+        with Store(db_path) as store:
+            store.save_states({"quota": quota})
+        assert main(["--db", str(db_path), "status", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["quota"]["source"] == "ledger"
 
 
 # -- the watchdog goes quiet when the store stops answering ---------------------------------
