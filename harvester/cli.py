@@ -290,15 +290,19 @@ def _output(path: Path | None) -> Any:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     with _open_store(args, read_only=True) as store:
-        progress = ProgressLine("verify", store.count_responses())
+        progress = ProgressLine("verify", store.count_bodies())
         checked, mismatches = verify_checksums(store, progress.update)
         progress.close()
+        responses = store.count_responses()
     for mismatch in mismatches:
         print(
             f"MISMATCH response {mismatch.response_id} {mismatch.id_type}:{mismatch.identifier}"
-            f" stored sha256 {mismatch.stored_sha256}"
+            f" stored sha256 {mismatch.stored_sha256}: {mismatch.problem}"
         )
-    print(f"checked {checked:,} responses, {len(mismatches):,} mismatches")
+    print(
+        f"checked {checked:,} distinct bodies of {responses:,} responses, "
+        f"{len(mismatches):,} mismatches"
+    )
     return EXIT_FAILURE if mismatches else EXIT_OK
 
 

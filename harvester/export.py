@@ -24,7 +24,7 @@ def export_records(store: Store, *, with_body: bool) -> Iterator[dict[str, Any]]
         fetched_at,
         mode,
         body,
-    ) in store.iter_latest_responses():
+    ) in store.iter_latest_responses(with_body=with_body):
         record: dict[str, Any] = {
             "type": id_type,
             "identifier": identifier,
@@ -39,8 +39,10 @@ def export_records(store: Store, *, with_body: bool) -> Iterator[dict[str, Any]]
         yield record
 
 
-def parse_body(body: bytes) -> Any:
+def parse_body(body: bytes | None) -> Any:
     """The parsed JSON body, or None for a body that is not JSON (a 404's text)."""
+    if body is None:
+        return None
     try:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):
@@ -72,15 +74,26 @@ class Mismatch:
     id_type: str
     identifier: str
     stored_sha256: str
+    problem: str
 
 
 def verify_checksums(store: Store, on_checked: Callable[[int], None]) -> tuple[int, list[Mismatch]]:
-    """Recompute every stored body's sha256; returns (checked, mismatches)."""
-    mismatches: list[Mismatch] = []
+    """Decompress every stored body and recompute its sha256; returns (bodies checked,
+    the responses whose bytes are not what was stored)."""
+    damaged: dict[int, str] = {}
     checked = 0
-    for response_id, id_type, identifier, stored, matches in store.iter_checksums():
+    for body_id, problem in store.iter_body_checks():
         checked += 1
-        if not matches:
-            mismatches.append(Mismatch(response_id, id_type, identifier, stored))
+        if problem is not None:
+            damaged[body_id] = problem
         on_checked(checked)
-    return checked, mismatches
+    mismatches = [
+        Mismatch(*row, problem=problem)
+        for body_id, problem in damaged.items()
+        for row in store.responses_of_bodies([body_id])
+    ]
+    mismatches += [
+        Mismatch(*row, problem="its sha256 or size is not its body's")
+        for row in store.responses_not_matching_their_body()
+    ]
+    return checked, sorted(mismatches, key=lambda mismatch: mismatch.response_id)

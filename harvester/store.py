@@ -14,6 +14,7 @@ sort and compare as strings and read well in Datasette and the sqlite3 shell.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -24,96 +25,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
+from harvester import bodies, derived
+from harvester.bodies import BodyCodec, BodyCorrupt, Dictionary
 from harvester.identifiers import Identifier
-
-JOB_STATES = ("pending", "in_progress", "done", "not_found", "failed")
-FINAL_STATES = ("done", "not_found", "failed")
-
-migrations = Migrations("altmetric-harvester")
-
-
-@migrations()
-def m001_jobs_and_responses(db: Database) -> None:
-    states = ", ".join(f"'{state}'" for state in JOB_STATES)
-    for statement in (
-        f"""CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY,
-            id_type TEXT NOT NULL,
-            identifier TEXT NOT NULL,
-            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ({states})),
-            priority INTEGER NOT NULL DEFAULT 0,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at TEXT NOT NULL,
-            lease_token TEXT,
-            lease_expires_at TEXT,
-            last_error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            UNIQUE (id_type, identifier)
-        )""",
-        # The claim reads only this partial index: it holds just the pending jobs.
-        """CREATE INDEX jobs_runnable ON jobs (priority DESC, next_attempt_at)
-            WHERE state = 'pending'""",
-        "CREATE INDEX jobs_state ON jobs (state)",
-        """CREATE TABLE responses (
-            id INTEGER PRIMARY KEY,
-            job_id INTEGER NOT NULL REFERENCES jobs (id),
-            http_status INTEGER NOT NULL,
-            sha256 TEXT NOT NULL,
-            size_bytes INTEGER NOT NULL,
-            request_params TEXT NOT NULL,
-            mode TEXT NOT NULL DEFAULT 'full',
-            fetched_at TEXT NOT NULL,
-            body BLOB NOT NULL
-        )""",
-        "CREATE INDEX responses_job ON responses (job_id, id)",
-        "CREATE INDEX responses_fetched_at ON responses (fetched_at)",
-    ):
-        db.execute(statement)
-
+from harvester.schema import FINAL_STATES as FINAL_STATES
+from harvester.schema import JOB_STATES as JOB_STATES
+from harvester.schema import migrations
+from harvester.snapshot import snapshot_of
 
 _second_text: tuple[int, str] = (-1, "")
-
-
-@migrations()
-def m002_tweet_quota(db: Database) -> None:
-    for statement in (
-        # Every tweet ID charged against the quota, once, with when (Unix seconds:
-        # compact for millions of rows). Rows older than the window are pruned, so
-        # the table's size is the window's usage.
-        """CREATE TABLE tweet_ledger (
-            tweet_id INTEGER PRIMARY KEY,
-            charged_at_s REAL NOT NULL
-        )""",
-        "CREATE INDEX tweet_ledger_charged ON tweet_ledger (charged_at_s)",
-        # Jobs queued by `backfill --twitter` wait in an index of their own, so a
-        # daemon short of quota never walks past them.
-        "ALTER TABLE jobs ADD COLUMN needs_full INTEGER NOT NULL DEFAULT 0",
-        "DROP INDEX jobs_runnable",
-        """CREATE INDEX jobs_runnable ON jobs (priority DESC, next_attempt_at)
-            WHERE state = 'pending' AND needs_full = 0""",
-        """CREATE INDEX jobs_backfill ON jobs (priority DESC, next_attempt_at)
-            WHERE state = 'pending' AND needs_full = 1""",
-        "CREATE INDEX responses_degraded ON responses (job_id) WHERE mode != 'full'",
-        # What the daemon last said of itself (its quota view), for `status`.
-        """CREATE TABLE daemon_state (
-            key TEXT PRIMARY KEY,
-            value TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )""",
-    ):
-        db.execute(statement)
-
-
-@migrations()
-def m003_error_index(db: Database) -> None:
-    # status's commonest errors, without reading every pending job of millions.
-    db.execute("CREATE INDEX jobs_errors ON jobs (state, last_error) WHERE last_error IS NOT NULL")
 
 
 def iso_utc(timestamp_s: float) -> str:
@@ -199,10 +123,18 @@ class Store:
             if not read_only:
                 self.db.enable_wal()
                 migrations.apply(self.db)
-            elif "jobs" not in self.db.table_names():
-                raise StoreError(f"{path} is not a harvester store (no jobs table)")
+            elif not {"jobs", "_sqlite_migrations"} <= set(self.db.table_names()):
+                raise StoreError(f"{path} is not a harvester store (no jobs or migrations table)")
+            elif migrations.pending(self.db):
+                raise StoreError(
+                    f"{path} was written by an older version: run any writing command "
+                    "(e.g. `harvester derive`) once to upgrade it"
+                )
+            self.codec = self._load_codec()
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open store {path}: {error}") from None
+        # Until a dictionary exists, count new bodies towards training one.
+        self._bodies_untrained = 0 if self.codec.dictionary else self._count_bodies()
 
     @staticmethod
     def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -227,6 +159,72 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    # -- bodies ----------------------------------------------------------------------
+
+    def _load_codec(self) -> BodyCodec:
+        codec = BodyCodec()
+        for dictionary in self.conn.execute("SELECT id, data FROM zstd_dictionaries ORDER BY id"):
+            codec.use_dictionary(Dictionary(*dictionary))
+        return codec
+
+    def _count_bodies(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM bodies").fetchone()[0]
+
+    def _store_body(self, conn: sqlite3.Connection, body: bytes, sha256: str) -> int:
+        """The id of the body with these bytes, stored (compressed) if new."""
+        row = conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (sha256,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        compressed = self.codec.compress(body)
+        self._bodies_untrained += 1
+        cursor = conn.execute(
+            "INSERT INTO bodies (sha256, size_bytes, codec, dictionary_id, data)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (sha256, len(body), *compressed),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def decompress_body(self, codec: str, dictionary_id: int | None, data: bytes) -> bytes:
+        """The uncompressed bytes of a stored body (BodyCorrupt if they are damaged)."""
+        if not self.codec.knows(dictionary_id):
+            self.codec = self._load_codec()  # trained by the daemon since we opened
+        return self.codec.decompress(codec, dictionary_id, data)
+
+    def body_of_response(self, response_id: int) -> bytes:
+        row = self.conn.execute(
+            """SELECT b.codec, b.dictionary_id, b.data FROM responses AS r
+               JOIN bodies AS b ON b.id = r.body_id WHERE r.id = ?""",
+            (response_id,),
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no response {response_id}")
+        return self.decompress_body(*row)
+
+    def train_dictionary_if_due(self) -> bool:
+        """Train a zstd dictionary on recent bodies once there are enough; True if it
+        did. Bodies stored before it stay as they are (they decompress without it)."""
+        if self.codec.dictionary is not None or self._bodies_untrained < bodies.TRAIN_AFTER_BODIES:
+            return False
+        rows = self.conn.execute(
+            "SELECT codec, dictionary_id, data FROM bodies WHERE size_bytes > 256"
+            " ORDER BY id DESC LIMIT ?",
+            (bodies.TRAIN_SAMPLE_BODIES,),
+        ).fetchall()
+        samples = [self.decompress_body(*row) for row in rows]
+        try:
+            data = bodies.train_dictionary(samples)
+        except Exception:  # zstd refuses samples it cannot learn from: try later
+            self._bodies_untrained = 0
+            return False
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO zstd_dictionaries (trained_at, sample_count, size_bytes, data)"
+                " VALUES (?, ?, ?, ?)",
+                (iso_utc(time.time()), len(samples), len(data), data),
+            )
+        self.codec.use_dictionary(Dictionary(int(cursor.lastrowid or 0), data))
+        return True
 
     def __enter__(self) -> Store:
         return self
@@ -352,6 +350,7 @@ class Store:
                 if self._apply_outcome(conn, outcome, now):
                     written += 1
                     charged += self._charge(conn, outcome.response, now_s)
+        self.train_dictionary_if_due()
         return RecordResult(written, charged, pruned)
 
     @staticmethod
@@ -365,8 +364,7 @@ class Store:
             (now_s, json.dumps(response.tweet_ids)),
         ).rowcount
 
-    @staticmethod
-    def _apply_outcome(conn: sqlite3.Connection, outcome: JobOutcome, now: str) -> bool:
+    def _apply_outcome(self, conn: sqlite3.Connection, outcome: JobOutcome, now: str) -> bool:
         response = outcome.response
         full_response = response is not None and response.mode == "full"
         cursor = conn.execute(
@@ -389,22 +387,47 @@ class Store:
         if cursor.rowcount != 1:
             return False
         if response is not None:
-            conn.execute(
-                """INSERT INTO responses (job_id, http_status, sha256, size_bytes,
-                       request_params, mode, fetched_at, body)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    outcome.job_id,
-                    response.http_status,
-                    hashlib.sha256(response.body).hexdigest(),
-                    len(response.body),
-                    response.request_params,
-                    response.mode,
-                    response.fetched_at,
-                    response.body,
-                ),
-            )
+            self._insert_response(conn, outcome.job_id, response)
         return True
+
+    def _insert_response(
+        self, conn: sqlite3.Connection, job_id: int, response: StoredResponse
+    ) -> None:
+        """The response, its body (once per distinct bytes) and its derived rows."""
+        sha256 = hashlib.sha256(response.body).hexdigest()
+        body_id = self._store_body(conn, response.body, sha256)
+        cursor = conn.execute(
+            """INSERT INTO responses (job_id, http_status, sha256, size_bytes,
+                   request_params, mode, fetched_at, body_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                job_id,
+                response.http_status,
+                sha256,
+                len(response.body),
+                response.request_params,
+                response.mode,
+                response.fetched_at,
+                body_id,
+            ),
+        )
+        if response.http_status == 200:
+            self._derive(conn, int(cursor.lastrowid or 0), job_id, response)
+
+    @staticmethod
+    def _derive(
+        conn: sqlite3.Connection, response_id: int, job_id: int, response: StoredResponse
+    ) -> None:
+        snapshot = snapshot_of(response.body)
+        if snapshot is not None:
+            derived.insert_snapshot(
+                conn,
+                response_id=response_id,
+                job_id=job_id,
+                fetched_at=response.fetched_at,
+                mode=response.mode,
+                snapshot=snapshot,
+            )
 
     # -- the tweet quota -------------------------------------------------------------
 
@@ -566,40 +589,93 @@ class Store:
         finally:
             self.conn.row_factory = None
 
-    def latest_response(self, job_id: int) -> sqlite3.Row | None:
+    def latest_response(self, job_id: int) -> dict[str, Any] | None:
+        """The job's latest response with its body uncompressed (StoreError if damaged)."""
         self.conn.row_factory = sqlite3.Row
         try:
-            return self.conn.execute(
-                "SELECT * FROM responses WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,)
+            row = self.conn.execute(
+                """SELECT r.*, b.codec, b.dictionary_id, b.data FROM responses AS r
+                   JOIN bodies AS b ON b.id = r.body_id
+                   WHERE r.job_id = ? ORDER BY r.id DESC LIMIT 1""",
+                (job_id,),
             ).fetchone()
         finally:
             self.conn.row_factory = None
+        if row is None:
+            return None
+        response = dict(row)
+        stored = (response.pop("codec"), response.pop("dictionary_id"), response.pop("data"))
+        try:
+            response["body"] = self.decompress_body(*stored)
+        except BodyCorrupt as error:
+            raise StoreError(
+                f"the body of response {response['id']} is damaged ({error}); "
+                "`harvester verify` lists every such body"
+            ) from None
+        return response
 
-    def iter_latest_responses(self) -> Iterator[tuple]:
-        """Per job with a response, its latest one, in job order.
+    def iter_latest_responses(self, *, with_body: bool = True) -> Iterator[tuple]:
+        """Per job with a response, its latest one, in job order; damaged bodies (and
+        every body, without `with_body`) as None.
 
         Rows: (id_type, identifier, state, http_status, sha256, fetched_at, mode, body).
         """
         cursor = self.conn.execute(
             """SELECT j.id_type, j.identifier, j.state, r.http_status, r.sha256,
-                      r.fetched_at, r.mode, r.body
+                      r.fetched_at, r.mode, b.codec, b.dictionary_id, b.data
                FROM jobs AS j JOIN responses AS r
                  ON r.id = (SELECT max(id) FROM responses WHERE job_id = j.id)
+               JOIN bodies AS b ON b.id = r.body_id
                ORDER BY j.id"""
         )
         while rows := cursor.fetchmany(500):
-            yield from rows
+            for *columns, codec, dictionary_id, data in rows:
+                body: bytes | None = None
+                if with_body:
+                    with contextlib.suppress(BodyCorrupt):
+                        body = self.decompress_body(codec, dictionary_id, data)
+                yield (*columns, body)
 
     def count_responses(self) -> int:
         return self.conn.execute("SELECT count(*) FROM responses").fetchone()[0]
 
-    def iter_checksums(self) -> Iterator[tuple[int, str, str, str, bool]]:
-        """(response id, type, identifier, stored sha256, whether it matches the body)."""
+    def count_bodies(self) -> int:
+        return self._count_bodies()
+
+    def iter_body_checks(self) -> Iterator[tuple[int, str | None]]:
+        """(body id, problem) for every stored body; the problem is None when its
+        bytes decompress and hash to the sha256 stored with them."""
         cursor = self.conn.execute(
-            """SELECT r.id, j.id_type, j.identifier, r.sha256, r.body
-               FROM responses AS r JOIN jobs AS j ON j.id = r.job_id ORDER BY r.id"""
+            "SELECT id, sha256, codec, dictionary_id, data FROM bodies ORDER BY id"
         )
         while rows := cursor.fetchmany(500):
-            for response_id, id_type, identifier, stored, body in rows:
-                actual = hashlib.sha256(body).hexdigest()
-                yield response_id, id_type, identifier, stored, actual == stored
+            for body_id, stored, codec, dictionary_id, data in rows:
+                try:
+                    raw = self.decompress_body(codec, dictionary_id, data)
+                except BodyCorrupt as error:
+                    yield body_id, f"does not decompress: {error}"
+                    continue
+                actual = hashlib.sha256(raw).hexdigest()
+                yield body_id, None if actual == stored else "sha256 of the bytes differs"
+
+    def responses_of_bodies(self, body_ids: Sequence[int]) -> list[tuple[int, str, str, str]]:
+        """(response id, type, identifier, sha256) of the responses with these bodies."""
+        found: list[tuple[int, str, str, str]] = []
+        for start in range(0, len(body_ids), 500):
+            chunk = list(body_ids[start : start + 500])
+            found += self.conn.execute(
+                f"""SELECT r.id, j.id_type, j.identifier, r.sha256
+                    FROM responses AS r JOIN jobs AS j ON j.id = r.job_id
+                    WHERE r.body_id IN ({", ".join("?" * len(chunk))}) ORDER BY r.id""",
+                chunk,
+            ).fetchall()
+        return found
+
+    def responses_not_matching_their_body(self) -> list[tuple[int, str, str, str]]:
+        """Responses whose sha256 is not their body's: the link itself is damaged."""
+        return self.conn.execute(
+            """SELECT r.id, j.id_type, j.identifier, r.sha256
+               FROM responses AS r JOIN jobs AS j ON j.id = r.job_id
+               JOIN bodies AS b ON b.id = r.body_id
+               WHERE r.sha256 != b.sha256 OR r.size_bytes != b.size_bytes ORDER BY r.id"""
+        ).fetchall()

@@ -16,6 +16,17 @@ from yarl import URL
 from harvester.store import Store
 
 
+def stored_responses(db_path: Path) -> list[tuple[str, str, str, int, str, bytes]]:
+    """Every stored response as (type, identifier, state, status, sha256, body), the
+    body uncompressed by the store, as `show` and `export` see it."""
+    with Store(db_path, read_only=True) as store:
+        rows = store.conn.execute(
+            """SELECT r.id, j.id_type, j.identifier, j.state, r.http_status, r.sha256
+               FROM responses AS r JOIN jobs AS j ON j.id = r.job_id ORDER BY r.id"""
+        ).fetchall()
+        return [(*row[1:], store.body_of_response(row[0])) for row in rows]
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "store.db"

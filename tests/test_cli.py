@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from conftest import stored_responses
 
 from harvester.simulator import Simulator, SimulatorSettings
 
@@ -165,12 +166,7 @@ def assert_reading_commands_agree(db: Path, tmp_path: Path) -> None:
     assert jobs["done"] + jobs["not_found"] == 60 and jobs["pending"] == 0
     assert status["throughput_per_s"]["last_1m"] > 0
 
-    conn = sqlite3.connect(db)
-    identifier, stored = conn.execute(
-        "SELECT j.identifier, r.body FROM jobs j JOIN responses r ON r.job_id = j.id"
-        " WHERE j.state = 'done' LIMIT 1"
-    ).fetchone()
-    conn.close()
+    _, identifier, _, _, _, stored = next(row for row in stored_responses(db) if row[2] == "done")
     command = [sys.executable, "-m", "harvester", "--db", str(db), "show", "doi"]
     raw = subprocess.run([*command, identifier.upper(), "--raw"], capture_output=True, check=True)
     assert raw.stdout == stored
@@ -293,7 +289,7 @@ async def test_simulate_can_enforce_a_rate_limit() -> None:
         (("--db", "{tmp}/missing.db", "retry"), "no store at"),
         (("--db", "{tmp}/missing.db", "backfill", "--twitter"), "no store at"),
         (("--config", "{tmp}/binary.toml", "status"), "is not UTF-8 text"),
-        (("--db", "{tmp}/foreign.db", "status"), "the store failed"),
+        (("--db", "{tmp}/foreign.db", "status"), "is not a harvester store"),
     ],
 )
 def test_odd_paths_and_files_get_a_message_not_a_traceback(

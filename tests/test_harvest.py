@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from conftest import stored_responses
 
 from harvester import daemon as daemon_module
 from harvester import universe
@@ -85,11 +86,7 @@ async def test_full_harvest_stores_exactly_the_bytes_sent(
     assert await harvest(settings_for(simulator.base_url, db_path)) == 0
 
     sent = {(record.id_type, record.identifier): record for record in simulator.sent}
-    stored = rows(
-        db_path,
-        """SELECT j.id_type, j.identifier, j.state, r.http_status, r.sha256,
-                                     r.body FROM jobs j JOIN responses r ON r.job_id = j.id""",
-    )
+    stored = stored_responses(db_path)
     assert len(stored) == len(identifiers) == len(sent)
     for id_type, identifier, state, status, sha256, body in stored:
         record = sent[(id_type, identifier)]
@@ -162,7 +159,7 @@ async def test_bad_bodies_are_retried_and_never_stored_as_done(
     assert rows(db_path, "SELECT state, count(*), min(attempts) FROM jobs GROUP BY state") == [
         ("done", len(identifiers), 5)
     ]
-    for (body,) in rows(db_path, "SELECT body FROM responses"):
+    for *_, body in stored_responses(db_path):
         assert isinstance(json.loads(body), dict)
     assert rows(db_path, "SELECT count(*) FROM responses") == [(len(identifiers),)]
 
@@ -207,12 +204,13 @@ async def test_verify_catches_a_corrupted_byte(
     await harvest(settings_for(simulator.base_url, db_path))
     assert main(["--db", str(db_path), "verify"]) == 0
     conn = sqlite3.connect(db_path)
-    response_id, body = conn.execute(
-        "SELECT id, body FROM responses WHERE http_status = 200 LIMIT 1"
+    response_id, body_id, data = conn.execute(
+        """SELECT r.id, b.id, b.data FROM responses r JOIN bodies b ON b.id = r.body_id
+           WHERE r.http_status = 200 AND b.codec = 'zstd' LIMIT 1"""
     ).fetchone()
-    flipped = bytearray(body)
+    flipped = bytearray(data)  # one bit of the compressed bytes on disk
     flipped[len(flipped) // 2] ^= 0x01
-    conn.execute("UPDATE responses SET body = ? WHERE id = ?", (bytes(flipped), response_id))
+    conn.execute("UPDATE bodies SET data = ? WHERE id = ?", (bytes(flipped), body_id))
     conn.commit()
     conn.close()
     capsys.readouterr()

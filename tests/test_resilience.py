@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conftest import stored_responses
 
 from harvester import universe
 from harvester.config import (
@@ -59,7 +60,7 @@ def assert_each_job_stored_once_and_right(db_path: Path, expected_jobs: int) -> 
     assert rows(db_path, "SELECT count(*), count(DISTINCT job_id) FROM responses") == [
         (expected_jobs, expected_jobs)
     ]
-    for status, sha256, body in rows(db_path, "SELECT http_status, sha256, body FROM responses"):
+    for *_, status, sha256, body in stored_responses(db_path):
         assert sha256 == hashlib.sha256(body).hexdigest()
         if status == 200:
             assert isinstance(json.loads(body), dict)

@@ -110,8 +110,8 @@ def test_record_keeps_exact_bytes_and_checksum(store: Store) -> None:
     assert bytes(row["body"]) == body
     assert row["sha256"] == hashlib.sha256(body).hexdigest()
     assert row["size_bytes"] == len(body)
-    [(_, _, _, _, matches)] = list(store.iter_checksums())
-    assert matches
+    [(_, problem)] = list(store.iter_body_checks())
+    assert problem is None
 
 
 def test_retry_outcome_counts_attempt_and_schedules(store: Store) -> None:

@@ -1,0 +1,251 @@
+"""The store's schema, as sqlite-utils migrations: each runs once per store, in its
+own transaction, in the order written here. Never edit one that has shipped; add the
+next.
+
+m001-m003: the job queue, responses, the tweet ledger. m004: bodies compressed apart
+from the responses that point at them (one body per distinct answer). m005: the
+derived tables researchers query (`harvester derive --rebuild` rebuilds them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from harvester.bodies import BodyCodec
+
+JOB_STATES = ("pending", "in_progress", "done", "not_found", "failed")
+FINAL_STATES = ("done", "not_found", "failed")
+
+migrations = Migrations("altmetric-harvester")
+
+
+@migrations()
+def m001_jobs_and_responses(db: Database) -> None:
+    states = ", ".join(f"'{state}'" for state in JOB_STATES)
+    for statement in (
+        f"""CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            id_type TEXT NOT NULL,
+            identifier TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ({states})),
+            priority INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_token TEXT,
+            lease_expires_at TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (id_type, identifier)
+        )""",
+        # The claim reads only this partial index: it holds just the pending jobs.
+        """CREATE INDEX jobs_runnable ON jobs (priority DESC, next_attempt_at)
+            WHERE state = 'pending'""",
+        "CREATE INDEX jobs_state ON jobs (state)",
+        """CREATE TABLE responses (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            http_status INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            request_params TEXT NOT NULL,
+            mode TEXT NOT NULL DEFAULT 'full',
+            fetched_at TEXT NOT NULL,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX responses_job ON responses (job_id, id)",
+        "CREATE INDEX responses_fetched_at ON responses (fetched_at)",
+    ):
+        db.execute(statement)
+
+
+@migrations()
+def m002_tweet_quota(db: Database) -> None:
+    for statement in (
+        # Every tweet ID charged against the quota, once, with when (Unix seconds:
+        # compact for millions of rows). Rows older than the window are pruned, so
+        # the table's size is the window's usage.
+        """CREATE TABLE tweet_ledger (
+            tweet_id INTEGER PRIMARY KEY,
+            charged_at_s REAL NOT NULL
+        )""",
+        "CREATE INDEX tweet_ledger_charged ON tweet_ledger (charged_at_s)",
+        # Jobs queued by `backfill --twitter` wait in an index of their own, so a
+        # daemon short of quota never walks past them.
+        "ALTER TABLE jobs ADD COLUMN needs_full INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX jobs_runnable",
+        """CREATE INDEX jobs_runnable ON jobs (priority DESC, next_attempt_at)
+            WHERE state = 'pending' AND needs_full = 0""",
+        """CREATE INDEX jobs_backfill ON jobs (priority DESC, next_attempt_at)
+            WHERE state = 'pending' AND needs_full = 1""",
+        "CREATE INDEX responses_degraded ON responses (job_id) WHERE mode != 'full'",
+        # What the daemon last said of itself (its quota view), for `status`.
+        """CREATE TABLE daemon_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ):
+        db.execute(statement)
+
+
+@migrations()
+def m003_error_index(db: Database) -> None:
+    # status's commonest errors, without reading every pending job of millions.
+    db.execute("CREATE INDEX jobs_errors ON jobs (state, last_error) WHERE last_error IS NOT NULL")
+
+
+@migrations()
+def m004_compressed_bodies(db: Database) -> None:
+    for statement in (
+        """CREATE TABLE zstd_dictionaries (
+            id INTEGER PRIMARY KEY,
+            trained_at TEXT NOT NULL,
+            sample_count INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            data BLOB NOT NULL
+        )""",
+        # One row per distinct answer: sha256 and size are of the uncompressed bytes.
+        """CREATE TABLE bodies (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            size_bytes INTEGER NOT NULL,
+            codec TEXT NOT NULL CHECK (codec IN ('identity', 'zstd')),
+            dictionary_id INTEGER REFERENCES zstd_dictionaries (id),
+            data BLOB NOT NULL
+        )""",
+        """CREATE TABLE responses_v4 (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            http_status INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            request_params TEXT NOT NULL,
+            mode TEXT NOT NULL DEFAULT 'full',
+            fetched_at TEXT NOT NULL,
+            body_id INTEGER NOT NULL REFERENCES bodies (id)
+        )""",
+    ):
+        db.execute(statement)
+    _move_bodies_out_of_responses(db)
+    for statement in (
+        "DROP TABLE responses",
+        "ALTER TABLE responses_v4 RENAME TO responses",
+        "CREATE INDEX responses_job ON responses (job_id, id)",
+        "CREATE INDEX responses_fetched_at ON responses (fetched_at)",
+        "CREATE INDEX responses_degraded ON responses (job_id) WHERE mode != 'full'",
+        "CREATE INDEX responses_body ON responses (body_id)",
+    ):
+        db.execute(statement)
+
+
+def _move_bodies_out_of_responses(db: Database) -> None:
+    """Compress every stored body into `bodies` (identical ones once) and copy the
+    responses across, pointing at them. The sha256 is recomputed from the bytes, so a
+    body damaged before the move still shows up in `verify`."""
+    codec = BodyCodec()
+    rows = db.execute(
+        """SELECT id, job_id, http_status, sha256, size_bytes, request_params, mode,
+                  fetched_at, body FROM responses ORDER BY id"""
+    )
+    while batch := rows.fetchmany(1000):
+        for *columns, body in batch:
+            compressed = codec.compress(body)
+            actual = hashlib.sha256(body).hexdigest()
+            db.execute(
+                """INSERT INTO bodies (sha256, size_bytes, codec, dictionary_id, data)
+                   VALUES (?, ?, ?, NULL, ?) ON CONFLICT (sha256) DO NOTHING""",
+                (actual, len(body), compressed.codec, compressed.data),
+            )
+            body_id = db.execute("SELECT id FROM bodies WHERE sha256 = ?", (actual,)).fetchone()
+            db.execute(
+                "INSERT INTO responses_v4 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*columns, body_id[0]),
+            )
+
+
+@migrations()
+def m005_derived_tables(db: Database) -> None:
+    for statement in (
+        # One row per stored 200 answer (a snapshot of the output at fetched_at).
+        """CREATE TABLE outputs (
+            response_id INTEGER PRIMARY KEY REFERENCES responses (id),
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            altmetric_id INTEGER,
+            doi TEXT,
+            pmid TEXT,
+            arxiv_id TEXT,
+            identifiers TEXT NOT NULL,
+            title TEXT,
+            journal TEXT,
+            pubdate TEXT,
+            output_type TEXT,
+            score REAL,
+            score_history TEXT,
+            posts_count INTEGER,
+            first_seen_at TEXT,
+            fetched_at TEXT NOT NULL,
+            mode TEXT NOT NULL
+        )""",
+        "CREATE INDEX outputs_job ON outputs (job_id, response_id)",
+        "CREATE INDEX outputs_altmetric_id ON outputs (altmetric_id)",
+        "CREATE INDEX outputs_doi ON outputs (doi)",
+        "CREATE INDEX outputs_journal_score ON outputs (journal, score)",
+        "CREATE INDEX outputs_score ON outputs (score)",
+        # The latest snapshot of each output: what most questions are about.
+        """CREATE VIEW latest_outputs AS
+            SELECT * FROM outputs
+            WHERE response_id = (SELECT max(response_id) FROM outputs AS newer
+                                 WHERE newer.job_id = outputs.job_id)""",
+        """CREATE TABLE counts (
+            response_id INTEGER NOT NULL REFERENCES responses (id),
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            source TEXT NOT NULL,
+            posts_count INTEGER,
+            unique_users_count INTEGER,
+            PRIMARY KEY (response_id, source)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX counts_source ON counts (source, posts_count)",
+        """CREATE TABLE readers (
+            response_id INTEGER NOT NULL REFERENCES responses (id),
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            reference_manager TEXT NOT NULL,
+            readers INTEGER,
+            PRIMARY KEY (response_id, reference_manager)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE score_context (
+            response_id INTEGER NOT NULL REFERENCES responses (id),
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            context TEXT NOT NULL,
+            rank INTEGER,
+            percentile REAL,
+            higher_than INTEGER,
+            mean REAL,
+            median REAL,
+            sample_size INTEGER,
+            rank_type TEXT,
+            PRIMARY KEY (response_id, context)
+        ) WITHOUT ROWID""",
+        # A mention is stored once per output, with the first and last snapshots that
+        # carried it: re-fetching an output with 5,000 tweets adds no 5,000 rows.
+        """CREATE TABLE mentions (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            source TEXT NOT NULL,
+            post_key TEXT NOT NULL,
+            url TEXT,
+            title TEXT,
+            posted_on TEXT,
+            author_name TEXT,
+            author_id TEXT,
+            tweet_id INTEGER,
+            first_response_id INTEGER NOT NULL REFERENCES responses (id),
+            last_response_id INTEGER NOT NULL REFERENCES responses (id),
+            UNIQUE (job_id, source, post_key)
+        )""",
+        "CREATE INDEX mentions_source_posted ON mentions (source, posted_on)",
+    ):
+        db.execute(statement)
