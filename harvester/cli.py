@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -20,12 +21,30 @@ from harvester import __version__
 from harvester.config import ConfigError, Settings, load_api_key, load_settings
 from harvester.daemon import EXIT_FAILURE, EXIT_OK, DaemonLockError, run_daemon
 from harvester.enqueue import Rejection, enqueue_stream
-from harvester.export import verify_checksums, write_csv, write_jsonl
+from harvester.export import (
+    ParquetUnavailable,
+    rows_as_csv,
+    rows_as_json,
+    rows_as_jsonl,
+    rows_as_parquet,
+    rows_as_table,
+    verify_checksums,
+    write_csv,
+    write_jsonl,
+)
 from harvester.identifiers import IdentifierError, canonical_type, normalise
 from harvester.logs import configure_logging, register_secret
 from harvester.progress import ProgressLine
 from harvester.status import collect_status, render_status
 from harvester.store import FINAL_STATES, Store, StoreError
+from harvester.tables import (
+    QueryError,
+    count_rows,
+    export_rows,
+    jobs_to_refresh,
+    parse_age,
+    run_query,
+)
 
 
 class CommandError(Exception):
@@ -73,9 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("identifier", metavar="IDENTIFIER")
     show.add_argument("--raw", action="store_true", help="write the exact stored bytes")
 
-    export = commands.add_parser("export", help="one record per job with a response")
-    export.add_argument("--format", choices=("jsonl", "csv"), required=True)
+    export = commands.add_parser(
+        "export", help="a table's rows, or one record per job with a response"
+    )
+    export.add_argument("--format", choices=("jsonl", "csv", "parquet"), required=True)
+    export.add_argument(
+        "--table", metavar="NAME", help="a table or view (outputs, mentions, ...); default: jobs"
+    )
+    export.add_argument(
+        "--where", metavar="SQL", help="only rows matching this SQL expression (with --table)"
+    )
     export.add_argument("--output", type=Path, metavar="FILE", help="default: stdout")
+
+    query = commands.add_parser("query", help="run one read-only SQL statement")
+    query.add_argument("sql", metavar="SQL")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    derive = commands.add_parser(
+        "derive", help="fill the derived tables from stored answers not yet derived"
+    )
+    derive.add_argument(
+        "--rebuild", action="store_true", help="empty the derived tables first, then derive all"
+    )
+
+    refresh = commands.add_parser(
+        "refresh", help="requeue outputs whose latest snapshot is older than an age"
+    )
+    refresh.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 2w")
+    refresh.add_argument(
+        "--where", metavar="SQL", help="only outputs matching this SQL over latest_outputs"
+    )
 
     commands.add_parser("verify", help="recompute every stored sha256")
 
@@ -140,12 +186,26 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
     try:
         return handler(args)
-    except (CommandError, ConfigError, StoreError, DaemonLockError, IdentifierError) as error:
+    except (
+        CommandError,
+        ConfigError,
+        StoreError,
+        DaemonLockError,
+        IdentifierError,
+        QueryError,
+        ParquetUnavailable,
+    ) as error:
         print(f"harvester {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except sqlite3.Error as error:
         print(f"harvester {args.command}: the store failed: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:
+        # `harvester export ... | head`: the reader has what it wanted. Point stdout
+        # at /dev/null so the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
         print(f"harvester {args.command}: {error.strerror or error}{where}", file=sys.stderr)
@@ -153,9 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"harvester {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        sys.stderr.close()  # `harvester export ... | head`: not an error worth a traceback
-        return EXIT_OK
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -265,6 +322,30 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.table is None:
+        return _export_jobs(args)
+    writers = {"jsonl": rows_as_jsonl, "csv": rows_as_csv}
+    with _open_store(args, read_only=True) as store:
+        rows = export_rows(store, args.table, args.where)
+        progress = ProgressLine(f"export {args.table}")
+        if progress.enabled:
+            progress.total = count_rows(store, args.table, args.where)
+        if args.format == "parquet":
+            if args.output is None:
+                raise CommandError("--format parquet needs --output FILE")
+            count = rows_as_parquet(rows, str(args.output), progress.update)
+        else:
+            with _output(args.output) as out:
+                count = writers[args.format](rows, out, progress.update)
+        progress.close()
+    print(f"exported {count:,} rows of {args.table}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export_jobs(args: argparse.Namespace) -> int:
+    """Without --table: one record per job with a response (the original export)."""
+    if args.where or args.format == "parquet":
+        raise CommandError("--where and --format parquet need --table NAME")
     writer = write_jsonl if args.format == "jsonl" else write_csv
     with _open_store(args, read_only=True) as store:
         progress = ProgressLine("export", store.count_responses())
@@ -272,6 +353,43 @@ def cmd_export(args: argparse.Namespace) -> int:
             count = writer(store, out, progress.update)
         progress.close()
     print(f"exported {count:,} records", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    writers = {"table": rows_as_table, "csv": rows_as_csv, "json": rows_as_json}
+    with _open_store(args, read_only=True) as store:
+        rows = run_query(store, args.sql)
+        writers[args.format](rows, sys.stdout, lambda _count: None)
+    return EXIT_OK
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    with Store(_settings(args).store.path, must_exist=True) as store:
+        if args.rebuild:
+            store.clear_derived()
+        progress = ProgressLine("derive")
+        if progress.enabled:
+            progress.total = store.count_underived()
+        derived, skipped = store.derive_missing(
+            lambda done, skipped: progress.update(done + skipped)
+        )
+        progress.close()
+    print(f"derived {derived:,} answers; {skipped:,} were not JSON objects and were skipped")
+    return EXIT_OK
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    try:
+        older_than_s = parse_age(args.older_than)
+    except ValueError as error:
+        raise CommandError(f"--older-than: {error}") from None
+    settings = _settings(args)
+    with Store(settings.store.path, read_only=True) as reader:
+        job_ids = jobs_to_refresh(reader, older_than_s, args.where)
+    with Store(settings.store.path) as store:
+        count = store.requeue_done_jobs(job_ids)
+    print(f"requeued {count:,} outputs for a new snapshot (latest older than {args.older_than})")
     return EXIT_OK
 
 
@@ -364,6 +482,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "show": cmd_show,
     "export": cmd_export,
+    "query": cmd_query,
+    "derive": cmd_derive,
+    "refresh": cmd_refresh,
     "verify": cmd_verify,
     "retry": cmd_retry,
     "backfill": cmd_backfill,

@@ -536,6 +536,77 @@ class Store:
             if changed < batch_size:
                 return total
 
+    def requeue_done_jobs(self, job_ids: Sequence[int], batch_size: int = 5_000) -> int:
+        """Put these jobs back to `pending` for a new snapshot, if they are `done`.
+
+        Batched like `retry_jobs`; jobs that changed state meanwhile are left alone."""
+        now = iso_utc(time.time())
+        total = 0
+        for start in range(0, len(job_ids), batch_size):
+            chunk = list(job_ids[start : start + batch_size])
+            with self._write() as conn:
+                total += conn.execute(
+                    f"""UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?,
+                           last_error = NULL, updated_at = ?
+                        WHERE state = 'done' AND id IN ({", ".join("?" * len(chunk))})""",
+                    (now, now, *chunk),
+                ).rowcount
+        return total
+
+    # -- the derived tables ----------------------------------------------------------
+
+    def clear_derived(self) -> None:
+        """Empty the derived tables (before a rebuild); the raw store is untouched."""
+        with self._write() as conn:
+            derived.clear_derived(conn)
+
+    def count_underived(self) -> int:
+        """Stored 200 answers that have no derived rows (yet)."""
+        return self.conn.execute(
+            """SELECT count(*) FROM responses AS r WHERE r.http_status = 200
+               AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)"""
+        ).fetchone()[0]
+
+    def derive_missing(
+        self, on_batch: Callable[[int, int], None] | None = None, batch_size: int = 500
+    ) -> tuple[int, int]:
+        """Derive every stored 200 answer that has no derived rows, oldest first, in
+        short transactions; (derived, skipped as not a JSON object or damaged)."""
+        derived_count = skipped = 0
+        after_id = 0
+        while True:
+            rows = self.conn.execute(
+                """SELECT r.id, r.job_id, r.fetched_at, r.mode, b.codec, b.dictionary_id, b.data
+                   FROM responses AS r JOIN bodies AS b ON b.id = r.body_id
+                   WHERE r.http_status = 200 AND r.id > ?
+                     AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)
+                   ORDER BY r.id LIMIT ?""",
+                (after_id, batch_size),
+            ).fetchall()
+            if not rows:
+                return derived_count, skipped
+            with self._write() as conn:
+                for response_id, job_id, fetched_at, mode, *stored in rows:
+                    try:
+                        snapshot = snapshot_of(self.decompress_body(*stored))
+                    except BodyCorrupt:
+                        snapshot = None
+                    if snapshot is None:
+                        skipped += 1
+                        continue
+                    derived.insert_snapshot(
+                        conn,
+                        response_id=response_id,
+                        job_id=job_id,
+                        fetched_at=fetched_at,
+                        mode=mode,
+                        snapshot=snapshot,
+                    )
+                    derived_count += 1
+            after_id = rows[-1][0]
+            if on_batch:
+                on_batch(derived_count, skipped)
+
     def queue_outlook(self, *, backfill: bool = False) -> tuple[int, str | None]:
         """(jobs in progress, next attempt time of the first pending job in claim order).
 
