@@ -43,10 +43,39 @@ class Rows:
 
 
 def lock_read_only(store: Store) -> None:
-    """No statement on this connection may write, even to a TEMP or ATTACHed database."""
+    """No statement on this connection may write, even to a TEMP database, reach
+    another file (ATTACH), or lift the lock itself."""
     if not store.read_only:
         raise ValueError("lock_read_only wants a store opened read-only")
     store.conn.execute("PRAGMA query_only = ON")
+    store.conn.set_authorizer(_refuse_escapes)
+
+
+def _refuse_escapes(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+        # A pragma with an argument sets something, except these, which only look.
+        return (
+            sqlite3.SQLITE_OK if (arg1 or "").lower() in _LOOKING_PRAGMAS else sqlite3.SQLITE_DENY
+        )
+    return sqlite3.SQLITE_OK
+
+
+_LOOKING_PRAGMAS = frozenset(
+    (
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+    )
+)
 
 
 def run_query(store: Store, sql: str) -> Rows:
