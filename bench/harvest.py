@@ -4,6 +4,7 @@
     .venv/bin/python bench/harvest.py cpu          # harvester CPU per stored response
     .venv/bin/python bench/harvest.py memory       # peak RSS of a 100,000-output harvest
     .venv/bin/python bench/harvest.py all
+    .venv/bin/python bench/harvest.py cpu --no-derive   # store.derive = false
 
 The simulator runs in its own process, so on a two-core machine it has one core and
 the harvester the other; CPU time and peak RSS come from the kernel's accounting of
@@ -24,6 +25,7 @@ from pathlib import Path
 
 KEY = "bench-key"
 HARVESTER = [sys.executable, "-m", "harvester"]
+DERIVE = True  # store.derive for the harvester under test (--no-derive sets False)
 # The simulator answers from 2,000 pre-rendered outputs (the universe's own mix of
 # sizes, 5% of identifiers still 404), so its CPU stays off the harvester's core.
 BODY_POOL = 2000
@@ -78,6 +80,8 @@ requests_per_s = 1000000
 burst = {concurrency}
 [workers]
 concurrency = {concurrency}
+[store]
+derive = {str(DERIVE).lower()}
 [log]
 level = "info"
 """)
@@ -175,7 +179,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", choices=("throughput", "cpu", "memory", "all"))
     parser.add_argument("--count", type=int, help="outputs to harvest (default per benchmark)")
+    parser.add_argument(
+        "--derive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fill the derived tables while harvesting (store.derive; default: yes)",
+    )
     args = parser.parse_args()
+    global DERIVE
+    DERIVE = args.derive
+    print(f"store.derive = {str(DERIVE).lower()}")
     if args.which in ("throughput", "all"):
         bench_throughput(args.count or 5000)
     if args.which in ("cpu", "all"):

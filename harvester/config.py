@@ -102,6 +102,9 @@ class WorkerSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     path: Path = Path("altmetric.db")
+    # Fill the derived tables as each answer is stored (~0.7 ms of CPU per answer);
+    # false leaves it to `harvester derive`, for harvests at hundreds per second.
+    derive: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,8 @@ def load_settings(path: Path | None = None, db_override: Path | None = None) -> 
         document = _read_toml(path)
     settings = settings_from_mapping(document, source=path)
     if db_override is not None:
-        settings = dataclasses.replace(settings, store=StoreSettings(path=db_override))
+        store = dataclasses.replace(settings.store, path=db_override)
+        settings = dataclasses.replace(settings, store=store)
     return settings
 
 

@@ -568,7 +568,7 @@ async def run_daemon(
     is not handled).
     """
     with daemon_lock(settings.store.path):
-        store = Store(settings.store.path)
+        store = Store(settings.store.path, derive=settings.store.derive)
         store_thread = StoreThread(store)
         notifier = Notifier()
         try:

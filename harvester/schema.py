@@ -231,8 +231,9 @@ def m005_derived_tables(db: Database) -> None:
         ) WITHOUT ROWID""",
         # A mention is stored once per output, with the first and last snapshots that
         # carried it: re-fetching an output with 5,000 tweets adds no 5,000 rows.
+        # Keyed by what identifies a post, with no rowid: the key is the table, so
+        # there is no second copy of it in an index (a third of the table's size).
         """CREATE TABLE mentions (
-            id INTEGER PRIMARY KEY,
             job_id INTEGER NOT NULL REFERENCES jobs (id),
             source TEXT NOT NULL,
             post_key TEXT NOT NULL,
@@ -244,8 +245,10 @@ def m005_derived_tables(db: Database) -> None:
             tweet_id INTEGER,
             first_response_id INTEGER NOT NULL REFERENCES responses (id),
             last_response_id INTEGER NOT NULL REFERENCES responses (id),
-            UNIQUE (job_id, source, post_key)
-        )""",
-        "CREATE INDEX mentions_source_posted ON mentions (source, posted_on)",
+            PRIMARY KEY (job_id, source, post_key)
+        ) WITHOUT ROWID""",
+        # Mentions over time, by source; tweets carry no date in the fetch API.
+        """CREATE INDEX mentions_source_posted ON mentions (source, posted_on)
+            WHERE posted_on IS NOT NULL""",
     ):
         db.execute(statement)

@@ -167,6 +167,7 @@ RESTART_ONLY = (
     "api.timeout_s",
     "api.legacy_type_names",
     "store.path",
+    "store.derive",
     "workers.lease_s",
     "metrics.address",
     "log.level",

@@ -193,9 +193,33 @@ def _mentions(posts: Mapping[str, Any]) -> Iterator[MentionRow]:
     for source, items in posts.items():
         if not isinstance(items, list):
             continue
+        read = _tweet if source == "twitter" else _mention
         for post in items:
             if isinstance(post, dict):
-                yield _mention(str(source), post)
+                yield read(str(source), post)
+
+
+_TWEET_KEYS = frozenset(("tweet_id", "author", "citation_ids"))
+
+
+def _tweet(source: str, post: dict[str, Any]) -> MentionRow:
+    """Tweets are most mentions and look alike (an ID and a tweeter ID): read the
+    common shape directly, anything else the general way."""
+    raw_id, author = post.get("tweet_id"), post.get("author")
+    if not (post.keys() <= _TWEET_KEYS and type(raw_id) is str and raw_id.isdigit()):
+        return _mention(source, post)
+    tweeter = author.get("tweeter_id") if type(author) is dict else None
+    tweet_id = int(raw_id)
+    return MentionRow(
+        source,
+        str(tweet_id),
+        None,
+        None,
+        None,
+        None,
+        None if tweeter is None else str(tweeter),
+        tweet_id,
+    )
 
 
 def _mention(source: str, post: dict[str, Any]) -> MentionRow:

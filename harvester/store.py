@@ -112,9 +112,12 @@ class Store:
     """One connection to the store file. Use it from one thread at a time (the daemon
     gives it a thread of its own so SQLite never blocks the event loop)."""
 
-    def __init__(self, path: Path, *, read_only: bool = False, must_exist: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, must_exist: bool = False, derive: bool = True
+    ) -> None:
         self.path = path
         self.read_only = read_only
+        self.derive = derive  # fill the derived tables in `record`
         if (read_only or must_exist) and not path.exists():
             raise StoreError(f"no store at {path} (enqueue identifiers first)")
         try:
@@ -411,7 +414,7 @@ class Store:
                 body_id,
             ),
         )
-        if response.http_status == 200:
+        if response.http_status == 200 and self.derive:
             self._derive(conn, int(cursor.lastrowid or 0), job_id, response)
 
     @staticmethod
