@@ -278,3 +278,26 @@ async def test_sqlite_utils_lists_the_tables(harvested: Path) -> None:
     listed = {entry["table"]: entry["count"] for entry in json.loads(result.stdout)}
     assert listed["outputs"] == rows_of(harvested, "SELECT count(*) FROM outputs")[0][0]
     assert {"score_context", "readers", "zstd_dictionaries"} <= set(listed)
+
+
+def readme_queries() -> list[str]:
+    """The statements of the README's example queries."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("### Example queries", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if not line.startswith("--")]
+    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
+
+
+async def test_the_readme_example_queries_run_and_answer(
+    harvested: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queries = readme_queries()
+    assert len(queries) >= 6
+    run(capsys, "--db", str(harvested), "refresh", "--older-than", "0s")
+    await harvest_from_simulator(harvested, 40)  # a second snapshot of every output
+    answered = 0
+    for sql in queries:
+        code, out, err = run(capsys, "--db", str(harvested), "query", sql, "--format", "json")
+        assert code == 0, (sql, err)
+        answered += bool(json.loads(out))
+    assert answered >= len(queries) - 2  # a 40-output sample may leave one or two empty
