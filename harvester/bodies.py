@@ -80,18 +80,34 @@ class BodyCodec:
         dictionary_id = None if self.dictionary is None else self.dictionary.id
         return Compressed(ZSTD, dictionary_id, data)
 
-    def decompress(self, codec: str, dictionary_id: int | None, data: bytes) -> bytes:
+    def decompress(
+        self, codec: str, dictionary_id: int | None, data: bytes, size_bytes: int
+    ) -> bytes:
+        """The original bytes, which must be `size_bytes` long; BodyCorrupt otherwise.
+
+        The size is checked against the frame's header first: a damaged header must
+        not make zstd allocate gigabytes."""
         if codec == IDENTITY:
-            return data
-        if codec != ZSTD:
+            raw = bytes(data)
+        elif codec == ZSTD:
+            raw = self._unzstd(dictionary_id, data, size_bytes)
+        else:
             raise BodyCorrupt(f"unknown codec {codec!r}")
+        if len(raw) != size_bytes:
+            raise BodyCorrupt(f"{len(raw)} bytes where {size_bytes} were stored")
+        return raw
+
+    def _unzstd(self, dictionary_id: int | None, data: bytes, size_bytes: int) -> bytes:
         decompressor = self._decompressors.get(dictionary_id)
         if decompressor is None:
             raise BodyCorrupt(f"zstd dictionary {dictionary_id} is missing")
         try:
-            return decompressor.decompress(data)
-        except zstandard.ZstdError as error:
-            raise BodyCorrupt(f"zstd: {error}") from None
+            declared = zstandard.frame_content_size(data)
+            if declared != size_bytes:
+                raise BodyCorrupt(f"zstd frame declares {declared} bytes, not {size_bytes}")
+            return decompressor.decompress(data, max_output_size=size_bytes)
+        except (zstandard.ZstdError, MemoryError) as error:
+            raise BodyCorrupt(f"zstd: {type(error).__name__}: {error}") from None
 
 
 def train_dictionary(samples: list[bytes]) -> bytes:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from harvester import __version__
 from harvester.config import ConfigError, Settings, load_api_key, load_settings
-from harvester.daemon import EXIT_FAILURE, EXIT_OK, DaemonLockError, run_daemon
+from harvester.daemon import EXIT_FAILURE, EXIT_OK, DaemonLockError, daemon_lock, run_daemon
 from harvester.enqueue import Rejection, enqueue_stream
 from harvester.export import (
     ParquetUnavailable,
@@ -365,8 +365,22 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    with Store(_settings(args).store.path, must_exist=True) as store:
-        if args.rebuild:
+    path = _settings(args).store.path
+    if not args.rebuild:
+        return _derive(path, rebuild=False)
+    try:
+        with daemon_lock(path):  # a daemon deriving meanwhile would leave gaps
+            return _derive(path, rebuild=True)
+    except DaemonLockError:
+        raise CommandError(
+            "a daemon is running on this store: stop it before derive --rebuild "
+            "(plain `derive` may run beside it)"
+        ) from None
+
+
+def _derive(path: Path, *, rebuild: bool) -> int:
+    with Store(path, must_exist=True) as store:
+        if rebuild:
             store.clear_derived()
         progress = ProgressLine("derive")
         if progress.enabled:
@@ -385,10 +399,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(f"--older-than: {error}") from None
     settings = _settings(args)
-    with Store(settings.store.path, read_only=True) as reader:
-        job_ids = jobs_to_refresh(reader, older_than_s, args.where)
-    with Store(settings.store.path) as store:
-        count = store.requeue_done_jobs(job_ids)
+    count = 0
+    with (
+        Store(settings.store.path, must_exist=True) as store,  # first: it may upgrade
+        Store(settings.store.path, read_only=True) as reader,
+    ):
+        for job_ids in jobs_to_refresh(reader, older_than_s, args.where):
+            count += store.requeue_done_jobs(job_ids)
     print(f"requeued {count:,} outputs for a new snapshot (latest older than {args.older_than})")
     return EXIT_OK
 

@@ -53,7 +53,15 @@ from harvester.service import (
     render_metrics,
     start_metrics,
 )
-from harvester.store import FINAL_STATES, ClaimedJob, JobOutcome, Store, iso_utc, parse_iso
+from harvester.store import (
+    FINAL_STATES,
+    ClaimedJob,
+    JobOutcome,
+    Store,
+    iso_utc,
+    parse_iso,
+    pending_migrations,
+)
 from harvester.storethread import StoreThread
 
 EXIT_OK = 0
@@ -540,6 +548,8 @@ class Harvest:
             self._live_tokens[outcome.lease_token] -= 1
             if self._live_tokens[outcome.lease_token] <= 0:
                 del self._live_tokens[outcome.lease_token]
+        for problem in result.underived:
+            log.warning("harvest.derive_failed", problem=problem, action="stored raw only")
         tweet_count = sum(len(o.response.tweet_ids) for o in outcomes if o.response is not None)
         self._quota.recorded(tweet_count, result.charged, result.pruned)
         for outcome in outcomes:
@@ -568,9 +578,14 @@ async def run_daemon(
     is not handled).
     """
     with daemon_lock(settings.store.path):
-        store = Store(settings.store.path, derive=settings.store.derive)
-        store_thread = StoreThread(store)
         notifier = Notifier()
+        _announce_upgrade(settings.store.path, notifier)
+        try:
+            store = Store(settings.store.path, derive=settings.store.derive)
+        except BaseException:
+            notifier.close()
+            raise
+        store_thread = StoreThread(store)
         try:
             recovered = store.requeue_leased(expired_only=False)
             ledger_used = store.ledger_count(settings.quota.window_s)
@@ -603,6 +618,21 @@ async def run_daemon(
         responses_by_mode=dict(report.modes),
     )
     return report
+
+
+UPGRADE_TIMEOUT_USEC = 6 * 3600 * 1_000_000
+
+
+def _announce_upgrade(store_path: Path, notifier: Notifier) -> None:
+    """Before a schema upgrade that may take minutes (compressing millions of bodies,
+    ~4,000 a second), say so, and give systemd's start timeout room for it."""
+    pending = pending_migrations(store_path)
+    if pending:
+        log.info("store.upgrading", migrations=pending, note="one time, ~4,000 answers/s")
+        notifier.send(
+            EXTEND_TIMEOUT_USEC=str(UPGRADE_TIMEOUT_USEC),
+            STATUS="upgrading the store's schema (one time; a large store takes minutes)",
+        )
 
 
 @dataclass

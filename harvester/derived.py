@@ -68,7 +68,13 @@ def insert_snapshot(
         )
 
 
-def clear_derived(conn: sqlite3.Connection) -> None:
-    """Empty every derived table (the caller holds the transaction)."""
-    for table in DERIVED_TABLES:
-        conn.execute(f"DELETE FROM {table}")
+def clear_derived_batch(conn: sqlite3.Connection, table: str, batch: int) -> int:
+    """Delete up to `batch` outputs' (or, for mentions, jobs') rows of one derived
+    table; how many rows went. In batches, each its own short transaction, because
+    one DELETE of hundreds of millions of rows would hold the write lock for minutes
+    (with foreign keys on, SQLite cannot simply truncate)."""
+    key = "job_id" if table == "mentions" else "response_id"
+    return conn.execute(
+        f"DELETE FROM {table} WHERE {key} IN (SELECT DISTINCT {key} FROM {table} LIMIT ?)",
+        (batch,),
+    ).rowcount

@@ -75,6 +75,7 @@ def write_csv(store: Store, out: IO[str], on_record: Callable[[int], None]) -> i
 TABLE_MAX_ROWS = 1_000
 TABLE_MAX_CELL = 48
 PARQUET_BATCH_ROWS = 50_000
+PARQUET_BATCH_BYTES = 64 << 20  # big bodies: a row group holds at most ~64 MB of text
 
 
 def rows_as_csv(rows: Rows, out: IO[str], on_row: Callable[[int], None]) -> int:
@@ -146,7 +147,8 @@ def _cell(value: Any) -> str:
 
 
 def rows_as_parquet(rows: Rows, path: Any, on_row: Callable[[int], None]) -> int:
-    """Parquet through pyarrow (the `parquet` extra), in row groups of 50,000."""
+    """Parquet through pyarrow (the `parquet` extra), in row groups of 50,000 rows or
+    ~64 MB of text, whichever comes first, so memory stays bounded."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -163,11 +165,13 @@ def rows_as_parquet(rows: Rows, path: Any, on_row: Callable[[int], None]) -> int
     count = 0
     with pq.ParquetWriter(path, schema) as writer:
         batch: list[tuple[Any, ...]] = []
+        batch_bytes = 0
         for count, row in enumerate(rows.rows, start=1):
             batch.append(row)
-            if len(batch) == PARQUET_BATCH_ROWS:
+            batch_bytes += sum(len(value) for value in row if isinstance(value, str | bytes))
+            if len(batch) == PARQUET_BATCH_ROWS or batch_bytes >= PARQUET_BATCH_BYTES:
                 writer.write_table(_arrow_table(pa, schema, batch))
-                batch = []
+                batch, batch_bytes = [], 0
             on_row(count)
         if batch or count == 0:
             writer.write_table(_arrow_table(pa, schema, batch))

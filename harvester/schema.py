@@ -153,17 +153,19 @@ def _move_bodies_out_of_responses(db: Database) -> None:
     )
     while batch := rows.fetchmany(1000):
         for *columns, body in batch:
-            compressed = codec.compress(body)
             actual = hashlib.sha256(body).hexdigest()
+            found = db.execute("SELECT id FROM bodies WHERE sha256 = ?", (actual,)).fetchone()
+            if found is None:
+                compressed = codec.compress(body)
+                body_id = db.execute(
+                    """INSERT INTO bodies (sha256, size_bytes, codec, dictionary_id, data)
+                       VALUES (?, ?, ?, NULL, ?)""",
+                    (actual, len(body), compressed.codec, compressed.data),
+                ).lastrowid
+            else:
+                body_id = found[0]
             db.execute(
-                """INSERT INTO bodies (sha256, size_bytes, codec, dictionary_id, data)
-                   VALUES (?, ?, ?, NULL, ?) ON CONFLICT (sha256) DO NOTHING""",
-                (actual, len(body), compressed.codec, compressed.data),
-            )
-            body_id = db.execute("SELECT id FROM bodies WHERE sha256 = ?", (actual,)).fetchone()
-            db.execute(
-                "INSERT INTO responses_v4 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*columns, body_id[0]),
+                "INSERT INTO responses_v4 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*columns, body_id)
             )
 
 

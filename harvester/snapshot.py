@@ -171,12 +171,15 @@ def _readers(readers: Mapping[str, Any]) -> Iterator[ReaderRow]:
 
 
 def _contexts(contexts: Mapping[str, Any]) -> Iterator[ContextRow]:
+    seen: set[str] = set()
     for name, entry in contexts.items():
-        if not isinstance(entry, dict):
-            continue
+        context = CONTEXT_NAMES.get(name, str(name))
+        if not isinstance(entry, dict) or context in seen:
+            continue  # an answer with both `journal` and `this_journal` keeps the first
+        seen.add(context)
         percentile = entry.get("percentile", entry.get("pct"))
         yield ContextRow(
-            context=CONTEXT_NAMES.get(name, str(name)),
+            context=context,
             rank=count(entry.get("rank")),
             percentile=number(percentile),
             higher_than=count(entry.get("this_scored_higher_than", entry.get("higher_than"))),
@@ -206,10 +209,10 @@ def _tweet(source: str, post: dict[str, Any]) -> MentionRow:
     """Tweets are most mentions and look alike (an ID and a tweeter ID): read the
     common shape directly, anything else the general way."""
     raw_id, author = post.get("tweet_id"), post.get("author")
-    if not (post.keys() <= _TWEET_KEYS and type(raw_id) is str and raw_id.isdigit()):
+    tweet_id = count(raw_id) if type(raw_id) is str else None
+    if tweet_id is None or not post.keys() <= _TWEET_KEYS:
         return _mention(source, post)
     tweeter = author.get("tweeter_id") if type(author) is dict else None
-    tweet_id = int(raw_id)
     return MentionRow(
         source,
         str(tweet_id),
@@ -230,9 +233,12 @@ def _mention(source: str, post: dict[str, Any]) -> MentionRow:
     else:
         name, author_id = author, None
     tweet_id = count(post.get("tweet_id"))
+    raw_tweet_id = _text(post.get("tweet_id"))
     url = _text(post.get("url"))
     if tweet_id is not None:
         key = str(tweet_id)
+    elif raw_tweet_id:  # a tweet ID we cannot hold as a number still names the post
+        key = raw_tweet_id
     elif url:
         key = url
     else:
@@ -253,23 +259,29 @@ def _mention(source: str, post: dict[str, Any]) -> MentionRow:
 # -- the API's loose values --------------------------------------------------------------
 
 
+MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
+
+
 def count(value: Any) -> int | None:
-    """A non-negative whole number from a number or numeric text; None for -1 (the
-    API's "unknown"), booleans, and anything else."""
+    """A non-negative whole number that fits SQLite, from a number or numeric text;
+    None for -1 (the API's "unknown"), booleans, and anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
-        try:
-            value = float(text)
-        except ValueError:
+        if text.isascii() and text.isdigit():
+            value = int(text)
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, float):
+        if not 0 <= value <= MAX_INTEGER:  # NaN fails this too
             return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and value >= 0 and value == value and value != float("inf"):
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_INTEGER:
+        return value
     return None
 
 

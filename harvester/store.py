@@ -38,6 +38,8 @@ from harvester.schema import migrations
 from harvester.snapshot import snapshot_of
 
 _second_text: tuple[int, str] = (-1, "")
+# What `Store.decompress_body` takes, selected from `bodies AS b`.
+BODY_COLUMNS = "b.codec, b.dictionary_id, b.data, b.size_bytes"
 
 
 def iso_utc(timestamp_s: float) -> str:
@@ -57,6 +59,23 @@ def iso_utc(timestamp_s: float) -> str:
 def parse_iso(text: str) -> float:
     """The Unix time of a timestamp written by `iso_utc`."""
     return datetime.fromisoformat(text).timestamp()
+
+
+def pending_migrations(path: Path) -> list[str]:
+    """The schema migrations opening `path` for writing would run (none for a new or
+    current store). Some take minutes on a large store: the daemon tells systemd."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        database = Database(conn, execute_plugins=False)
+        if "_sqlite_migrations" not in database.table_names():
+            return []
+        return [migration.name for migration in migrations.pending(database)]
+    except sqlite3.DatabaseError:
+        return []  # opening it for real reports what is wrong
+    finally:
+        conn.close()
 
 
 class StoreError(RuntimeError):
@@ -88,6 +107,7 @@ class RecordResult(NamedTuple):
     written: int  # outcomes that still held their lease
     charged: int  # tweet IDs newly charged to the ledger
     pruned: int  # ledger rows that aged out of the window
+    underived: tuple[str, ...] = ()  # why answers stored raw could not be derived
 
 
 class JobOutcome(NamedTuple):
@@ -118,6 +138,7 @@ class Store:
         self.path = path
         self.read_only = read_only
         self.derive = derive  # fill the derived tables in `record`
+        self._underived: list[str] = []
         if (read_only or must_exist) and not path.exists():
             raise StoreError(f"no store at {path} (enqueue identifiers first)")
         try:
@@ -137,7 +158,8 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open store {path}: {error}") from None
         # Until a dictionary exists, count new bodies towards training one.
-        self._bodies_untrained = 0 if self.codec.dictionary else self._count_bodies()
+        untrained = not (read_only or self.codec.dictionary)
+        self._bodies_untrained = self._count_bodies() if untrained else 0
 
     @staticmethod
     def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -188,15 +210,19 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
-    def decompress_body(self, codec: str, dictionary_id: int | None, data: bytes) -> bytes:
-        """The uncompressed bytes of a stored body (BodyCorrupt if they are damaged)."""
+    def decompress_body(
+        self, codec: str, dictionary_id: int | None, data: bytes, size_bytes: int
+    ) -> bytes:
+        """The uncompressed bytes of a stored body (BodyCorrupt if they are damaged).
+
+        Takes the columns of `BODY_COLUMNS`, in that order."""
         if not self.codec.knows(dictionary_id):
             self.codec = self._load_codec()  # trained by the daemon since we opened
-        return self.codec.decompress(codec, dictionary_id, data)
+        return self.codec.decompress(codec, dictionary_id, data, size_bytes)
 
     def body_of_response(self, response_id: int) -> bytes:
         row = self.conn.execute(
-            """SELECT b.codec, b.dictionary_id, b.data FROM responses AS r
+            f"""SELECT {BODY_COLUMNS} FROM responses AS r
                JOIN bodies AS b ON b.id = r.body_id WHERE r.id = ?""",
             (response_id,),
         ).fetchone()
@@ -206,28 +232,36 @@ class Store:
 
     def train_dictionary_if_due(self) -> bool:
         """Train a zstd dictionary on recent bodies once there are enough; True if it
-        did. Bodies stored before it stay as they are (they decompress without it)."""
+        did. Bodies stored before it stay as they are (they decompress without it).
+        Optional work: whatever goes wrong, nothing stored is touched, and the next
+        try waits for as many new bodies again."""
         if self.codec.dictionary is not None or self._bodies_untrained < bodies.TRAIN_AFTER_BODIES:
             return False
+        self._bodies_untrained = 0
+        try:
+            data, samples = self._train_on_recent_bodies()
+            with self._write() as conn:
+                cursor = conn.execute(
+                    "INSERT INTO zstd_dictionaries (trained_at, sample_count, size_bytes, data)"
+                    " VALUES (?, ?, ?, ?)",
+                    (iso_utc(time.time()), samples, len(data), data),
+                )
+        except Exception:  # zstd refused the samples, or the store was busy: later
+            return False
+        self.codec.use_dictionary(Dictionary(int(cursor.lastrowid or 0), data))
+        return True
+
+    def _train_on_recent_bodies(self) -> tuple[bytes, int]:
         rows = self.conn.execute(
-            "SELECT codec, dictionary_id, data FROM bodies WHERE size_bytes > 256"
+            f"SELECT {BODY_COLUMNS} FROM bodies AS b WHERE size_bytes > 256"
             " ORDER BY id DESC LIMIT ?",
             (bodies.TRAIN_SAMPLE_BODIES,),
         ).fetchall()
-        samples = [self.decompress_body(*row) for row in rows]
-        try:
-            data = bodies.train_dictionary(samples)
-        except Exception:  # zstd refuses samples it cannot learn from: try later
-            self._bodies_untrained = 0
-            return False
-        with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO zstd_dictionaries (trained_at, sample_count, size_bytes, data)"
-                " VALUES (?, ?, ?, ?)",
-                (iso_utc(time.time()), len(samples), len(data), data),
-            )
-        self.codec.use_dictionary(Dictionary(int(cursor.lastrowid or 0), data))
-        return True
+        samples = []
+        for row in rows:
+            with contextlib.suppress(BodyCorrupt):  # a damaged body is no sample
+                samples.append(self.decompress_body(*row))
+        return bodies.train_dictionary(samples), len(samples)
 
     def __enter__(self) -> Store:
         return self
@@ -344,6 +378,7 @@ class Store:
         now_s = time.time()
         now = iso_utc(now_s)
         written = charged = pruned = 0
+        self._underived = []
         with self._write() as conn:
             if ledger_window_s is not None:
                 pruned = conn.execute(
@@ -354,7 +389,7 @@ class Store:
                     written += 1
                     charged += self._charge(conn, outcome.response, now_s)
         self.train_dictionary_if_due()
-        return RecordResult(written, charged, pruned)
+        return RecordResult(written, charged, pruned, tuple(self._underived))
 
     @staticmethod
     def _charge(conn: sqlite3.Connection, response: StoredResponse | None, now_s: float) -> int:
@@ -417,20 +452,27 @@ class Store:
         if response.http_status == 200 and self.derive:
             self._derive(conn, int(cursor.lastrowid or 0), job_id, response)
 
-    @staticmethod
     def _derive(
-        conn: sqlite3.Connection, response_id: int, job_id: int, response: StoredResponse
+        self, conn: sqlite3.Connection, response_id: int, job_id: int, response: StoredResponse
     ) -> None:
-        snapshot = snapshot_of(response.body)
-        if snapshot is not None:
-            derived.insert_snapshot(
-                conn,
-                response_id=response_id,
-                job_id=job_id,
-                fetched_at=response.fetched_at,
-                mode=response.mode,
-                snapshot=snapshot,
-            )
+        """Derive in a savepoint: an answer we cannot read into rows is still stored
+        raw (and counted in `record`'s result); `harvester derive` can try again."""
+        conn.execute("SAVEPOINT derive")
+        try:
+            snapshot = snapshot_of(response.body)
+            if snapshot is not None:
+                derived.insert_snapshot(
+                    conn,
+                    response_id=response_id,
+                    job_id=job_id,
+                    fetched_at=response.fetched_at,
+                    mode=response.mode,
+                    snapshot=snapshot,
+                )
+        except Exception as error:
+            conn.execute("ROLLBACK TO derive")
+            self._underived.append(f"response {response_id}: {type(error).__name__}: {error}")
+        conn.execute("RELEASE derive")
 
     # -- the tweet quota -------------------------------------------------------------
 
@@ -558,10 +600,18 @@ class Store:
 
     # -- the derived tables ----------------------------------------------------------
 
-    def clear_derived(self) -> None:
-        """Empty the derived tables (before a rebuild); the raw store is untouched."""
-        with self._write() as conn:
-            derived.clear_derived(conn)
+    def clear_derived(self, batch: int = 2_000) -> int:
+        """Empty the derived tables (before a rebuild), in short transactions; the raw
+        store is untouched. Rows deleted."""
+        deleted = 0
+        for table in derived.DERIVED_TABLES:
+            while True:
+                with self._write() as conn:
+                    removed = derived.clear_derived_batch(conn, table, batch)
+                deleted += removed
+                if removed == 0:
+                    break
+        return deleted
 
     def count_underived(self) -> int:
         """Stored 200 answers that have no derived rows (yet)."""
@@ -569,6 +619,11 @@ class Store:
             """SELECT count(*) FROM responses AS r WHERE r.http_status = 200
                AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)"""
         ).fetchone()[0]
+
+    @staticmethod
+    def _is_derived(conn: sqlite3.Connection, response_id: int) -> bool:
+        found = conn.execute("SELECT 1 FROM outputs WHERE response_id = ?", (response_id,))
+        return found.fetchone() is not None
 
     def derive_missing(
         self, on_batch: Callable[[int, int], None] | None = None, batch_size: int = 500
@@ -579,7 +634,7 @@ class Store:
         after_id = 0
         while True:
             rows = self.conn.execute(
-                """SELECT r.id, r.job_id, r.fetched_at, r.mode, b.codec, b.dictionary_id, b.data
+                f"""SELECT r.id, r.job_id, r.fetched_at, r.mode, {BODY_COLUMNS}
                    FROM responses AS r JOIN bodies AS b ON b.id = r.body_id
                    WHERE r.http_status = 200 AND r.id > ?
                      AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)
@@ -590,6 +645,8 @@ class Store:
                 return derived_count, skipped
             with self._write() as conn:
                 for response_id, job_id, fetched_at, mode, *stored in rows:
+                    if self._is_derived(conn, response_id):
+                        continue  # derived meanwhile, by the daemon or another `derive`
                     try:
                         snapshot = snapshot_of(self.decompress_body(*stored))
                     except BodyCorrupt:
@@ -668,7 +725,7 @@ class Store:
         self.conn.row_factory = sqlite3.Row
         try:
             row = self.conn.execute(
-                """SELECT r.*, b.codec, b.dictionary_id, b.data FROM responses AS r
+                f"""SELECT r.*, {BODY_COLUMNS} FROM responses AS r
                    JOIN bodies AS b ON b.id = r.body_id
                    WHERE r.job_id = ? ORDER BY r.id DESC LIMIT 1""",
                 (job_id,),
@@ -678,7 +735,12 @@ class Store:
         if row is None:
             return None
         response = dict(row)
-        stored = (response.pop("codec"), response.pop("dictionary_id"), response.pop("data"))
+        stored = (
+            response.pop("codec"),
+            response.pop("dictionary_id"),
+            response.pop("data"),
+            response["size_bytes"],
+        )
         try:
             response["body"] = self.decompress_body(*stored)
         except BodyCorrupt as error:
@@ -695,20 +757,20 @@ class Store:
         Rows: (id_type, identifier, state, http_status, sha256, fetched_at, mode, body).
         """
         cursor = self.conn.execute(
-            """SELECT j.id_type, j.identifier, j.state, r.http_status, r.sha256,
-                      r.fetched_at, r.mode, b.codec, b.dictionary_id, b.data
+            f"""SELECT j.id_type, j.identifier, j.state, r.http_status, r.sha256,
+                      r.fetched_at, r.mode, {BODY_COLUMNS}
                FROM jobs AS j JOIN responses AS r
                  ON r.id = (SELECT max(id) FROM responses WHERE job_id = j.id)
                JOIN bodies AS b ON b.id = r.body_id
                ORDER BY j.id"""
         )
         while rows := cursor.fetchmany(500):
-            for *columns, codec, dictionary_id, data in rows:
+            for row in rows:
                 body: bytes | None = None
                 if with_body:
                     with contextlib.suppress(BodyCorrupt):
-                        body = self.decompress_body(codec, dictionary_id, data)
-                yield (*columns, body)
+                        body = self.decompress_body(*row[7:])
+                yield (*row[:7], body)
 
     def count_responses(self) -> int:
         return self.conn.execute("SELECT count(*) FROM responses").fetchone()[0]
@@ -720,12 +782,12 @@ class Store:
         """(body id, problem) for every stored body; the problem is None when its
         bytes decompress and hash to the sha256 stored with them."""
         cursor = self.conn.execute(
-            "SELECT id, sha256, codec, dictionary_id, data FROM bodies ORDER BY id"
+            f"SELECT b.id, b.sha256, {BODY_COLUMNS} FROM bodies AS b ORDER BY b.id"
         )
         while rows := cursor.fetchmany(500):
-            for body_id, stored, codec, dictionary_id, data in rows:
+            for body_id, stored, *columns in rows:
                 try:
-                    raw = self.decompress_body(codec, dictionary_id, data)
+                    raw = self.decompress_body(*columns)
                 except BodyCorrupt as error:
                     yield body_id, f"does not decompress: {error}"
                     continue
@@ -750,6 +812,7 @@ class Store:
         return self.conn.execute(
             """SELECT r.id, j.id_type, j.identifier, r.sha256
                FROM responses AS r JOIN jobs AS j ON j.id = r.job_id
-               JOIN bodies AS b ON b.id = r.body_id
-               WHERE r.sha256 != b.sha256 OR r.size_bytes != b.size_bytes ORDER BY r.id"""
+               LEFT JOIN bodies AS b ON b.id = r.body_id
+               WHERE b.id IS NULL OR r.sha256 != b.sha256 OR r.size_bytes != b.size_bytes
+               ORDER BY r.id"""
         ).fetchall()

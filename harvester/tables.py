@@ -161,7 +161,10 @@ def _uncompressed_bodies(
         for row in rows:
             try:
                 raw = store.decompress_body(
-                    row[at["codec"]], row[at["dictionary_id"]], row[at["data"]]
+                    row[at["codec"]],
+                    row[at["dictionary_id"]],
+                    row[at["data"]],
+                    row[at["size_bytes"]],
                 )
                 body: str | None = raw.decode("utf-8", "replace")
             except BodyCorrupt:
@@ -191,9 +194,12 @@ def parse_age(text: str) -> float:
     return sum(float(amount) * _UNIT_S[unit] for amount, unit in parts)
 
 
-def jobs_to_refresh(store: Store, older_than_s: float, where: str | None) -> list[int]:
+def jobs_to_refresh(
+    store: Store, older_than_s: float, where: str | None, chunk: int = 5_000
+) -> Iterator[list[int]]:
     """Done jobs whose latest answer is older than `older_than_s`, filtered by a
-    `--where` expression over `latest_outputs` columns (as `o.`-less names)."""
+    `--where` expression over `latest_outputs` columns, in chunks of ids (millions
+    of them are never held at once)."""
     lock_read_only(store)
     cutoff = iso_utc(time.time() - older_than_s)
     condition = f" AND ({where})" if where else ""
@@ -207,6 +213,7 @@ def jobs_to_refresh(store: Store, older_than_s: float, where: str | None) -> lis
                 ORDER BY jobs.id""",
             (cutoff,),
         )
-        return [job_id for (job_id,) in cursor]
+        while rows := cursor.fetchmany(chunk):
+            yield [job_id for (job_id,) in rows]
     except SQL_ERRORS as error:
         raise QueryError(f"--where {where!r}: {_explain(error)}") from None

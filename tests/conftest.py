@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,9 +13,11 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aioresponses import aioresponses
+from sqlite_utils import Database
 from yarl import URL
 
-from harvester.store import Store
+from harvester.schema import migrations
+from harvester.store import Store, iso_utc
 
 
 def stored_responses(db_path: Path) -> list[tuple[str, str, str, int, str, bytes]]:
@@ -25,6 +29,28 @@ def stored_responses(db_path: Path) -> list[tuple[str, str, str, int, str, bytes
                FROM responses AS r JOIN jobs AS j ON j.id = r.job_id ORDER BY r.id"""
         ).fetchall()
         return [(*row[1:], store.body_of_response(row[0])) for row in rows]
+
+
+def build_pre_compression_store(db_path: Path, bodies: list[bytes]) -> None:
+    """A store as versions before schema m004 left it: raw bodies inside `responses`.
+    A body of b"Not Found" is stored as a 404, any other as a done 200."""
+    database = Database(db_path)
+    migrations.apply(database, stop_before="m004_compressed_bodies")
+    now = iso_utc(time.time())
+    for n, body in enumerate(bodies, start=1):
+        status = 404 if body == b"Not Found" else 200
+        database.execute(
+            "INSERT INTO jobs (id, id_type, identifier, state, next_attempt_at, created_at,"
+            " updated_at) VALUES (?, 'doi', ?, ?, ?, ?, ?)",
+            (n, f"10.5150/old.{n}", "done" if status == 200 else "not_found", now, now, now),
+        )
+        database.execute(
+            "INSERT INTO responses (job_id, http_status, sha256, size_bytes, request_params,"
+            " fetched_at, body) VALUES (?, ?, ?, ?, '{}', ?, ?)",
+            (n, status, hashlib.sha256(body).hexdigest(), len(body), now, body),
+        )
+    database.conn.commit()
+    database.close()
 
 
 @pytest.fixture

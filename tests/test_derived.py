@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -10,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlite_utils import Database
+from conftest import build_pre_compression_store
 
-from harvester import bodies, universe
+from harvester import bodies, derived, universe
 from harvester.cli import main
 from harvester.config import ApiSettings, RateSettings, Secret, Settings, StoreSettings
-from harvester.daemon import run_daemon
+from harvester.daemon import daemon_lock, run_daemon
 from harvester.identifiers import Identifier
-from harvester.schema import migrations
 from harvester.simulator import Simulator, SimulatorSettings
 from harvester.store import JobOutcome, Store, StoredResponse, StoreError, iso_utc
 
@@ -263,24 +261,8 @@ async def test_derive_rebuild_gives_the_same_tables(
 def test_a_store_from_before_compression_is_upgraded_without_losing_a_byte(
     db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    database = Database(db_path)
-    migrations.apply(database, stop_before="m004_compressed_bodies")
     pool = universe.body_pool(30)
-    now = iso_utc(time.time())
-    for n, body in enumerate([*pool, b"Not Found", b"Not Found"], start=1):
-        status = 200 if n <= len(pool) else 404
-        database.execute(
-            "INSERT INTO jobs (id, id_type, identifier, state, next_attempt_at, created_at,"
-            " updated_at) VALUES (?, 'doi', ?, ?, ?, ?, ?)",
-            (n, f"10.5150/old.{n}", "done" if status == 200 else "not_found", now, now, now),
-        )
-        database.execute(
-            "INSERT INTO responses (job_id, http_status, sha256, size_bytes, request_params,"
-            " fetched_at, body) VALUES (?, ?, ?, ?, '{}', ?, ?)",
-            (n, status, hashlib.sha256(body).hexdigest(), len(body), now, body),
-        )
-    database.conn.commit()
-    database.close()
+    build_pre_compression_store(db_path, [*pool, b"Not Found", b"Not Found"])
 
     with pytest.raises(StoreError, match="older version"):
         Store(db_path, read_only=True)  # reading an old store waits for its upgrade
@@ -293,3 +275,54 @@ def test_a_store_from_before_compression_is_upgraded_without_losing_a_byte(
         assert table(reader, "SELECT count(*) FROM bodies") == [(len(pool) + 1,)]
         assert "body" not in {row[1] for row in table(reader, "PRAGMA table_info(responses)")}
     assert main(["--db", str(db_path), "verify"]) == 0
+
+
+def test_an_answer_that_cannot_be_derived_is_still_stored_raw(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in deriving")
+
+    body = answer({"news": [{"url": "https://n.example/2"}]}, 2.0)
+    with monkeypatch.context() as patched:
+        patched.setattr(derived, "insert_snapshot", broken)
+        store.add_jobs([Identifier("doi", "10.5150/bug")])
+        [job] = store.claim(1, lease_s=60)
+        response = StoredResponse(200, body, "{}", "full", iso_utc(time.time()))
+        result = store.record(
+            [JobOutcome(job.id, job.lease_token, "done", True, response=response)]
+        )
+    assert result.written == 1 and "RuntimeError: a bug in deriving" in result.underived[0]
+    assert table(store, "SELECT state FROM jobs") == [("done",)]
+    assert store.body_of_response(1) == body
+    assert table(store, "SELECT count(*) FROM outputs") == [(0,)]
+    assert store.derive_missing() == (1, 0)  # derive tries again, and now succeeds
+    assert table(store, "SELECT score FROM outputs") == [(2.0,)]
+
+
+def test_numbers_too_big_for_sqlite_are_dropped_not_fatal(store: Store) -> None:
+    body = json.dumps(
+        {
+            "altmetric_id": 10**30,
+            "counts": {"news": {"posts_count": "1e300", "unique_users_count": "²"}},
+            "posts": {"twitter": [{"tweet_id": "9" * 40, "author": {"tweeter_id": "1"}}]},
+        }
+    ).encode()
+    response_id = fetch(store, Identifier("doi", "10.5150/huge"), body)
+    assert table(store, f"SELECT altmetric_id FROM outputs WHERE response_id = {response_id}") == [
+        (None,)
+    ]
+    assert table(store, "SELECT posts_count, unique_users_count FROM counts") == [(None, None)]
+    assert table(store, "SELECT post_key, tweet_id FROM mentions") == [("9" * 40, None)]
+
+
+async def test_derive_rebuild_waits_for_no_daemon(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await harvest_from_simulator(db_path, 10)
+    with daemon_lock(db_path):
+        assert main(["--db", str(db_path), "derive", "--rebuild"]) == 1
+        assert "stop it before derive --rebuild" in capsys.readouterr().err
+        assert main(["--db", str(db_path), "derive"]) == 0  # catching up is fine
+    with Store(db_path, read_only=True) as store:
+        assert table(store, "SELECT count(*) FROM outputs")[0][0] >= 8

@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import build_pre_compression_store
 
 from harvester.cli import main
 from harvester.config import ConfigError, Secret, load_settings
@@ -592,3 +593,32 @@ async def test_the_watchdog_stops_while_the_store_fails(
         await asyncio.gather(task, return_exceptions=True)
         notifier.close()
         store_thread.shutdown()
+
+
+async def test_an_upgrade_at_start_extends_systemds_start_timeout(
+    simulator: Simulator, listener: NotifyListener, tmp_path: Path
+) -> None:
+    db, config = tmp_path / "old.db", tmp_path / "h.toml"
+    build_pre_compression_store(db, [b'{"altmetric_id": 1}', b"Not Found"])
+    write_config(config, simulator.base_url, rate=50, metrics_port=free_port())
+    daemon = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "harvester", "--config", str(config), "--db", str(db), "run"),
+        env={**os.environ, "ALTMETRIC_API_KEY": KEY, "NOTIFY_SOCKET": str(listener.path)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        extend = await listener.wait_for(has("EXTEND_TIMEOUT_USEC"))
+        assert int(listener.messages[extend]["EXTEND_TIMEOUT_USEC"]) >= 3600 * 1_000_000
+        assert "upgrading" in listener.messages[extend]["STATUS"]
+        await listener.wait_for(has("READY", "1"), after=extend)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(daemon.communicate(), timeout=30)
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+    assert daemon.returncode == 0
+    assert '"event": "store.upgrading"' in err.decode()
+    with Store(db, read_only=True) as store:  # upgraded: a reader may open it now
+        assert store.body_of_response(1) == b'{"altmetric_id": 1}'
