@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from harvester import universe
+from harvester.derived import clear_all, derive_missing
 from harvester.identifiers import Identifier
 from harvester.snapshot import snapshot_of
 from harvester.store import JobOutcome, Store, StoredResponse, iso_utc
@@ -99,9 +100,9 @@ def main() -> None:
         file_bytes = path.stat().st_size
 
         with Store(path) as store:
-            store.clear_derived()
+            clear_all(store)
             started = time.perf_counter()
-            derived, skipped = store.derive_missing()
+            derived, skipped = derive_missing(store)
             derive_s = time.perf_counter() - started
         started = time.perf_counter()
         for _, body in items:

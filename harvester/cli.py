@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from harvester import __version__
+from harvester import __version__, derived
 from harvester.config import ConfigError, Settings, load_api_key, load_settings
 from harvester.daemon import EXIT_FAILURE, EXIT_OK, DaemonLockError, daemon_lock, run_daemon
 from harvester.enqueue import Rejection, enqueue_stream
@@ -381,15 +381,15 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def _derive(path: Path, *, rebuild: bool) -> int:
     with Store(path, must_exist=True) as store:
         if rebuild:
-            store.clear_derived()
+            derived.clear_all(store)
         progress = ProgressLine("derive")
         if progress.enabled:
-            progress.total = store.count_underived()
-        derived, skipped = store.derive_missing(
-            lambda done, skipped: progress.update(done + skipped)
+            progress.total = derived.count_underived(store.conn)
+        done, skipped = derived.derive_missing(
+            store, lambda done, skipped: progress.update(done + skipped)
         )
         progress.close()
-    print(f"derived {derived:,} answers; {skipped:,} were not JSON objects and were skipped")
+    print(f"derived {done:,} answers; {skipped:,} were not JSON objects and were skipped")
     return EXIT_OK
 
 
@@ -425,7 +425,7 @@ def _output(path: Path | None) -> Any:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     with _open_store(args, read_only=True) as store:
-        progress = ProgressLine("verify", store.count_bodies())
+        progress = ProgressLine("verify", store.bodies.count())
         checked, mismatches = verify_checksums(store, progress.update)
         progress.close()
         responses = store.count_responses()

@@ -1,17 +1,24 @@
-"""Writing the derived tables (schema m005) from snapshots; part of the store.
+"""Writing the derived tables (schema m005) from answers; part of the store.
 
-Every statement here runs inside a transaction the store opened: the daemon's
-`record` derives each answer as it stores it, and `harvester derive` catches up or
-rebuilds. Mentions are upserted with the first and last snapshot that carried them,
-taking the smaller first and the larger last, so snapshots may be derived in any
-order and the result is the same.
+The daemon's `Store.record` derives each answer in the transaction that stores it
+(`derive_answer`); `harvester derive` catches up (`derive_missing`) or rebuilds
+(`clear_all`, then `derive_missing`). Mentions are upserted with the first and last
+snapshot that carried them, taking the smaller first and the larger last, so
+snapshots may be derived in any order and the result is the same.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from harvester.snapshot import Snapshot
+from harvester.bodies import BodyCorrupt
+from harvester.bodystore import BODY_COLUMNS
+from harvester.snapshot import Snapshot, snapshot_of
+
+if TYPE_CHECKING:
+    from harvester.store import Store
 
 DERIVED_TABLES = ("mentions", "score_context", "readers", "counts", "outputs")
 
@@ -31,6 +38,38 @@ _UPSERT_MENTION = """
         author_id = iif(excluded.last_response_id > last_response_id,
                         excluded.author_id, author_id)
 """
+
+
+def derive_answer(
+    conn: sqlite3.Connection,
+    *,
+    response_id: int,
+    job_id: int,
+    fetched_at: str,
+    mode: str,
+    body: bytes,
+) -> str | None:
+    """Derive one stored 200 answer, in a savepoint of the caller's transaction; the
+    problem, if it could not be (the answer stays stored raw either way). An answer
+    that is not a JSON object has nothing to derive and is no problem."""
+    conn.execute("SAVEPOINT derive")
+    problem = None
+    try:
+        snapshot = snapshot_of(body)
+        if snapshot is not None:
+            insert_snapshot(
+                conn,
+                response_id=response_id,
+                job_id=job_id,
+                fetched_at=fetched_at,
+                mode=mode,
+                snapshot=snapshot,
+            )
+    except Exception as error:
+        conn.execute("ROLLBACK TO derive")
+        problem = f"response {response_id}: {type(error).__name__}: {error}"
+    conn.execute("RELEASE derive")
+    return problem
 
 
 def insert_snapshot(
@@ -68,13 +107,83 @@ def insert_snapshot(
         )
 
 
-def clear_derived_batch(conn: sqlite3.Connection, table: str, batch: int) -> int:
-    """Delete up to `batch` outputs' (or, for mentions, jobs') rows of one derived
-    table; how many rows went. In batches, each its own short transaction, because
-    one DELETE of hundreds of millions of rows would hold the write lock for minutes
-    (with foreign keys on, SQLite cannot simply truncate)."""
-    key = "job_id" if table == "mentions" else "response_id"
+def count_underived(conn: sqlite3.Connection) -> int:
+    """Stored 200 answers that have no derived rows (yet)."""
+    return int(
+        conn.execute(
+            """SELECT count(*) FROM responses AS r WHERE r.http_status = 200
+               AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)"""
+        ).fetchone()[0]
+    )
+
+
+def derive_missing(
+    store: Store, on_batch: Callable[[int, int], None] | None = None, batch_size: int = 500
+) -> tuple[int, int]:
+    """Derive every stored 200 answer that has no derived rows, oldest first, in
+    short transactions; (derived, skipped: not a JSON object, damaged or failing)."""
+    derived = skipped = 0
+    after_id = 0
+    while rows := _underived_after(store.conn, after_id, batch_size):
+        with store.transaction() as conn:
+            for response_id, job_id, fetched_at, mode, *stored in rows:
+                if _is_derived(conn, response_id):
+                    continue  # derived meanwhile, by the daemon or another `derive`
+                try:
+                    body = store.bodies.decompress(*stored)
+                except BodyCorrupt:
+                    skipped += 1
+                    continue
+                problem = derive_answer(
+                    conn,
+                    response_id=response_id,
+                    job_id=job_id,
+                    fetched_at=fetched_at,
+                    mode=mode,
+                    body=body,
+                )
+                if problem is None and _is_derived(conn, response_id):
+                    derived += 1
+                else:
+                    skipped += 1
+        after_id = rows[-1][0]
+        if on_batch:
+            on_batch(derived, skipped)
+    return derived, skipped
+
+
+def _underived_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[tuple]:
     return conn.execute(
-        f"DELETE FROM {table} WHERE {key} IN (SELECT DISTINCT {key} FROM {table} LIMIT ?)",
-        (batch,),
-    ).rowcount
+        f"""SELECT r.id, r.job_id, r.fetched_at, r.mode, {BODY_COLUMNS}
+           FROM responses AS r JOIN bodies AS b ON b.id = r.body_id
+           WHERE r.http_status = 200 AND r.id > ?
+             AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)
+           ORDER BY r.id LIMIT ?""",
+        (after_id, limit),
+    ).fetchall()
+
+
+def _is_derived(conn: sqlite3.Connection, response_id: int) -> bool:
+    found = conn.execute("SELECT 1 FROM outputs WHERE response_id = ?", (response_id,))
+    return found.fetchone() is not None
+
+
+def clear_all(store: Store, batch: int = 2_000) -> int:
+    """Empty the derived tables (before a rebuild); the raw store is untouched. In
+    batches, each its own short transaction: one DELETE of hundreds of millions of
+    rows would hold the write lock for minutes (with foreign keys on, SQLite cannot
+    simply truncate). Rows deleted."""
+    deleted = 0
+    for table in DERIVED_TABLES:
+        key = "job_id" if table == "mentions" else "response_id"
+        while True:
+            with store.transaction() as conn:
+                removed = conn.execute(
+                    f"DELETE FROM {table} WHERE {key} IN"
+                    f" (SELECT DISTINCT {key} FROM {table} LIMIT ?)",
+                    (batch,),
+                ).rowcount
+            deleted += removed
+            if removed == 0:
+                break
+    return deleted

@@ -232,7 +232,7 @@ def verify_checksums(store: Store, on_checked: Callable[[int], None]) -> tuple[i
     the responses whose bytes are not what was stored)."""
     damaged: dict[int, str] = {}
     checked = 0
-    for body_id, problem in store.iter_body_checks():
+    for body_id, problem in store.bodies.iter_checks():
         checked += 1
         if problem is not None:
             damaged[body_id] = problem

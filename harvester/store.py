@@ -1,4 +1,8 @@
-"""The SQLite store: the job queue and the raw responses. The only module with SQL.
+"""The SQLite store: the job queue, the raw responses and the daemon's state.
+
+SQL lives here and in the store's other modules: `schema` (migrations), `bodystore`
+(compressed bodies), `derived` (the derived tables) and `tables` (read-only query
+and export).
 
 Promises, each kept by one statement or one short transaction:
 - `add_jobs` queues identifiers once each; re-adding is a no-op, never a reset.
@@ -6,7 +10,8 @@ Promises, each kept by one statement or one short transaction:
 - `record` writes outcomes; an outcome whose lease token no longer matches (the job
   was released or re-claimed meanwhile) is discarded, so one claim stores at most one
   response.
-- Raw bodies are stored byte for byte with their sha256; nothing rewrites them.
+- Raw bodies are stored with the sha256 of the bytes as received, once per distinct
+  answer, compressed; they decompress to exactly those bytes, and nothing rewrites them.
 
 Times are ISO 8601 UTC text of fixed width (`2026-11-21T13:53:09.123456Z`), so they
 sort and compare as strings and read well in Datasette and the sqlite3 shell.
@@ -29,17 +34,15 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
-from harvester import bodies, derived
-from harvester.bodies import BodyCodec, BodyCorrupt, Dictionary
+from harvester import derived
+from harvester.bodies import BodyCorrupt
+from harvester.bodystore import BODY_COLUMNS, BodyStore
 from harvester.identifiers import Identifier
 from harvester.schema import FINAL_STATES as FINAL_STATES
 from harvester.schema import JOB_STATES as JOB_STATES
 from harvester.schema import migrations
-from harvester.snapshot import snapshot_of
 
 _second_text: tuple[int, str] = (-1, "")
-# What `Store.decompress_body` takes, selected from `bodies AS b`.
-BODY_COLUMNS = "b.codec, b.dictionary_id, b.data, b.size_bytes"
 
 
 def iso_utc(timestamp_s: float) -> str:
@@ -154,12 +157,9 @@ class Store:
                     f"{path} was written by an older version: run any writing command "
                     "(e.g. `harvester derive`) once to upgrade it"
                 )
-            self.codec = self._load_codec()
+            self.bodies = BodyStore(self.conn, self.transaction, writable=not read_only)
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open store {path}: {error}") from None
-        # Until a dictionary exists, count new bodies towards training one.
-        untrained = not (read_only or self.codec.dictionary)
-        self._bodies_untrained = self._count_bodies() if untrained else 0
 
     @staticmethod
     def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -185,84 +185,6 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
-    # -- bodies ----------------------------------------------------------------------
-
-    def _load_codec(self) -> BodyCodec:
-        codec = BodyCodec()
-        for dictionary in self.conn.execute("SELECT id, data FROM zstd_dictionaries ORDER BY id"):
-            codec.use_dictionary(Dictionary(*dictionary))
-        return codec
-
-    def _count_bodies(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM bodies").fetchone()[0]
-
-    def _store_body(self, conn: sqlite3.Connection, body: bytes, sha256: str) -> int:
-        """The id of the body with these bytes, stored (compressed) if new."""
-        row = conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (sha256,)).fetchone()
-        if row is not None:
-            return int(row[0])
-        compressed = self.codec.compress(body)
-        self._bodies_untrained += 1
-        cursor = conn.execute(
-            "INSERT INTO bodies (sha256, size_bytes, codec, dictionary_id, data)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (sha256, len(body), *compressed),
-        )
-        return int(cursor.lastrowid or 0)
-
-    def decompress_body(
-        self, codec: str, dictionary_id: int | None, data: bytes, size_bytes: int
-    ) -> bytes:
-        """The uncompressed bytes of a stored body (BodyCorrupt if they are damaged).
-
-        Takes the columns of `BODY_COLUMNS`, in that order."""
-        if not self.codec.knows(dictionary_id):
-            self.codec = self._load_codec()  # trained by the daemon since we opened
-        return self.codec.decompress(codec, dictionary_id, data, size_bytes)
-
-    def body_of_response(self, response_id: int) -> bytes:
-        row = self.conn.execute(
-            f"""SELECT {BODY_COLUMNS} FROM responses AS r
-               JOIN bodies AS b ON b.id = r.body_id WHERE r.id = ?""",
-            (response_id,),
-        ).fetchone()
-        if row is None:
-            raise StoreError(f"no response {response_id}")
-        return self.decompress_body(*row)
-
-    def train_dictionary_if_due(self) -> bool:
-        """Train a zstd dictionary on recent bodies once there are enough; True if it
-        did. Bodies stored before it stay as they are (they decompress without it).
-        Optional work: whatever goes wrong, nothing stored is touched, and the next
-        try waits for as many new bodies again."""
-        if self.codec.dictionary is not None or self._bodies_untrained < bodies.TRAIN_AFTER_BODIES:
-            return False
-        self._bodies_untrained = 0
-        try:
-            data, samples = self._train_on_recent_bodies()
-            with self._write() as conn:
-                cursor = conn.execute(
-                    "INSERT INTO zstd_dictionaries (trained_at, sample_count, size_bytes, data)"
-                    " VALUES (?, ?, ?, ?)",
-                    (iso_utc(time.time()), samples, len(data), data),
-                )
-        except Exception:  # zstd refused the samples, or the store was busy: later
-            return False
-        self.codec.use_dictionary(Dictionary(int(cursor.lastrowid or 0), data))
-        return True
-
-    def _train_on_recent_bodies(self) -> tuple[bytes, int]:
-        rows = self.conn.execute(
-            f"SELECT {BODY_COLUMNS} FROM bodies AS b WHERE size_bytes > 256"
-            " ORDER BY id DESC LIMIT ?",
-            (bodies.TRAIN_SAMPLE_BODIES,),
-        ).fetchall()
-        samples = []
-        for row in rows:
-            with contextlib.suppress(BodyCorrupt):  # a damaged body is no sample
-                samples.append(self.decompress_body(*row))
-        return bodies.train_dictionary(samples), len(samples)
-
     def __enter__(self) -> Store:
         return self
 
@@ -270,7 +192,7 @@ class Store:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """A short write transaction that takes the write lock up front."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -323,7 +245,7 @@ class Store:
         conn.executemany("INSERT INTO temp.incoming VALUES (?, ?)", batch)
         conn.execute("COMMIT")
         try:
-            with self._write():
+            with self.transaction():
                 before = conn.total_changes
                 conn.execute(
                     "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
@@ -379,7 +301,7 @@ class Store:
         now = iso_utc(now_s)
         written = charged = pruned = 0
         self._underived = []
-        with self._write() as conn:
+        with self.transaction() as conn:
             if ledger_window_s is not None:
                 pruned = conn.execute(
                     "DELETE FROM tweet_ledger WHERE charged_at_s < ?", (now_s - ledger_window_s,)
@@ -388,7 +310,7 @@ class Store:
                 if self._apply_outcome(conn, outcome, now):
                     written += 1
                     charged += self._charge(conn, outcome.response, now_s)
-        self.train_dictionary_if_due()
+        self.bodies.train_if_due()
         return RecordResult(written, charged, pruned, tuple(self._underived))
 
     @staticmethod
@@ -433,7 +355,7 @@ class Store:
     ) -> None:
         """The response, its body (once per distinct bytes) and its derived rows."""
         sha256 = hashlib.sha256(response.body).hexdigest()
-        body_id = self._store_body(conn, response.body, sha256)
+        body_id = self.bodies.put(response.body, sha256)
         cursor = conn.execute(
             """INSERT INTO responses (job_id, http_status, sha256, size_bytes,
                    request_params, mode, fetched_at, body_id)
@@ -450,29 +372,16 @@ class Store:
             ),
         )
         if response.http_status == 200 and self.derive:
-            self._derive(conn, int(cursor.lastrowid or 0), job_id, response)
-
-    def _derive(
-        self, conn: sqlite3.Connection, response_id: int, job_id: int, response: StoredResponse
-    ) -> None:
-        """Derive in a savepoint: an answer we cannot read into rows is still stored
-        raw (and counted in `record`'s result); `harvester derive` can try again."""
-        conn.execute("SAVEPOINT derive")
-        try:
-            snapshot = snapshot_of(response.body)
-            if snapshot is not None:
-                derived.insert_snapshot(
-                    conn,
-                    response_id=response_id,
-                    job_id=job_id,
-                    fetched_at=response.fetched_at,
-                    mode=response.mode,
-                    snapshot=snapshot,
-                )
-        except Exception as error:
-            conn.execute("ROLLBACK TO derive")
-            self._underived.append(f"response {response_id}: {type(error).__name__}: {error}")
-        conn.execute("RELEASE derive")
+            problem = derived.derive_answer(
+                conn,
+                response_id=int(cursor.lastrowid or 0),
+                job_id=job_id,
+                fetched_at=response.fetched_at,
+                mode=response.mode,
+                body=response.body,
+            )
+            if problem:
+                self._underived.append(problem)
 
     # -- the tweet quota -------------------------------------------------------------
 
@@ -522,7 +431,7 @@ class Store:
     def save_states(self, entries: dict[str, str]) -> None:
         """What the daemon says of itself (heartbeat, quota view), in one commit."""
         now = iso_utc(time.time())
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
                 [(key, value, now) for key, value in entries.items()],
@@ -539,7 +448,7 @@ class Store:
         """Return claimed jobs to `pending` without counting an attempt."""
         pairs = [(claim.id, claim.lease_token) for claim in claims]
         now = iso_utc(time.time())
-        with self._write() as conn:
+        with self.transaction() as conn:
             before = conn.total_changes
             conn.executemany(
                 "UPDATE jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,"
@@ -589,7 +498,7 @@ class Store:
         total = 0
         for start in range(0, len(job_ids), batch_size):
             chunk = list(job_ids[start : start + batch_size])
-            with self._write() as conn:
+            with self.transaction() as conn:
                 total += conn.execute(
                     f"""UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?,
                            last_error = NULL, updated_at = ?
@@ -597,75 +506,6 @@ class Store:
                     (now, now, *chunk),
                 ).rowcount
         return total
-
-    # -- the derived tables ----------------------------------------------------------
-
-    def clear_derived(self, batch: int = 2_000) -> int:
-        """Empty the derived tables (before a rebuild), in short transactions; the raw
-        store is untouched. Rows deleted."""
-        deleted = 0
-        for table in derived.DERIVED_TABLES:
-            while True:
-                with self._write() as conn:
-                    removed = derived.clear_derived_batch(conn, table, batch)
-                deleted += removed
-                if removed == 0:
-                    break
-        return deleted
-
-    def count_underived(self) -> int:
-        """Stored 200 answers that have no derived rows (yet)."""
-        return self.conn.execute(
-            """SELECT count(*) FROM responses AS r WHERE r.http_status = 200
-               AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)"""
-        ).fetchone()[0]
-
-    @staticmethod
-    def _is_derived(conn: sqlite3.Connection, response_id: int) -> bool:
-        found = conn.execute("SELECT 1 FROM outputs WHERE response_id = ?", (response_id,))
-        return found.fetchone() is not None
-
-    def derive_missing(
-        self, on_batch: Callable[[int, int], None] | None = None, batch_size: int = 500
-    ) -> tuple[int, int]:
-        """Derive every stored 200 answer that has no derived rows, oldest first, in
-        short transactions; (derived, skipped as not a JSON object or damaged)."""
-        derived_count = skipped = 0
-        after_id = 0
-        while True:
-            rows = self.conn.execute(
-                f"""SELECT r.id, r.job_id, r.fetched_at, r.mode, {BODY_COLUMNS}
-                   FROM responses AS r JOIN bodies AS b ON b.id = r.body_id
-                   WHERE r.http_status = 200 AND r.id > ?
-                     AND NOT EXISTS (SELECT 1 FROM outputs AS o WHERE o.response_id = r.id)
-                   ORDER BY r.id LIMIT ?""",
-                (after_id, batch_size),
-            ).fetchall()
-            if not rows:
-                return derived_count, skipped
-            with self._write() as conn:
-                for response_id, job_id, fetched_at, mode, *stored in rows:
-                    if self._is_derived(conn, response_id):
-                        continue  # derived meanwhile, by the daemon or another `derive`
-                    try:
-                        snapshot = snapshot_of(self.decompress_body(*stored))
-                    except BodyCorrupt:
-                        snapshot = None
-                    if snapshot is None:
-                        skipped += 1
-                        continue
-                    derived.insert_snapshot(
-                        conn,
-                        response_id=response_id,
-                        job_id=job_id,
-                        fetched_at=fetched_at,
-                        mode=mode,
-                        snapshot=snapshot,
-                    )
-                    derived_count += 1
-            after_id = rows[-1][0]
-            if on_batch:
-                on_batch(derived_count, skipped)
 
     def queue_outlook(self, *, backfill: bool = False) -> tuple[int, str | None]:
         """(jobs in progress, next attempt time of the first pending job in claim order).
@@ -742,7 +582,7 @@ class Store:
             response["size_bytes"],
         )
         try:
-            response["body"] = self.decompress_body(*stored)
+            response["body"] = self.bodies.decompress(*stored)
         except BodyCorrupt as error:
             raise StoreError(
                 f"the body of response {response['id']} is damaged ({error}); "
@@ -769,30 +609,11 @@ class Store:
                 body: bytes | None = None
                 if with_body:
                     with contextlib.suppress(BodyCorrupt):
-                        body = self.decompress_body(*row[7:])
+                        body = self.bodies.decompress(*row[7:])
                 yield (*row[:7], body)
 
     def count_responses(self) -> int:
         return self.conn.execute("SELECT count(*) FROM responses").fetchone()[0]
-
-    def count_bodies(self) -> int:
-        return self._count_bodies()
-
-    def iter_body_checks(self) -> Iterator[tuple[int, str | None]]:
-        """(body id, problem) for every stored body; the problem is None when its
-        bytes decompress and hash to the sha256 stored with them."""
-        cursor = self.conn.execute(
-            f"SELECT b.id, b.sha256, {BODY_COLUMNS} FROM bodies AS b ORDER BY b.id"
-        )
-        while rows := cursor.fetchmany(500):
-            for body_id, stored, *columns in rows:
-                try:
-                    raw = self.decompress_body(*columns)
-                except BodyCorrupt as error:
-                    yield body_id, f"does not decompress: {error}"
-                    continue
-                actual = hashlib.sha256(raw).hexdigest()
-                yield body_id, None if actual == stored else "sha256 of the bytes differs"
 
     def responses_of_bodies(self, body_ids: Sequence[int]) -> list[tuple[int, str, str, str]]:
         """(response id, type, identifier, sha256) of the responses with these bodies."""

@@ -160,7 +160,7 @@ def _uncompressed_bodies(
     def uncompressed() -> Iterator[tuple[Any, ...]]:
         for row in rows:
             try:
-                raw = store.decompress_body(
+                raw = store.bodies.decompress(
                     row[at["codec"]],
                     row[at["dictionary_id"]],
                     row[at["data"]],

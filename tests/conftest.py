@@ -28,7 +28,7 @@ def stored_responses(db_path: Path) -> list[tuple[str, str, str, int, str, bytes
             """SELECT r.id, j.id_type, j.identifier, j.state, r.http_status, r.sha256
                FROM responses AS r JOIN jobs AS j ON j.id = r.job_id ORDER BY r.id"""
         ).fetchall()
-        return [(*row[1:], store.body_of_response(row[0])) for row in rows]
+        return [(*row[1:], store.bodies.of_response(row[0])) for row in rows]
 
 
 def build_pre_compression_store(db_path: Path, bodies: list[bytes]) -> None:

@@ -104,8 +104,8 @@ def test_a_dictionary_is_trained_once_enough_bodies_are_stored(
     assert used[-1][1] >= 15  # bodies after the training use it
     with Store(db_path, read_only=True) as reader:  # a fresh process reads them all
         for response_id, original in enumerate(pool, start=1):
-            assert reader.body_of_response(response_id) == original
-        assert all(problem is None for _, problem in reader.iter_body_checks())
+            assert reader.bodies.of_response(response_id) == original
+        assert all(problem is None for _, problem in reader.bodies.iter_checks())
 
 
 def test_compressed_bodies_take_well_under_a_third_of_the_raw_bytes(store: Store) -> None:
@@ -231,7 +231,7 @@ async def test_derived_rows_match_the_raw_json_of_a_simulator_harvest(db_path: P
         answers = table(store, "SELECT id, job_id FROM responses WHERE http_status = 200")
         assert len(answers) >= 50
         for response_id, job_id in answers:
-            raw = json.loads(store.body_of_response(response_id))
+            raw = json.loads(store.bodies.of_response(response_id))
             assert derived_rows(store, response_id, job_id) == expected_rows(raw), response_id
         assert table(store, "SELECT count(*) FROM outputs") == [(len(answers),)]
         sample = table(store, "SELECT count(*) FROM mentions")[0][0]
@@ -270,8 +270,8 @@ def test_a_store_from_before_compression_is_upgraded_without_losing_a_byte(
     assert f"derived {len(pool)} answers" in capsys.readouterr().out
     with Store(db_path, read_only=True) as reader:
         for n, original in enumerate(pool, start=1):
-            assert reader.body_of_response(n) == original
-        assert reader.body_of_response(len(pool) + 2) == b"Not Found"
+            assert reader.bodies.of_response(n) == original
+        assert reader.bodies.of_response(len(pool) + 2) == b"Not Found"
         assert table(reader, "SELECT count(*) FROM bodies") == [(len(pool) + 1,)]
         assert "body" not in {row[1] for row in table(reader, "PRAGMA table_info(responses)")}
     assert main(["--db", str(db_path), "verify"]) == 0
@@ -294,9 +294,9 @@ def test_an_answer_that_cannot_be_derived_is_still_stored_raw(
         )
     assert result.written == 1 and "RuntimeError: a bug in deriving" in result.underived[0]
     assert table(store, "SELECT state FROM jobs") == [("done",)]
-    assert store.body_of_response(1) == body
+    assert store.bodies.of_response(1) == body
     assert table(store, "SELECT count(*) FROM outputs") == [(0,)]
-    assert store.derive_missing() == (1, 0)  # derive tries again, and now succeeds
+    assert derived.derive_missing(store) == (1, 0)  # derive tries again, and now succeeds
     assert table(store, "SELECT score FROM outputs") == [(2.0,)]
 
 

@@ -621,4 +621,4 @@ async def test_an_upgrade_at_start_extends_systemds_start_timeout(
     assert daemon.returncode == 0
     assert '"event": "store.upgrading"' in err.decode()
     with Store(db, read_only=True) as store:  # upgraded: a reader may open it now
-        assert store.body_of_response(1) == b'{"altmetric_id": 1}'
+        assert store.bodies.of_response(1) == b'{"altmetric_id": 1}'

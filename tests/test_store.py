@@ -110,7 +110,7 @@ def test_record_keeps_exact_bytes_and_checksum(store: Store) -> None:
     assert bytes(row["body"]) == body
     assert row["sha256"] == hashlib.sha256(body).hexdigest()
     assert row["size_bytes"] == len(body)
-    [(_, problem)] = list(store.iter_body_checks())
+    [(_, problem)] = list(store.bodies.iter_checks())
     assert problem is None
 
 

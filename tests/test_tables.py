@@ -180,7 +180,7 @@ async def test_export_where_filters_and_bodies_come_out_uncompressed(
             [(response_id,)] = store.conn.execute(
                 "SELECT min(id) FROM responses WHERE body_id = ?", (record["id"],)
             ).fetchall()
-            assert record["body"].encode() == store.body_of_response(response_id)
+            assert record["body"].encode() == store.bodies.of_response(response_id)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,133 @@
+"""The bodies of answers in the store: each distinct answer once, compressed.
+
+Part of the store (schema m004): `Store` holds one `BodyStore` on its connection and
+calls `put` inside its own transactions. Readers get the bytes back exactly as they
+were received, or `BodyCorrupt`; `iter_checks` is what `verify` walks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+from harvester import bodies
+from harvester.bodies import BodyCodec, BodyCorrupt, Dictionary
+
+# What `BodyStore.decompress` takes, selected from `bodies AS b`, in this order.
+BODY_COLUMNS = "b.codec, b.dictionary_id, b.data, b.size_bytes"
+
+
+class BodyStore:
+    """Compressed bodies on one connection, and the dictionary they are compressed with."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        transaction: Callable[[], AbstractContextManager[sqlite3.Connection]],
+        *,
+        writable: bool,
+    ) -> None:
+        self.conn = conn
+        self._transaction = transaction
+        self.codec = self._load_codec()
+        # Until a dictionary exists, count new bodies towards training one.
+        self._untrained = self.count() if writable and self.codec.dictionary is None else 0
+
+    def _load_codec(self) -> BodyCodec:
+        codec = BodyCodec()
+        for dictionary in self.conn.execute("SELECT id, data FROM zstd_dictionaries ORDER BY id"):
+            codec.use_dictionary(Dictionary(*dictionary))
+        return codec
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM bodies").fetchone()[0])
+
+    def put(self, body: bytes, sha256: str) -> int:
+        """The id of the body with these bytes, stored (compressed) if new. The caller
+        holds the write transaction."""
+        row = self.conn.execute("SELECT id FROM bodies WHERE sha256 = ?", (sha256,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        compressed = self.codec.compress(body)
+        self._untrained += 1
+        cursor = self.conn.execute(
+            "INSERT INTO bodies (sha256, size_bytes, codec, dictionary_id, data)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (sha256, len(body), *compressed),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def decompress(
+        self, codec: str, dictionary_id: int | None, data: bytes, size_bytes: int
+    ) -> bytes:
+        """The bytes as received (BodyCorrupt if damaged); takes BODY_COLUMNS."""
+        if not self.codec.knows(dictionary_id):
+            self.codec = self._load_codec()  # trained by the daemon since we opened
+        return self.codec.decompress(codec, dictionary_id, data, size_bytes)
+
+    def of_response(self, response_id: int) -> bytes:
+        row = self.conn.execute(
+            f"""SELECT {BODY_COLUMNS} FROM responses AS r
+               JOIN bodies AS b ON b.id = r.body_id WHERE r.id = ?""",
+            (response_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no response {response_id}")
+        return self.decompress(*row)
+
+    def iter_checks(self) -> Iterator[tuple[int, str | None]]:
+        """(body id, problem) for every stored body; the problem is None when its
+        bytes decompress and hash to the sha256 stored with them."""
+        cursor = self.conn.execute(
+            f"SELECT b.id, b.sha256, {BODY_COLUMNS} FROM bodies AS b ORDER BY b.id"
+        )
+        while rows := cursor.fetchmany(500):
+            for body_id, stored, *columns in rows:
+                try:
+                    raw = self.decompress(*columns)
+                except BodyCorrupt as error:
+                    yield body_id, f"does not decompress: {error}"
+                    continue
+                actual = hashlib.sha256(raw).hexdigest()
+                yield body_id, None if actual == stored else "sha256 of the bytes differs"
+
+    def train_if_due(self) -> bool:
+        """Train a zstd dictionary on recent bodies once there are enough; True if it
+        did. Bodies stored before it stay as they are (they decompress without it).
+        Optional work: whatever goes wrong, nothing stored is touched, and the next
+        try waits for as many new bodies again."""
+        if self.codec.dictionary is not None or self._untrained < bodies.TRAIN_AFTER_BODIES:
+            return False
+        self._untrained = 0
+        try:
+            data, samples = self._train_on_recent()
+            with self._transaction() as conn:
+                cursor = conn.execute(
+                    "INSERT INTO zstd_dictionaries (trained_at, sample_count, size_bytes, data)"
+                    " VALUES (?, ?, ?, ?)",
+                    (_now_text(), samples, len(data), data),
+                )
+        except Exception:  # zstd refused the samples, or the store was busy: later
+            return False
+        self.codec.use_dictionary(Dictionary(int(cursor.lastrowid or 0), data))
+        return True
+
+    def _train_on_recent(self) -> tuple[bytes, int]:
+        rows = self.conn.execute(
+            f"SELECT {BODY_COLUMNS} FROM bodies AS b WHERE size_bytes > 256"
+            " ORDER BY id DESC LIMIT ?",
+            (bodies.TRAIN_SAMPLE_BODIES,),
+        ).fetchall()
+        samples = []
+        for row in rows:
+            with contextlib.suppress(BodyCorrupt):  # a damaged body is no sample
+                samples.append(self.decompress(*row))
+        return bodies.train_dictionary(samples), len(samples)
+
+
+def _now_text() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
