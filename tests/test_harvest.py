@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from conftest import stored_responses
 
-from harvester import daemon as daemon_module
+from harvester import harvest as harvest_module
 from harvester import universe
 from harvester.cli import main
 from harvester.config import (
@@ -296,7 +296,7 @@ async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
     simulator: Simulator, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    real_decide = daemon_module.decide
+    real_decide = harvest_module.decide
 
     def flaky_decide(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
@@ -304,7 +304,7 @@ async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
             raise RuntimeError("a bug of ours")
         return real_decide(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(daemon_module, "decide", flaky_decide)
+    monkeypatch.setattr(harvest_module, "decide", flaky_decide)
     identifiers = [i for i in dois(10, "bug") if universe.is_known(i.id_type, i.value)]
     queue(db_path, identifiers)
     assert await harvest(settings_for(simulator.base_url, db_path, max_attempts=3)) == 0
