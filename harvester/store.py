@@ -180,6 +180,10 @@ class Store:
         conn.execute("PRAGMA synchronous = NORMAL")
         if not read_only:
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the unique index stays hot
+            # Savepoints (one per derived answer) journal the pages they touch: in
+            # memory that costs ~20 us an answer, in a temp file ~250 us. Readers keep
+            # temp files, so a user's huge ORDER BY does not fill the memory.
+            conn.execute("PRAGMA temp_store = MEMORY")
         return conn
 
     def close(self) -> None:
