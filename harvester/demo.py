@@ -95,7 +95,9 @@ async def run_demo(store_path: Path | None, count: int) -> int:
     print(
         f"\nharvested in {report.elapsed_s:.1f}s. Look inside:\n"
         f"  harvester --db {store_path} show doi 10.1000/demo.0\n"
-        f"  harvester --db {store_path} export --format jsonl | head -c 600\n"
+        f'  harvester --db {store_path} query "SELECT journal, count(*) AS outputs,'
+        f' round(avg(score), 1) AS mean_score FROM latest_outputs GROUP BY journal"\n'
+        f"  harvester --db {store_path} export --format csv --table mentions | head\n"
         f"  sqlite3 {store_path} 'SELECT state, count(*) FROM jobs GROUP BY state'"
     )
     return report.exit_code
