@@ -469,7 +469,7 @@ async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
         report = await asyncio.wait_for(run, timeout=60)
     assert report.exit_code == 0
     shrunk_s, grown_s = reloaded_at
-    settle_s = 0.2  # the busy workers above the new count finish their job
+    settle_s = 0.4  # the busy workers above the new count finish their job
     assert peak(0, shrunk_s) >= 7
     assert peak(shrunk_s + settle_s, grown_s) == 2  # never more than the new count
     assert peak(grown_s + settle_s, grown_s + 0.8) >= 5
