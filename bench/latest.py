@@ -36,9 +36,16 @@ def fill(path: Path, outputs: int, snapshots: int) -> None:
     with conn:
         conn.executemany(
             "INSERT INTO outputs (response_id, job_id, altmetric_id, identifiers, journal,"
-            " score, fetched_at, mode) VALUES (?, ?, ?, '{}', ?, ?, 'x', 'full')",
+            " score, fetched_at, mode, is_latest) VALUES (?, ?, ?, '{}', ?, ?, 'x', 'full', ?)",
             (
-                (r, (r - 1) % outputs + 1, r, f"J{r % 2000}", rng.random() * 100)
+                (
+                    r,
+                    (r - 1) % outputs + 1,
+                    r,
+                    f"J{r % 2000}",
+                    rng.random() * 100,
+                    r > outputs * (snapshots - 1),  # each output's last snapshot
+                )
                 for r in range(1, outputs * snapshots + 1)
             ),
         )

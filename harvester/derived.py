@@ -83,9 +83,10 @@ def insert_snapshot(
 ) -> None:
     """Write one answer's derived rows (the caller holds the transaction)."""
     ids = (response_id, job_id)
+    is_latest = _take_latest(conn, response_id, job_id)
     conn.execute(
-        "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (*ids, *snapshot.output, fetched_at, mode),
+        "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*ids, *snapshot.output, fetched_at, mode, is_latest),
     )
     if snapshot.counts:
         conn.executemany(
@@ -105,6 +106,19 @@ def insert_snapshot(
             _UPSERT_MENTION,
             [(job_id, *row, response_id, response_id) for row in snapshot.mentions],
         )
+
+
+def _take_latest(conn: sqlite3.Connection, response_id: int, job_id: int) -> bool:
+    """Whether this snapshot is its output's latest; if so, the previous latest is
+    no longer. Decided by response id, so snapshots may arrive in any order."""
+    newer = conn.execute(
+        "SELECT 1 FROM outputs WHERE job_id = ? AND response_id > ? LIMIT 1",
+        (job_id, response_id),
+    ).fetchone()
+    if newer is not None:
+        return False
+    conn.execute("UPDATE outputs SET is_latest = 0 WHERE job_id = ? AND is_latest", (job_id,))
+    return True
 
 
 def count_underived(conn: sqlite3.Connection) -> int:

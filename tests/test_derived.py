@@ -326,3 +326,31 @@ async def test_derive_rebuild_waits_for_no_daemon(
         assert main(["--db", str(db_path), "derive"]) == 0  # catching up is fine
     with Store(db_path, read_only=True) as store:
         assert table(store, "SELECT count(*) FROM outputs")[0][0] >= 8
+
+
+def test_the_latest_snapshot_is_the_highest_response_whatever_the_order_derived(
+    store: Store,
+) -> None:
+    doi = Identifier("doi", "10.5150/order")
+    ids = [fetch(store, doi, answer({}, score)) for score in (1.0, 2.0, 3.0)]
+    other = fetch(store, Identifier("doi", "10.5150/other"), answer({}, 9.0))
+    assert table(store, "SELECT response_id FROM latest_outputs ORDER BY 1") == [
+        (ids[2],),
+        (other,),
+    ]
+    derived.clear_all(store)
+    with store.transaction() as conn:
+        for response_id in (ids[2], ids[0], ids[1]):  # newest first, as a rebuild racing
+            body = store.bodies.of_response(response_id)  # the daemon might meet them
+            assert (
+                derived.derive_answer(
+                    conn, response_id=response_id, job_id=1, fetched_at="t", mode="full", body=body
+                )
+                is None
+            )
+    assert table(store, "SELECT response_id, is_latest FROM outputs ORDER BY 1") == [
+        (ids[0], 0),
+        (ids[1], 0),
+        (ids[2], 1),
+    ]
+    assert table(store, "SELECT response_id, score FROM latest_outputs") == [(ids[2], 3.0)]
