@@ -33,8 +33,7 @@ from harvester.notify import Notifier
 from harvester.progress import ProgressLine
 from harvester.service import (
     ServiceLoop,
-    describe_reload,
-    needs_restart,
+    reload_changes,
     render_metrics,
     start_metrics,
 )
@@ -247,8 +246,7 @@ class _Pipeline:
         self.notifier.reloading()
         try:
             new = reload_settings()
-            restart = needs_restart(harvest.settings, new)
-            changed = describe_reload(harvest.settings, new)
+            changed, restart = reload_changes(harvest.settings, new)
             harvest.apply_settings(new)
             log.info("harvest.reloaded", changed=changed, needs_restart=restart)
         except (ConfigError, OSError, ValueError) as error:

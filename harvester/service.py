@@ -47,11 +47,10 @@ class LiveHarvest(Protocol):
 
 def status_line(view: dict[str, Any]) -> str:
     """The one line systemd shows under `systemctl status`."""
-    jobs = view.get("jobs")
-    counts = f"done {jobs['done']:,}, pending {jobs['pending']:,}, " if jobs else ""
+    jobs = view["jobs"]
     return (
-        f"{counts}{view['finished']:,} finished this run, "
-        f"{view.get('achieved_per_s', 0.0):.2f} req/s "
+        f"done {jobs['done']:,}, pending {jobs['pending']:,}, "
+        f"{view['finished']:,} finished this run, {view['achieved_per_s']:.2f} req/s "
         f"(allowed {view['requests_per_s']:.2f}), quota mode {view['quota_mode']} "
         f"({view['quota_used']:,}/{view['quota_limit']:,} tweet IDs)"
     )
@@ -174,28 +173,25 @@ RESTART_ONLY = (
 )
 
 
-def needs_restart(old: Settings, new: Settings) -> list[str]:
-    """The changed settings that a reload cannot apply in flight."""
-    changed = []
-    for dotted in RESTART_ONLY:
-        section, key = dotted.split(".")
-        if getattr(getattr(old, section), key) != getattr(getattr(new, section), key):
-            changed.append(dotted)
-    return changed
+APPLIED_IN_FLIGHT = ("rate", "workers", "filters", "quota")  # Harvest.apply_settings
 
 
-def describe_reload(old: Settings, new: Settings) -> dict[str, Any]:
-    """What a reload changes in flight, for the log (restart-only keys are not)."""
-    fields = {}
-    for section in ("rate", "workers", "filters", "quota"):
-        before, after = (
-            dataclasses.asdict(getattr(old, section)),
-            dataclasses.asdict(getattr(new, section)),
-        )
-        for key, value in after.items():
-            if before[key] != value and f"{section}.{key}" not in RESTART_ONLY:
-                fields[f"{section}.{key}"] = value
-    return fields
+def reload_changes(old: Settings, new: Settings) -> tuple[dict[str, Any], list[str]]:
+    """What a reload changes: ({key: new value} applied in flight, [keys that changed
+    but need a restart]), compared once, section by section."""
+    applied: dict[str, Any] = {}
+    restart: list[str] = []
+    for section in ("api", "rate", "workers", "store", "filters", "quota", "metrics", "log"):
+        before = dataclasses.asdict(getattr(old, section))
+        for key, value in dataclasses.asdict(getattr(new, section)).items():
+            dotted = f"{section}.{key}"
+            if before[key] == value:
+                continue
+            if dotted in RESTART_ONLY or section not in APPLIED_IN_FLIGHT:
+                restart.append(dotted)
+            else:
+                applied[dotted] = value
+    return applied, restart
 
 
 # -- metrics -----------------------------------------------------------------------------

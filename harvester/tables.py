@@ -119,16 +119,10 @@ def export_rows(store: Store, table: str, where: str | None) -> Rows:
     """All rows of `table`, optionally filtered by a `--where` expression. The bodies
     table comes out uncompressed: `data` gives way to `body`, the bytes as received
     (UTF-8 text)."""
-    lock_read_only(store)
-    _check_table(store, table)
+    source = _rows_of(store, table, where)
     info = store.conn.execute(f'PRAGMA table_info("{table}")').fetchall()
     columns, types = [row[1] for row in info], [row[2] for row in info]
-    condition = f" WHERE ({where})" if where else ""
-    try:
-        cursor = store.conn.execute(f'SELECT * FROM "{table}"{condition}')
-    except SQL_ERRORS as error:
-        raise QueryError(f"--where {where!r}: {_explain(error)}") from None
-    rows = _fetch(cursor)
+    rows = _fetch(_select(store, f"SELECT * {source}", where))
     if table == "bodies":
         return _uncompressed_bodies(store, columns, types, rows)
     return Rows(columns, types, rows)
@@ -136,19 +130,24 @@ def export_rows(store: Store, table: str, where: str | None) -> Rows:
 
 def count_rows(store: Store, table: str, where: str | None) -> int:
     """How many rows `export_rows` will give (for a progress bar: it costs a scan)."""
+    source = _rows_of(store, table, where)
+    return int(_select(store, f"SELECT count(*) {source}", where).fetchone()[0])
+
+
+def _rows_of(store: Store, table: str, where: str | None) -> str:
+    """`FROM "table" [WHERE (...)]`, for a table or view that exists, read-only."""
     lock_read_only(store)
-    _check_table(store, table)
-    condition = f" WHERE ({where})" if where else ""
-    try:
-        return int(store.conn.execute(f'SELECT count(*) FROM "{table}"{condition}').fetchone()[0])
-    except SQL_ERRORS as error:
-        raise QueryError(f"--where {where!r}: {_explain(error)}") from None
-
-
-def _check_table(store: Store, table: str) -> None:
     names = table_names(store)
     if table not in names:
         raise QueryError(f"no table or view {table!r} in the store (there are: {', '.join(names)})")
+    return f'FROM "{table}"' + (f" WHERE ({where})" if where else "")
+
+
+def _select(store: Store, sql: str, where: str | None) -> sqlite3.Cursor:
+    try:
+        return store.conn.execute(sql)
+    except SQL_ERRORS as error:
+        raise QueryError(f"--where {where!r}: {_explain(error)}") from None
 
 
 def _uncompressed_bodies(
