@@ -1,7 +1,8 @@
 """The `harvester` command: parse arguments, load settings, call the library.
 
 Exit codes: 0 success; 1 a failure the output explains (bad input, rejected lines,
-checksum mismatches, missing key); 2 a usage error; 3 the API rejected the key.
+checksum mismatches, missing key or store); 2 a usage error; 3 the API rejected the
+key; 4 `run --drain` ended with jobs in `failed`; 128+N a drain stopped by signal N.
 """
 
 from __future__ import annotations
@@ -10,19 +11,33 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
 from harvester import __version__, derived
 from harvester.config import ConfigError, Settings, load_api_key, load_settings
-from harvester.daemon import EXIT_FAILURE, EXIT_OK, DaemonLockError, daemon_lock, run_daemon
-from harvester.enqueue import Rejection, enqueue_stream
+from harvester.daemon import (
+    EXIT_FAILURE,
+    EXIT_KEY_REJECTED,
+    EXIT_OK,
+    DaemonLockError,
+    daemon_lock,
+    run_daemon,
+)
+from harvester.enqueue import (
+    NotTextError,
+    RejectionReport,
+    enqueue_stream,
+    open_identifier_text,
+)
 from harvester.export import (
     ParquetUnavailable,
+    parse_body,
     rows_as_csv,
     rows_as_json,
     rows_as_jsonl,
@@ -35,8 +50,9 @@ from harvester.export import (
 from harvester.identifiers import IdentifierError, canonical_type, normalise
 from harvester.logs import configure_logging, register_secret
 from harvester.progress import ProgressLine
+from harvester.safe_output import UnsafeOutput, refuse_store_files, replace_on_success
 from harvester.status import collect_status, render_status
-from harvester.store import FINAL_STATES, Store, StoreError
+from harvester.store import FINAL_STATES, Store, StoreError, explain_sqlite_error
 from harvester.tables import (
     QueryError,
     count_rows,
@@ -45,6 +61,8 @@ from harvester.tables import (
     parse_age,
     run_query,
 )
+
+EXIT_JOBS_FAILED = 4  # `run --drain` finished, but some jobs ended `failed`
 
 
 class CommandError(Exception):
@@ -57,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Harvest the Altmetric details (fetch) API into a SQLite store.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="PATH",
-        help="TOML settings (default: ./harvester.toml if present)",
+    _add_global_options(parser, default=None)
+    # The same options after the command (`harvester status --db x`); SUPPRESS keeps a
+    # value given before the command when none is given after it.
+    after_command = argparse.ArgumentParser(add_help=False)
+    _add_global_options(after_command, default=argparse.SUPPRESS)
+    commands = _Commands(
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), after_command
     )
-    parser.add_argument("--db", type=Path, metavar="PATH", help="store path (overrides store.path)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enqueue = commands.add_parser("enqueue", help="queue identifiers from a file or stdin")
     enqueue.add_argument("file", nargs="?", default="-", metavar="FILE|-")
@@ -90,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print the stored response of one identifier")
     show.add_argument("type", metavar="TYPE")
     show.add_argument("identifier", metavar="IDENTIFIER")
-    show.add_argument("--raw", action="store_true", help="write the exact stored bytes")
+    show_format = show.add_mutually_exclusive_group()
+    show_format.add_argument("--raw", action="store_true", help="write the exact stored bytes")
+    show_format.add_argument(
+        "--json", action="store_true", help="the metadata and the answer as one JSON object"
+    )
 
     export = commands.add_parser(
         "export", help="a table's rows, or one record per job with a response"
@@ -174,6 +196,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=default,
+        help="TOML settings (default: ./harvester.toml if present)",
+    )
+    parser.add_argument(
+        "--db", type=Path, metavar="PATH", default=default, help="store path (overrides store.path)"
+    )
+
+
+class _Commands:
+    """Subcommand parsers that all accept the global options too."""
+
+    def __init__(self, actions: Any, common: argparse.ArgumentParser) -> None:
+        self._actions = actions
+        self._common = common
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._actions.add_parser(
+            name, parents=[self._common], **kwargs
+        )
+        return parser
+
+
 def _priority(text: str) -> int:
     value = int(text)
     if not -1_000_000 <= value <= 1_000_000:
@@ -188,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except (
         CommandError,
+        NotTextError,
+        UnsafeOutput,
         ConfigError,
         StoreError,
         DaemonLockError,
@@ -198,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harvester {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except sqlite3.Error as error:
-        print(f"harvester {args.command}: the store failed: {error}", file=sys.stderr)
+        print(f"harvester {args.command}: {explain_sqlite_error(error)}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:
         # `harvester export ... | head`: the reader has what it wanted. Point stdout
@@ -227,23 +278,21 @@ def _open_store(args: argparse.Namespace, *, read_only: bool) -> Store:
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
     default_type = canonical_type(args.id_type) if args.id_type else None
-
-    def report_reject(rejection: Rejection) -> None:
-        print(
-            f"line {rejection.line_number}: {rejection.reason}: {rejection.line!r}", file=sys.stderr
-        )
-
+    path = _settings(args).store.path
+    rejections = RejectionReport(sys.stderr)
     progress = ProgressLine("enqueue")
-    with _open_store(args, read_only=False) as store, _input(args.file) as stream:
+    # The input is checked before the store is opened: a binary file creates nothing.
+    with _input(args.file) as stream, _new_store_kept_if_used(path) as store:
         report = enqueue_stream(
             store,
             stream,
             default_type=default_type,
             priority=args.priority,
-            on_reject=report_reject,
+            on_reject=rejections.add,
             on_progress=progress.update,
         )
     progress.close()
+    rejections.summarise()
     print(
         f"added {report.added:,}, already queued {report.already_queued:,}, "
         f"rejected {report.rejected:,}"
@@ -252,21 +301,45 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _input(name: str) -> Any:
+def _new_store_kept_if_used(path: Path) -> Iterator[Store]:
+    """Open (or create) the store for `enqueue`; a store this run created but put
+    nothing into is removed again, so a mistyped `--db` or a file of rejects leaves
+    no stray file behind."""
+    is_new = not path.exists()
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        unused = is_new and not store.has_jobs()
+        store.close()
+        if unused:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with suppress(FileNotFoundError):
+                    path.with_name(path.name + suffix).unlink()
+
+
+@contextmanager
+def _input(name: str) -> Iterator[IO[str]]:
     if name == "-":
-        sys.stdin.reconfigure(errors="replace")  # type: ignore[union-attr]
-        yield sys.stdin
+        if sys.stdin.isatty():
+            print(
+                "harvester enqueue: reading identifiers from standard input, one per line "
+                "(end with Ctrl-D)",
+                file=sys.stderr,
+            )
+        yield open_identifier_text(sys.stdin.buffer, "standard input")
         return
     try:
-        handle = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
+        handle = open(name, "rb")  # noqa: SIM115
     except OSError as error:
         raise CommandError(f"cannot read {name}: {error.strerror}") from None
     with handle:
-        yield handle
+        yield open_identifier_text(handle, name)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    _require_store(settings.store.path)
     key = load_api_key(settings)
     register_secret(key.reveal())
     report = asyncio.run(
@@ -277,12 +350,36 @@ def cmd_run(args: argparse.Namespace) -> int:
             reload_settings=lambda: load_settings(args.config, db_override=args.db),
         )
     )
-    if report.exit_code == 3:
+    if report.exit_code == EXIT_KEY_REJECTED:
         print(
             "harvester run: API key rejected (HTTP 403); unfinished jobs stay pending",
             file=sys.stderr,
         )
+    if args.drain and report.exit_code == EXIT_OK:
+        return _drain_verdict(settings.store.path, report.stopped_by)
     return report.exit_code
+
+
+def _drain_verdict(path: Path, stopped_by: str) -> int:
+    """`run --drain` exits 0 only if every job ended `done` or `not_found`: scripts
+    that chain on it must not mistake a stopped or partly failed drain for success."""
+    if stopped_by != "drained":
+        signal_name = stopped_by.removeprefix("signal ")
+        print(f"harvester run: stopped by {stopped_by} before the drain ended", file=sys.stderr)
+        return 128 + signal.Signals[signal_name].value if signal_name in _SIGNALS else EXIT_FAILURE
+    with Store(path, read_only=True) as store:
+        failed = store.counts_by_state()["failed"]
+    if failed:
+        print(
+            f"harvester run: drained, but {failed:,} jobs ended failed "
+            "(`harvester status` shows why; `harvester retry` requeues them)",
+            file=sys.stderr,
+        )
+        return EXIT_JOBS_FAILED
+    return EXIT_OK
+
+
+_SIGNALS = frozenset(("SIGINT", "SIGTERM"))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -306,26 +403,45 @@ def cmd_show(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(response["body"])
         sys.stdout.buffer.flush()
         return EXIT_OK
+    metadata = {
+        "type": identifier.id_type,
+        "identifier": identifier.value,
+        "state": job["state"],
+        "http_status": response["http_status"],
+        "fetched_at": response["fetched_at"],
+        "mode": response["mode"],
+        "sha256": response["sha256"],
+        "size_bytes": response["size_bytes"],
+        "request_params": json.loads(response["request_params"] or "{}"),
+    }
+    answer = parse_body(response["body"])
+    if args.json:
+        print(json.dumps({**metadata, "body": answer}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    # The answer alone on stdout, so `harvester show ... | jq` works; the rest aside.
     print(
-        f"{identifier}  state={job['state']}  http_status={response['http_status']}  "
-        f"fetched_at={response['fetched_at']}  mode={response['mode']}"
+        "  ".join(f"{name}={value}" for name, value in metadata.items() if name != "request_params")
+        + f"  params={response['request_params']}",
+        file=sys.stderr,
     )
-    print(
-        f"sha256={response['sha256']}  bytes={response['size_bytes']:,}  "
-        f"params={response['request_params']}"
-    )
-    try:
-        print(json.dumps(json.loads(response["body"]), indent=2, ensure_ascii=False))
-    except ValueError:
-        print(response["body"].decode("utf-8", "replace"))
+    if answer is None:
+        print(response["body"].decode("utf-8", "replace"))  # a 404's text
+    else:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    path = _settings(args).store.path
+    if args.output is not None:
+        # Before anything is opened for writing: never over the store's own files.
+        refuse_store_files(args.output, path)
+        if not args.output.resolve().parent.is_dir():
+            raise CommandError(f"cannot write {args.output}: no directory {args.output.parent}")
     if args.table is None:
-        return _export_jobs(args)
+        return _export_jobs(args, path)
     writers = {"jsonl": rows_as_jsonl, "csv": rows_as_csv}
-    with _open_store(args, read_only=True) as store:
+    with Store(path, read_only=True) as store:
         rows = export_rows(store, args.table, args.where)
         progress = ProgressLine(f"export {args.table}")
         if progress.enabled:
@@ -333,7 +449,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.format == "parquet":
             if args.output is None:
                 raise CommandError("--format parquet needs --output FILE")
-            count = rows_as_parquet(rows, str(args.output), progress.update)
+            with replace_on_success(args.output) as partial:
+                count = rows_as_parquet(rows, str(partial), progress.update)
         else:
             with _output(args.output) as out:
                 count = writers[args.format](rows, out, progress.update)
@@ -342,12 +459,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export_jobs(args: argparse.Namespace) -> int:
+def _export_jobs(args: argparse.Namespace, path: Path) -> int:
     """Without --table: one record per job with a response (the original export)."""
     if args.where or args.format == "parquet":
         raise CommandError("--where and --format parquet need --table NAME")
     writer = write_jsonl if args.format == "jsonl" else write_csv
-    with _open_store(args, read_only=True) as store:
+    with Store(path, read_only=True) as store:
         progress = ProgressLine("export", store.count_responses())
         with _output(args.output) as out:
             count = writer(store, out, progress.update)
@@ -357,6 +474,8 @@ def _export_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    if not args.sql.strip():
+        raise CommandError('no SQL given (e.g. harvester query "SELECT count(*) FROM jobs")')
     writers = {"table": rows_as_table, "csv": rows_as_csv, "json": rows_as_json}
     with _open_store(args, read_only=True) as store:
         rows = run_query(store, args.sql)
@@ -366,6 +485,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_derive(args: argparse.Namespace) -> int:
     path = _settings(args).store.path
+    _require_store(path)  # before the lock, which would create a file beside it
     if not args.rebuild:
         return _derive(path, rebuild=False)
     try:
@@ -411,16 +531,25 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _output(path: Path | None) -> Any:
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    """stdout, or a file that appears only once it is whole (see safe_output)."""
     if path is None:
         yield sys.stdout
         return
     try:
-        handle: IO[str] = path.open("w", encoding="utf-8", newline="")
-    except OSError as error:
+        with (
+            replace_on_success(path) as partial,
+            partial.open("w", encoding="utf-8", newline="") as handle,
+        ):
+            yield handle
+    except PermissionError as error:
         raise CommandError(f"cannot write {path}: {error.strerror}") from None
-    with handle:
-        yield handle
+
+
+def _require_store(path: Path) -> None:
+    """Commands other than `enqueue` work on a store that exists; see Store too."""
+    if not path.exists():
+        raise CommandError(f"no store at {path} (check --db or store.path; `enqueue` creates one)")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -362,28 +362,38 @@ def _require_at_least(key: str, value: int, minimum: int) -> None:
 
 
 def load_api_key(settings: Settings, environ: dict[str, str] | None = None) -> Secret:
-    """Find the API key: $ALTMETRIC_API_KEY, else api.key_file, else the systemd credential.
+    """Find the API key, first match wins: `api.key_file` (when configured), else
+    $ALTMETRIC_API_KEY, else systemd's credential `altmetric-api-key`.
 
-    A missing key is an error: `run` never falls back to the simulator.
+    The file wins because it was named on purpose in this store's config, while the
+    variable may be left over in a shell. A configured file that cannot be read is an
+    error, never a reason to fall through to another key. A missing key is an error
+    too: `run` never falls back to the simulator.
     """
     environ = dict(os.environ) if environ is None else environ
+    if settings.api.key_file is not None:
+        return _key_from_file(settings.api.key_file, f"api.key_file {settings.api.key_file}")
     from_env = environ.get(KEY_ENV_VAR, "").strip()
     if from_env:
         return _checked_key(from_env, KEY_ENV_VAR)
-    key_file = settings.api.key_file
     credentials_dir = environ.get("CREDENTIALS_DIRECTORY")
-    if key_file is None and credentials_dir:
-        key_file = Path(credentials_dir) / CREDENTIAL_NAME
-    if key_file is None:
-        raise ConfigError(
-            f"no API key: set {KEY_ENV_VAR} or api.key_file "
-            "(to try the harvester without a key, run `harvester demo`)"
-        )
+    if credentials_dir:
+        credential = Path(credentials_dir) / CREDENTIAL_NAME
+        return _key_from_file(credential, f"the systemd credential {credential}")
+    raise ConfigError(
+        f"no API key: set api.key_file or {KEY_ENV_VAR} "
+        "(to try the harvester without a key, run `harvester demo`)"
+    )
+
+
+def _key_from_file(path: Path, where: str) -> Secret:
     try:
-        text = key_file.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8").strip()
     except OSError as error:
-        raise ConfigError(f"api.key_file {key_file} cannot be read: {error.strerror}") from None
-    return _checked_key(text, f"api.key_file {key_file}")
+        raise ConfigError(f"{where} cannot be read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text") from None
+    return _checked_key(text, where)
 
 
 def _checked_key(value: str, where: str) -> Secret:

@@ -8,14 +8,127 @@ queued. Every line is bounded before it is parsed.
 
 from __future__ import annotations
 
+import io
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import IO
+from dataclasses import dataclass, field
+from typing import IO, BinaryIO
 
 from harvester.identifiers import Identifier, IdentifierError, parse_line
 from harvester.store import Store
 
 MAX_LINE_CHARS = 4096
+SNIFF_BYTES = 64 * 1024
+REJECTS_SHOWN = 20
+MESSAGE_CHARS = 200
+
+
+class NotTextError(ValueError):
+    """An input that is not a text file of identifiers; the message says why."""
+
+
+def open_identifier_text(raw: BinaryIO, name: str) -> IO[str]:
+    """The input as UTF-8 text, after a look at its first 64 KiB.
+
+    A binary file (NUL bytes: gzip, UTF-16, a spreadsheet) or one that is not UTF-8
+    throughout would otherwise yield a wall of rejects, one a line; it gets one
+    message instead. Works on pipes too: the bytes looked at are replayed.
+    """
+    head = _read_up_to(raw, SNIFF_BYTES)
+    _check_text(head, name)
+    replayed = io.BufferedReader(_Replayed(head, raw), buffer_size=SNIFF_BYTES)
+    return io.TextIOWrapper(replayed, encoding="utf-8", errors="replace", newline=None)
+
+
+def _read_up_to(raw: BinaryIO, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining > 0 and (chunk := raw.read(remaining)):
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _check_text(head: bytes, name: str) -> None:
+    if b"\x00" in head:
+        raise NotTextError(
+            f"{name} is not a text file (it holds NUL bytes; UTF-16 or binary?): "
+            "expected UTF-8 text, one identifier per line"
+        )
+    lines = [line for line in head.splitlines()[:-1] or head.splitlines() if line.strip()]
+    undecodable = sum(1 for line in lines if not _is_utf8(line))
+    if lines and undecodable * 2 > len(lines):
+        raise NotTextError(
+            f"{name} is not UTF-8 text ({undecodable:,} of the first {len(lines):,} lines "
+            "are not UTF-8): save it as UTF-8 and try again"
+        )
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _Replayed(io.RawIOBase):
+    """`head`, then whatever `rest` still holds: a stream read once, as if unread."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@dataclass
+class RejectionReport:
+    """Rejected lines on stderr: the first few one a line, then counts per reason,
+    every message line short enough to read."""
+
+    stream: IO[str]
+    shown: int = REJECTS_SHOWN
+    _unshown: Counter[str] = field(default_factory=Counter)
+    _count: int = 0
+
+    def add(self, rejection: Rejection) -> None:
+        self._count += 1
+        if self._count <= self.shown:
+            self.stream.write(_fit(f"line {rejection.line_number}: {rejection.reason}", rejection))
+        else:
+            self._unshown[rejection.reason] += 1
+
+    def summarise(self) -> None:
+        if not self._unshown:
+            return
+        self.stream.write(f"... and {sum(self._unshown.values()):,} more rejected lines:\n")
+        for reason, count in self._unshown.most_common(10):
+            self.stream.write(_shorten(f"  {count:,} {reason}", MESSAGE_CHARS) + "\n")
+        others = sum(self._unshown.values()) - sum(
+            count for _, count in self._unshown.most_common(10)
+        )
+        if others:
+            self.stream.write(f"  {others:,} for other reasons\n")
+
+
+def _fit(prefix: str, rejection: Rejection) -> str:
+    room = max(MESSAGE_CHARS - len(prefix) - 2, 24)
+    return _shorten(f"{prefix}: {_shorten(repr(rejection.line), room)}", MESSAGE_CHARS) + "\n"
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,48 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used as asked."""
 
 
+_SQLITE_ADVICE = (
+    ("database is locked", "the store stayed locked by another process for 60 s: try again"),
+    ("database or disk is full", "the disk holding the store is full: free some space"),
+    ("disk i/o error", "the disk failed while reading or writing the store"),
+    ("file is not a database", "the store file is not an SQLite database"),
+    ("database disk image is malformed", "the store file is damaged (see `harvester verify`)"),
+    ("unable to open database", "cannot open the store: check the path and its permissions"),
+    ("readonly database", "the store is read-only for this user: check the file's permissions"),
+    ("not authorized", "SQLite refused the statement: only reads are allowed here"),
+    ("interrupted", "interrupted"),
+)
+
+
+def explain_sqlite_error(error: Exception) -> str:
+    """SQLite's terse message, in words a user can act on (SQLite's own kept after)."""
+    text = str(error)
+    for fragment, advice in _SQLITE_ADVICE:
+        if fragment in text.lower():
+            return f"{advice} ({text})"
+    return f"the store failed: {text}"
+
+
+def _check_store_path(path: Path, *, must_exist: bool) -> None:
+    """A mistyped path must never become a new, empty store: only `enqueue` creates
+    one, and only in a directory that already exists."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a store file")
+    if must_exist and not path.exists():
+        raise StoreError(f"no store at {path} (check --db or store.path; `enqueue` creates one)")
+    if not path.parent.is_dir():
+        raise StoreError(f"no directory {path.parent} for the store {path.name}")
+
+
+def _check_is_store(path: Path, tables: list[str], *, must_exist: bool) -> None:
+    """Refuse someone else's database (our migrations would add tables to it) and an
+    empty file where a store was expected."""
+    if not tables and not must_exist:
+        return  # a new store
+    if not {"jobs", "_sqlite_migrations"} <= set(tables):
+        raise StoreError(f"{path} is not a harvester store (it has no jobs or migrations table)")
+
+
 class ClaimedJob(NamedTuple):
     id: int
     id_type: str
@@ -142,16 +184,14 @@ class Store:
         self.read_only = read_only
         self.derive = derive  # fill the derived tables in `record`
         self._underived: list[str] = []
-        if (read_only or must_exist) and not path.exists():
-            raise StoreError(f"no store at {path} (enqueue identifiers first)")
+        _check_store_path(path, must_exist=read_only or must_exist)
         try:
             self.conn = self._connect(path, read_only)
             self.db = Database(self.conn, execute_plugins=False)
+            _check_is_store(path, self.db.table_names(), must_exist=read_only or must_exist)
             if not read_only:
                 self.db.enable_wal()
                 migrations.apply(self.db)
-            elif not {"jobs", "_sqlite_migrations"} <= set(self.db.table_names()):
-                raise StoreError(f"{path} is not a harvester store (no jobs or migrations table)")
             elif migrations.pending(self.db):
                 raise StoreError(
                     f"{path} was written by an older version: run any writing command "
@@ -168,7 +208,6 @@ class Store:
                 f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
             )
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, check_same_thread=False)
         # Autocommit: each statement is its own transaction unless we open one explicitly.
         conn.isolation_level = None
@@ -188,6 +227,9 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def has_jobs(self) -> bool:
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()[0])
 
     def __enter__(self) -> Store:
         return self

@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -15,66 +14,16 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cli_helpers import KEY, config_for, harvester, harvester_async
 from conftest import stored_responses
 
 from harvester.simulator import Simulator, SimulatorSettings
-
-KEY = "cli-key-4c3b2a"
-
-
-def harvester(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "harvester", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
-
-
-async def harvester_async(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the CLI without blocking the loop that serves the simulator."""
-    environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
-    environment.update(env or {})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "harvester",
-        *args,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[Simulator]:
     async with Simulator(SimulatorSettings(key=KEY)) as running:
         yield running
-
-
-def config_for(tmp_path: Path, base_url: str) -> Path:
-    path = tmp_path / "h.toml"
-    path.write_text(f"""
-[api]
-base_url = "{base_url}"
-[rate]
-requests_per_s = 500
-burst = 20
-[workers]
-concurrency = 8
-""")
-    return path
 
 
 def test_enqueue_counts_dedupes_and_reports_rejects(tmp_path: Path) -> None:
@@ -171,8 +120,8 @@ def assert_reading_commands_agree(db: Path, tmp_path: Path) -> None:
     raw = subprocess.run([*command, identifier.upper(), "--raw"], capture_output=True, check=True)
     assert raw.stdout == stored
     shown = harvester("--db", str(db), "show", "doi", identifier)
-    assert shown.returncode == 0 and "state=done" in shown.stdout
-    assert "altmetric_id" in shown.stdout
+    assert shown.returncode == 0 and "state=done" in shown.stderr
+    assert json.loads(shown.stdout) == json.loads(stored)  # the answer alone: pipeable
 
     jsonl = harvester("--db", str(db), "export", "--format", "jsonl").stdout.splitlines()
     records = [json.loads(line) for line in jsonl]

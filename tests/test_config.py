@@ -122,11 +122,34 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.toml")
 
 
-def test_key_from_environment_wins() -> None:
+def test_key_from_environment() -> None:
     settings = settings_from_mapping({})
     key = load_api_key(settings, {"ALTMETRIC_API_KEY": " s3cret \n"})
     assert key.reveal() == "s3cret"
     assert "s3cret" not in repr(key) and "s3cret" not in str(key)
+
+
+def test_key_precedence_file_then_environment_then_credential(tmp_path: Path) -> None:
+    """The README's order: api.key_file, $ALTMETRIC_API_KEY, the systemd credential."""
+    (tmp_path / "key").write_text("from-file\n")
+    (tmp_path / "altmetric-api-key").write_text("from-systemd")
+    everything = {"ALTMETRIC_API_KEY": "from-env", "CREDENTIALS_DIRECTORY": str(tmp_path)}
+    with_file = settings_from_mapping({"api": {"key_file": str(tmp_path / "key")}})
+    assert load_api_key(with_file, everything).reveal() == "from-file"
+    plain = settings_from_mapping({})
+    assert load_api_key(plain, everything).reveal() == "from-env"
+    no_env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert load_api_key(plain, no_env).reveal() == "from-systemd"
+
+
+def test_a_configured_key_file_never_falls_through(tmp_path: Path) -> None:
+    missing = settings_from_mapping({"api": {"key_file": str(tmp_path / "missing")}})
+    with pytest.raises(ConfigError, match=r"api.key_file .* cannot be read"):
+        load_api_key(missing, {"ALTMETRIC_API_KEY": "from-env"})
+    (tmp_path / "binary").write_bytes(b"\xff\xfe")
+    binary = settings_from_mapping({"api": {"key_file": str(tmp_path / "binary")}})
+    with pytest.raises(ConfigError, match=r"api.key_file .* not UTF-8"):
+        load_api_key(binary, {"ALTMETRIC_API_KEY": "from-env"})
 
 
 def test_key_from_key_file_and_credentials_dir(tmp_path: Path) -> None:
