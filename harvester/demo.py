@@ -8,6 +8,9 @@ daemon and prints the status. The store is kept so the user can look inside.
 from __future__ import annotations
 
 import secrets
+import shlex
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,12 +95,25 @@ async def run_demo(store_path: Path | None, count: int) -> int:
         print(render_status(collect_status(store, settings.quota)))
     modes = ", ".join(f"{mode} {count:,}" for mode, count in sorted(report.modes.items()))
     print(f"responses by quota mode: {modes}")
-    print(
-        f"\nharvested in {report.elapsed_s:.1f}s. Look inside:\n"
-        f"  harvester --db {store_path} show doi 10.1000/demo.0\n"
-        f'  harvester --db {store_path} query "SELECT journal, count(*) AS outputs,'
-        f' round(avg(score), 1) AS mean_score FROM latest_outputs GROUP BY journal"\n'
-        f"  harvester --db {store_path} export --format csv --table mentions | head\n"
-        f"  sqlite3 {store_path} 'SELECT state, count(*) FROM jobs GROUP BY state'"
-    )
+    print(f"\nharvested in {report.elapsed_s:.1f}s. Look inside:")
+    for command in look_inside_commands(store_path):
+        print(f"  {command}")
     return report.exit_code
+
+
+def look_inside_commands(store_path: Path) -> list[str]:
+    """Commands that run as printed: this very program (the venv's `harvester` may not
+    be on PATH), the store's path quoted for the shell, and the sqlite3 shell only if
+    it is installed."""
+    program = shlex.quote(sys.argv[0]) if Path(sys.argv[0]).name == "harvester" else None
+    harvester = program or f"{shlex.quote(sys.executable)} -m harvester"
+    store = shlex.quote(str(store_path))
+    commands = [
+        f"{harvester} --db {store} show doi 10.1000/demo.0",
+        f'{harvester} --db {store} query "SELECT journal, count(*) AS outputs,'
+        ' round(avg(score), 1) AS mean_score FROM latest_outputs GROUP BY journal"',
+        f"{harvester} --db {store} export --format csv --table mentions | head",
+    ]
+    if shutil.which("sqlite3"):
+        commands.append(f"sqlite3 {store} 'SELECT state, count(*) FROM jobs GROUP BY state'")
+    return commands

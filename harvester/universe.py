@@ -253,10 +253,13 @@ def _altmetric_score(rng: random.Random, score: float, sparse: bool) -> Json:
 
 
 def _context(rng: random.Random, score: float) -> Json:
-    """One ranking context; rank, counts and percentile agree with each other."""
+    """One ranking context; rank, counts and percentile agree with each other. Higher
+    scores rank higher, so a sample of a few hundred outputs has some in the top 1%
+    (percentile 99), as real harvests do."""
     size = 20 + int(rng.random() * 300_000)
-    rank = 1 + int(rng.random() * size)
-    higher = size - rank
+    share_below = rng.random() ** (1 / (1 + score / 20))
+    higher = min(int(share_below * size), size - 1)
+    rank = size - higher
     pct = higher * 100 // size
     top = 1 + int(rng.random() * (score + 10) * 4)
     return {
@@ -268,7 +271,7 @@ def _context(rng: random.Random, score: float) -> Json:
         "total_number_of_other_articles": size,
         "this_scored_higher_than": higher,
         "this_scored_higher_than_pct": pct,
-        "percentile": max(pct - 1, 0),
+        "percentile": pct,
         "rank_type": "exact" if size < 10_000 else "approximate",
     }
 
