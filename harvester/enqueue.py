@@ -36,13 +36,19 @@ def open_identifier_text(raw: BinaryIO, name: str) -> IO[str]:
     """
     head = _read_up_to(raw, SNIFF_BYTES)
     _check_text(head, name)
-    replayed = io.BufferedReader(_Replayed(head, raw), buffer_size=SNIFF_BYTES)
+    # A short head means the input ended: read no further (a terminal would wait for
+    # a second Ctrl-D).
+    rest = raw if len(head) == SNIFF_BYTES else None
+    replayed = io.BufferedReader(_Replayed(head, rest), buffer_size=SNIFF_BYTES)
     return io.TextIOWrapper(replayed, encoding="utf-8", errors="replace", newline=None)
 
 
 def _read_up_to(raw: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes, stopping at the first end of input (one read at a time:
+    a buffered read would wait at a terminal for a second Ctrl-D)."""
+    read_once = getattr(raw, "read1", raw.read)
     chunks, remaining = [], size
-    while remaining > 0 and (chunk := raw.read(remaining)):
+    while remaining > 0 and (chunk := read_once(remaining)):
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
@@ -74,7 +80,7 @@ def _is_utf8(line: bytes) -> bool:
 class _Replayed(io.RawIOBase):
     """`head`, then whatever `rest` still holds: a stream read once, as if unread."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: BinaryIO | None) -> None:
         self._head = memoryview(head)
         self._rest = rest
 
@@ -87,6 +93,8 @@ class _Replayed(io.RawIOBase):
             buffer[:count] = self._head[:count]
             self._head = self._head[count:]
             return count
+        if self._rest is None:
+            return 0
         data = self._rest.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)

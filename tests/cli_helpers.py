@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,59 @@ concurrency = 8
 {extra}
 """)
     return path
+
+
+class Terminal:
+    """The CLI with stdin, stdout and stderr on a pseudo-terminal, as a person runs it
+    (subprocesses in tests never have a terminal otherwise)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self._controller, terminal = pty.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "harvester", *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=cli_env({"COLUMNS": "120", **(env or {})}),
+            close_fds=True,
+        )
+        os.close(terminal)
+        self.output = bytearray()
+
+    def type(self, text: str) -> None:
+        os.write(self._controller, text.encode())
+
+    def read_until(self, expected: str, timeout_s: float = 60) -> str:
+        """Everything shown so far, once `expected` is among it."""
+        while expected.encode() not in self.output:
+            if not self._read_some(timeout_s):
+                raise AssertionError(f"{expected!r} never shown in {self.text()!r}")
+        return self.text()
+
+    def finish(self, timeout_s: float = 60) -> tuple[int, str]:
+        """Read to the end; the exit code and everything shown."""
+        try:
+            while self._read_some(timeout_s):
+                pass
+        finally:
+            os.close(self._controller)
+        return self.process.wait(timeout=timeout_s), self.text()
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+    def _read_some(self, timeout_s: float) -> bool:
+        ready, _, _ = select.select([self._controller], [], [], timeout_s)
+        if not ready:
+            raise TimeoutError(self.text())
+        try:
+            chunk = os.read(self._controller, 65536)
+        except OSError:  # EIO: the child closed its end
+            return False
+        self.output += chunk
+        return bool(chunk)
+
+
+def run_on_a_terminal(*args: str, timeout_s: float = 60) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal to the end: its exit code and what it showed."""
+    return Terminal(*args).finish(timeout_s)

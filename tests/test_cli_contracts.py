@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import KEY, cli_env, config_for, harvester, harvester_async
+from cli_helpers import KEY, Terminal, cli_env, config_for, harvester, harvester_async
 from harvested import copy_store, harvest_store
 
 from harvester.simulator import Simulator, SimulatorSettings
@@ -251,6 +251,22 @@ def test_a_few_bad_bytes_reject_only_their_lines(tmp_path: Path) -> None:
     assert "line 31: not valid UTF-8" in result.stderr
 
 
+def test_input_longer_than_the_look_at_its_head_arrives_whole(tmp_path: Path) -> None:
+    """The first 64 KiB are read to check the input is text, then replayed: every line
+    of a longer file or pipe is queued once, none lost or doubled at the seam."""
+    ids = "".join(f"10.1000/long-file-{n:06d}\n" for n in range(20_000))  # ~530 KB
+    source = tmp_path / "ids.txt"
+    source.write_text(ids)
+    from_file = harvester("--db", str(tmp_path / "a.db"), "enqueue", str(source))
+    from_pipe = harvester("--db", str(tmp_path / "b.db"), "enqueue", stdin=ids)
+    for result, db in ((from_file, "a.db"), (from_pipe, "b.db")):
+        assert result.returncode == 0 and "added 20,000" in result.stdout, result.stderr
+        conn = sqlite3.connect(tmp_path / db)
+        rows = conn.execute("SELECT identifier FROM jobs ORDER BY identifier").fetchall()
+        conn.close()
+        assert [row[0] for row in rows] == sorted(ids.split())
+
+
 def test_many_rejects_are_shown_twenty_then_counted(tmp_path: Path) -> None:
     lines = [f"junk-{n}" for n in range(250)] + ["pmid:0"] * 30 + ["10.1000/" + "x" * 5000]
     result = harvester("--db", str(tmp_path / "s.db"), "enqueue", stdin="\n".join(lines))
@@ -263,6 +279,20 @@ def test_many_rejects_are_shown_twenty_then_counted(tmp_path: Path) -> None:
     assert any(line.strip().startswith("30 not a PubMed ID") for line in err)
     assert max(len(line) for line in err) <= 200
     assert "rejected 281" in result.stdout
+
+
+def test_enqueue_on_a_terminal_says_it_reads_standard_input(tmp_path: Path) -> None:
+    terminal = Terminal("--db", str(tmp_path / "s.db"), "enqueue")
+    terminal.read_until("reading identifiers from standard input")
+    terminal.type("10.1000/typed\n\x04")
+    code, shown = terminal.finish()
+    assert code == 0, shown
+    assert "added 1, already queued 0, rejected 0" in shown
+
+
+def test_enqueue_from_a_pipe_says_nothing_of_standard_input(tmp_path: Path) -> None:
+    result = harvester("--db", str(tmp_path / "s.db"), "enqueue", stdin="10.1000/piped\n")
+    assert result.returncode == 0 and "standard input" not in result.stderr
 
 
 def test_query_with_no_sql_is_an_error(db: Path) -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pty
 import resource
-import select
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli_env, harvester
+from cli_helpers import cli_env, harvester, run_on_a_terminal
 from harvested import copy_store, harvest_store
 
 
@@ -148,38 +146,6 @@ def test_an_export_keeps_the_mode_a_plain_file_would_have(db: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
-
-
-def run_on_a_terminal(*args: str, timeout_s: float = 60) -> tuple[int, str]:
-    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; return its exit
-    code and everything it wrote there."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harvester", *args],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=cli_env({"COLUMNS": "120"}),
-        close_fds=True,
-    )
-    os.close(terminal)
-    output = bytearray()
-    try:
-        while True:
-            ready, _, _ = select.select([controller], [], [], timeout_s)
-            if not ready:
-                raise TimeoutError(bytes(output).decode(errors="replace"))
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # EIO: the child closed its end
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(controller)
-        code = process.wait(timeout=timeout_s)
-    return code, output.decode(errors="replace")
 
 
 @pytest.mark.parametrize("output_format", ["csv", "jsonl", "parquet"])

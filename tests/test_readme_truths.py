@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from cli_helpers import cli_env, harvester
 
 from harvester.cli import build_parser
 
+BASH = shutil.which("bash") or "/bin/bash"
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
@@ -42,7 +44,7 @@ def test_the_demo_hints_run_as_printed(tmp_path: Path) -> None:
     assert len(hints) >= 3
     for hint in hints:
         ran = subprocess.run(
-            ["bash", "-o", "pipefail", "-c", hint.strip()],
+            [BASH, "-o", "pipefail", "-c", hint.strip()],
             capture_output=True,
             text=True,
             env=cli_env(),
