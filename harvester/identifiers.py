@@ -4,7 +4,12 @@ Identifiers come from users' files, so they are untrusted: every one is bounded 
 length, checked against the shape of its type, and rejected with a reason a person
 can act on. Normalising matters for more than tidiness: the store's uniqueness is on
 (type, normalised identifier), so `doi:10.1/X` and `https://doi.org/10.1/x` must
-become one job, not two.
+become one job, not two. The same holds across spellings that name one output: an
+ISBN-10 is stored as its ISBN-13, an arXiv ID without its version (`v2`) or the subject
+class of an old-style ID (`math.GT/0309136` is `math/0309136`).
+
+Only new enqueues see the current normal form: a store is never rewritten, so a job
+queued under an older spelling keeps it.
 """
 
 from __future__ import annotations
@@ -55,11 +60,28 @@ _DOI_URL_PREFIX = re.compile(r"^(?:https?://)?(?:dx\.)?doi\.org/", re.IGNORECASE
 _DOI_SCHEME_PREFIX = re.compile(r"^doi:\s*", re.IGNORECASE)
 _DOI_SHAPE = re.compile(r"^10\.[0-9]{4,9}/\S+$")
 _HANDLE_URL_PREFIX = re.compile(r"^(?:https?://)?hdl\.handle\.net/", re.IGNORECASE)
+_HANDLE_SCHEME_PREFIX = re.compile(r"^hdl:\s*", re.IGNORECASE)
 _HANDLE_SHAPE = re.compile(r"^[^/\s]+/\S+$")
 _ARXIV_URL_PREFIX = re.compile(r"^(?:https?://)?(?:www\.)?arxiv\.org/(?:abs|pdf)/", re.IGNORECASE)
-_ARXIV_NEW = re.compile(r"^[0-9]{4}\.[0-9]{4,5}(?:v[0-9]+)?$")
-_ARXIV_OLD = re.compile(r"^[a-z][a-z\-]*(?:\.[A-Za-z]{2})?/[0-9]{7}(?:v[0-9]+)?$")
+_ARXIV_SCHEME_PREFIX = re.compile(r"^arxiv:\s*", re.IGNORECASE)
+# Group 1 is the ID without its version: 2101.01234v2 is 2101.01234.
+_ARXIV_NEW = re.compile(r"^([0-9]{4}\.[0-9]{4,5})(?:v[0-9]+)?$", re.IGNORECASE)
+# Old style, archive[.subject class]/YYMMNNN[vN]: groups 1 and 2 are the archive and number;
+# the subject class is no part of the ID (math.GT/0309136 is math/0309136).
+_ARXIV_OLD = re.compile(
+    r"^([a-z][a-z\-]*)(?:\.[a-z][a-z\-]*)?/([0-9]{7})(?:v[0-9]+)?$", re.IGNORECASE
+)
 _PUBMED_URL_PREFIX = re.compile(r"^(?:https?://)?pubmed\.ncbi\.nlm\.nih\.gov/", re.IGNORECASE)
+_PMID_PREFIX = re.compile(r"^pmid(?::\s*|\s+)", re.IGNORECASE)
+_PMC_SHAPE = re.compile(r"^(?:pmcid\s*:?\s*(?:pmc)?|pmc\s*:?)\s*[0-9]+$", re.IGNORECASE)
+_PMC_REASON = (
+    "a PubMed Central ID (PMC...): the API looks outputs up by PubMed ID; "
+    "convert it with NCBI's PMC ID converter and enqueue it as pmid"
+)
+_ISBN_PREFIX = re.compile(r"^isbn(?:-1[03])?:?\s*", re.IGNORECASE)
+_ISBN_LABELLED = re.compile(r"^isbn(?:-1[03])?:?\s*[0-9]", re.IGNORECASE)
+_ISBN10_SHAPE = re.compile(r"^[0-9]{9}[0-9X]$")
+_ISBN13_SHAPE = re.compile(r"^97[89][0-9]{10}$")
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
 _NCT_SHAPE = re.compile(r"^NCT[0-9]{8}$")
 _ADS_SHAPE = re.compile(r"^[0-9]{4}\S{15}$")
@@ -109,7 +131,7 @@ def _normalise_doi(raw: str) -> str:
 
 
 def _normalise_handle(raw: str) -> str:
-    value = _HANDLE_URL_PREFIX.sub("", re.sub(r"^hdl:\s*", "", raw, flags=re.IGNORECASE))
+    value = _HANDLE_URL_PREFIX.sub("", _HANDLE_SCHEME_PREFIX.sub("", raw))
     value = value.rstrip(_TRAILING_PUNCTUATION)
     if not _HANDLE_SHAPE.match(value):
         raise IdentifierError("not a handle: expected prefix/suffix")
@@ -117,11 +139,16 @@ def _normalise_handle(raw: str) -> str:
 
 
 def _normalise_arxiv(raw: str) -> str:
-    value = _ARXIV_URL_PREFIX.sub("", re.sub(r"^arxiv:\s*", "", raw, flags=re.IGNORECASE))
+    """One spelling per paper: no version, no old-style subject class, archive lowercased."""
+    value = _ARXIV_URL_PREFIX.sub("", _ARXIV_SCHEME_PREFIX.sub("", raw))
     value = value.removesuffix(".pdf")
-    if not (_ARXIV_NEW.match(value) or _ARXIV_OLD.match(value)):
-        raise IdentifierError("not an arXiv ID: expected e.g. 2101.01234 or hep-th/9901001")
-    return value
+    found = _ARXIV_NEW.match(value)
+    if found:
+        return found.group(1)
+    found = _ARXIV_OLD.match(value)
+    if found:
+        return f"{found.group(1).lower()}/{found.group(2)}"
+    raise IdentifierError("not an arXiv ID: expected e.g. 2101.01234 or hep-th/9901001")
 
 
 def _normalise_number(raw: str, what: str) -> str:
@@ -132,8 +159,10 @@ def _normalise_number(raw: str, what: str) -> str:
 
 
 def _normalise_pmid(raw: str) -> str:
-    value = re.sub(r"^pmid:\s*", "", raw, flags=re.IGNORECASE)
-    return _normalise_number(_PUBMED_URL_PREFIX.sub("", value).rstrip("/"), "PubMed ID")
+    value = _PUBMED_URL_PREFIX.sub("", _PMID_PREFIX.sub("", raw)).rstrip("/")
+    if _PMC_SHAPE.match(value):
+        raise IdentifierError(_PMC_REASON)
+    return _normalise_number(value, "PubMed ID")
 
 
 def _normalise_ads(raw: str) -> str:
@@ -150,11 +179,12 @@ def _normalise_repec(raw: str) -> str:
 
 
 def _normalise_isbn(raw: str) -> str:
-    value = re.sub(r"^isbn(?:-1[03])?:?\s*", "", raw, flags=re.IGNORECASE)
+    """An ISBN as its 13 digits: an ISBN-10 becomes the ISBN-13 of the same book."""
+    value = _ISBN_PREFIX.sub("", raw) if raw[:4].lower() == "isbn" else raw
     value = value.replace("-", "").replace(" ", "").upper()
-    if re.fullmatch(r"[0-9]{9}[0-9X]", value) and _isbn10_valid(value):
-        return value
-    if re.fullmatch(r"97[89][0-9]{10}", value) and _isbn13_valid(value):
+    if _ISBN10_SHAPE.match(value) and _isbn10_valid(value):
+        return _isbn13_from_isbn10(value)
+    if _ISBN13_SHAPE.match(value) and _isbn13_valid(value):
         return value
     raise IdentifierError("not an ISBN: expected 10 or 13 digits with a valid check digit")
 
@@ -167,6 +197,13 @@ def _isbn10_valid(value: str) -> bool:
 def _isbn13_valid(value: str) -> bool:
     total = sum((3 if position % 2 else 1) * int(char) for position, char in enumerate(value))
     return total % 10 == 0
+
+
+def _isbn13_from_isbn10(value: str) -> str:
+    """978, the ISBN-10's first nine digits, and the ISBN-13 check digit they need."""
+    body = "978" + value[:9]
+    total = sum((3 if position % 2 else 1) * int(char) for position, char in enumerate(body))
+    return body + str(-total % 10)
 
 
 def _normalise_uri(raw: str) -> str:
@@ -219,6 +256,16 @@ _NORMALISERS: dict[str, Callable[[str], str]] = {
 ID_TYPES: tuple[str, ...] = tuple(_NORMALISERS)
 """Canonical identifier type names, as today's API spells them."""
 
+# What a line's `prefix:` may be to name its type: a type name or alias, the handle's own
+# scheme `hdl:`, or `ISBN-10:`/`ISBN-13:`. These are not type names: --type hdl is unknown.
+_LINE_PREFIXES = {
+    **{name: name for name in ID_TYPES},
+    **_ALIASES,
+    "hdl": "handle",
+    "isbn-10": "isbn",
+    "isbn-13": "isbn",
+}
+
 
 def canonical_type(name: str) -> str:
     """Map a user's type name (either spelling) to its canonical name."""
@@ -256,6 +303,8 @@ def _normalise_as(canonical: str, value: str) -> Identifier:
 
 def _detect_type(value: str) -> str:
     """Guess the type of an identifier given without one, or say why we cannot."""
+    # Lines starting `arXiv:`, `PMID:`, `ISBN:`, `hdl:` and the like never come here:
+    # parse_line reads those prefixes. `PMID 123` and `ISBN 0-306-40615-2` do.
     lowered = value.lower()
     if lowered.startswith("10.") or _DOI_URL_PREFIX.match(value):
         return "doi"
@@ -263,8 +312,13 @@ def _detect_type(value: str) -> str:
         return "arxiv"
     if _HANDLE_URL_PREFIX.match(value):
         return "handle"
-    if _PUBMED_URL_PREFIX.match(value):
+    if _PMID_PREFIX.match(value) or _PUBMED_URL_PREFIX.match(value):
         return "pmid"
+    if _PMC_SHAPE.match(value):
+        # The API has no PMC type; a PMC ID must not pass for a PMID or an unknown thing.
+        raise IdentifierError(_PMC_REASON)
+    if _ISBN_LABELLED.match(value):
+        return "isbn"
     if _NCT_SHAPE.match(value.upper()):
         return "nct_id"
     if _DIMENSIONS_SHAPE.match(lowered):
@@ -279,14 +333,15 @@ def _detect_type(value: str) -> str:
 def parse_line(line: str, default_type: str | None = None) -> Identifier:
     """Parse one input line: `type:identifier`, or a bare identifier.
 
-    A `type:` prefix naming a known type always wins. Otherwise `default_type` (the
-    CLI's --type) applies, and without it the type is detected from the shape.
+    A `type:` prefix naming a known type (or `hdl:`, `ISBN-10:`, `ISBN-13:`) always wins. Otherwise
+    `default_type` (the CLI's --type) applies, and without it the type is detected
+    from the shape.
     """
     value = _strip_wrapping(line)
     prefix, colon, rest = value.partition(":")
     if colon:
-        prefixed_type = _ALIASES.get(prefix.strip().lower(), prefix.strip().lower())
-        if prefixed_type in _NORMALISERS:
+        prefixed_type = _LINE_PREFIXES.get(prefix.strip().lower())
+        if prefixed_type is not None:
             rest = rest.strip()
             # The urn and repec types keep their scheme as part of the identifier:
             # `urn:nbn:x` is the URN itself, `urn:urn:nbn:x` is type and URN.
