@@ -461,7 +461,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_jobs(args: argparse.Namespace, path: Path) -> int:
     """Without --table: one record per job with a response (the original export)."""
-    if args.where or args.format == "parquet":
+    if args.where is not None or args.format == "parquet":
         raise CommandError("--where and --format parquet need --table NAME")
     writer = write_jsonl if args.format == "jsonl" else write_csv
     with Store(path, read_only=True) as store:
