@@ -14,9 +14,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from datasette.app import Datasette
-from test_derived import harvest_from_simulator
+from test_derived import KEY, harvest_from_simulator
 
 from harvester.cli import main
+from harvester.config import ApiSettings, Secret, Settings, StoreSettings, WorkerSettings
+from harvester.daemon import run_daemon
+from harvester.identifiers import Identifier
+from harvester.simulator import Simulator, SimulatorSettings
 from harvester.store import Store
 from harvester.tables import parse_age
 
@@ -292,12 +296,27 @@ async def test_the_readme_example_queries_run_and_answer(
     harvested: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     queries = readme_queries()
-    assert len(queries) >= 6
+    assert len(queries) >= 7
     run(capsys, "--db", str(harvested), "refresh", "--older-than", "0s")
     await harvest_from_simulator(harvested, 40)  # a second snapshot of every output
-    answered = 0
+    await fail_two_jobs(harvested)  # so "why did jobs fail?" has something to say
     for sql in queries:
         code, out, err = run(capsys, "--db", str(harvested), "query", sql, "--format", "json")
         assert code == 0, (sql, err)
-        answered += bool(json.loads(out))
-    assert answered >= len(queries) - 2  # a 40-output sample may leave one or two empty
+        assert json.loads(out), sql  # every example answers on a 40-output harvest
+
+
+async def fail_two_jobs(db: Path) -> None:
+    """Two more outputs, harvested from a simulator that answers only HTTP 500."""
+    with Store(db) as store:
+        store.add_jobs([Identifier("doi", "10.5150/fails.1"), Identifier("doi", "10.5150/fails.2")])
+    failing = SimulatorSettings(key=KEY, fault_rate=1.0, fault_kinds=("500",))
+    async with Simulator(failing) as simulator:
+        settings = Settings(
+            api=ApiSettings(base_url=simulator.base_url, timeout_s=5),
+            workers=WorkerSettings(max_attempts=1),
+            store=StoreSettings(path=db),
+        )
+        await run_daemon(
+            settings, Secret(KEY), drain=True, show_progress=False, install_signals=False
+        )
