@@ -151,6 +151,7 @@ class MetricsSettings:
 @dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
+    progress_every_s: float = 60.0  # off a terminal: a harvest.progress event this often
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,7 @@ def _validate(settings: Settings) -> None:
         metrics_host_port(settings.metrics.address)
     if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level must be one of debug, info, warning, error")
+    _require_positive("log.progress_every_s", settings.log.progress_every_s)
 
 
 def _validate_base_url(url: str) -> None:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -87,7 +88,8 @@ async def run_daemon(
     """Open the store under the daemon lock and harvest until drained or stopped.
 
     `reload_settings` is how SIGHUP re-reads the configuration (without it, SIGHUP
-    is not handled).
+    is not handled). Without the progress bar (not on a terminal), a
+    `harvest.progress` event is logged every `log.progress_every_s`.
     """
     with daemon_lock(settings.store.path):
         notifier = Notifier()
@@ -114,9 +116,12 @@ async def run_daemon(
                 systemd=notifier.enabled,
             )
             progress = ProgressLine("harvest", counts["pending"], enabled=show_progress)
-            pipeline = _Pipeline(settings, store_thread, notifier, progress, ledger_used)
-            report = await pipeline.run(key, drain, install_signals, reload_settings)
-            progress.close()
+            every_s = None if progress.enabled else settings.log.progress_every_s
+            pipeline = _Pipeline(settings, store_thread, notifier, progress, ledger_used, every_s)
+            try:
+                report = await pipeline.run(key, drain, install_signals, reload_settings)
+            finally:
+                progress.close()  # later log lines must not make room for a dead bar
         finally:
             notifier.close()
             store_thread.shutdown()
@@ -133,6 +138,37 @@ async def run_daemon(
 
 
 UPGRADE_TIMEOUT_USEC = 6 * 3600 * 1_000_000
+
+
+def progress_figures(view: dict[str, Any]) -> dict[str, Any]:
+    """done, jobs left, the daemon's rate over its last minute and the ETA at it.
+
+    The service's job counts are carried forward from the last count by this run's
+    finished jobs, so pending plus in progress is what is left."""
+    jobs = view["jobs"]
+    left = jobs["pending"] + jobs["in_progress"]
+    rate = view["achieved_per_s"]
+    eta = 0 if left == 0 else round(left / rate) if rate > 0 else None
+    return {
+        "done": jobs["done"],
+        "pending": left,
+        "finished": view["finished"],
+        "achieved_per_s": rate,
+        "eta_s": eta,
+    }
+
+
+async def log_progress(service: ServiceLoop, every_s: float) -> None:
+    """Off a terminal there is no progress bar: say how far the run is at a steady
+    interval, so a long run is never silent for minutes. Until cancelled."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            view = await service.view()
+        except Exception:  # the store failed: the service loop logs that at each report
+            view = None
+        if view is not None:
+            log.info("harvest.progress", **progress_figures(view))
 
 
 def _announce_upgrade(store_path: Path, notifier: Notifier) -> None:
@@ -156,6 +192,7 @@ class _Pipeline:
     notifier: Notifier
     progress: ProgressLine
     ledger_used: int
+    progress_every_s: float | None  # None: the bar shows progress, no events
 
     async def run(
         self,
@@ -188,14 +225,17 @@ class _Pipeline:
                 loop, harvest, service, install_signals, reload_settings
             )
             run_task = asyncio.create_task(harvest.run(), name="harvest")
-            service_task = asyncio.create_task(service.run(), name="service")
+            companions = [asyncio.create_task(service.run(), name="service")]
+            if self.progress_every_s is not None:
+                companions.append(asyncio.create_task(log_progress(service, self.progress_every_s)))
             await asyncio.sleep(0)  # the workers are running now
             self.notifier.ready()  # the service's first report follows at once
             try:
                 return await run_task
             finally:
-                service_task.cancel()
-                await asyncio.gather(service_task, return_exceptions=True)
+                for task in companions:
+                    task.cancel()
+                await asyncio.gather(*companions, return_exceptions=True)
                 await self._report_stopped(service)
                 if metrics is not None:
                     await metrics.cleanup()

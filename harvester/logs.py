@@ -4,16 +4,24 @@ JSON lines when stderr is not a terminal (journald, files, pipes), readable cons
 output when it is. Every event passes a redaction step that replaces the API key
 (raw and percent-encoded) wherever it appears, tracebacks included: the key must
 never reach a log, whatever a library puts in an exception message.
+
+When stderr is journald's stream, each line starts with its syslog priority
+(`<4>` for a warning, sd-daemon(3)), so `journalctl -p warning` can filter. On a
+terminal, lines are written above the progress bar, never glued onto its end.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 from urllib.parse import quote
 
 import structlog
+
+from harvester.progress import write_above
 
 _secrets: list[str] = []
 
@@ -48,27 +56,66 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
     return {key: _redact(value) for key, value in event_dict.items()}
 
 
-class _CurrentStderr:
-    """sys.stderr as it is at each write, not as it was when logging was configured
-    (tests and embedding programs swap it)."""
+# sd-daemon(3): the prefix journald reads as a line's syslog priority.
+SYSLOG_PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+Renderer = Callable[[Any, str, dict[str, Any]], str]
+
+
+def is_journal(stream: IO[str]) -> bool:
+    """Whether `stream` is the journald stream systemd connected us to.
+
+    $JOURNAL_STREAM ("DEVICE:INODE") is inherited by every child process, whatever
+    its own stderr is, so it counts only if the stream is that very file."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        status = os.fstat(stream.fileno())
+        return (status.st_dev, status.st_ino) == (int(device), int(inode))
+    except (AttributeError, OSError, ValueError):  # unset, malformed, or no descriptor
+        return False
+
+
+def with_priority(renderer: Renderer) -> Renderer:
+    """A renderer whose lines start with their syslog priority, `<6>{...}`."""
+
+    def render(logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+        priority = SYSLOG_PRIORITIES.get(event_dict.get("level", ""), 6)
+        return f"<{priority}>{renderer(logger, method, event_dict)}"
+
+    return render
+
+
+class _LineWriter:
+    """Where log lines go: the given stream, else sys.stderr as it is at each write,
+    not as it was when logging was configured (tests and embedding programs swap it).
+    Lines are written above a progress bar on the same terminal."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self._stream = stream
+
+    def _target(self) -> IO[str]:
+        return self._stream or sys.stderr
+
+    def write(self, text: str) -> None:
+        write_above(self._target(), text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        self._target().flush()
 
 
 def configure_logging(
     level: str = "info", *, stream: IO[str] | None = None, json_lines: bool | None = None
 ) -> None:
+    target = stream or sys.stderr
     if json_lines is None:
-        json_lines = not (stream or sys.stderr).isatty()
-    renderer: Any = (
+        json_lines = not target.isatty()
+    renderer: Renderer = (
         structlog.processors.JSONRenderer()
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    if is_journal(target):
+        renderer = with_priority(renderer)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -80,7 +127,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or _CurrentStderr()),
+        logger_factory=structlog.WriteLoggerFactory(file=_LineWriter(stream)),
         cache_logger_on_first_use=False,
     )
 

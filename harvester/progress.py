@@ -1,10 +1,25 @@
-"""A one-line progress display for terminals; silent when output is not a terminal."""
+"""A one-line progress display for terminals; silent when output is not a terminal.
+
+The bar is redrawn in place ("\\r", erase line, text) and never ends its line, so
+anything else written to the same terminal while it shows would land glued onto
+its end. The bar that was drawn last is therefore the module's `_showing` bar, and
+`write_above` (which the log writer uses) erases it, writes whole lines, and draws
+it again below them. One lock orders the bar's draws and those writes, as logs may
+come from another thread.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from typing import IO
+
+ERASE_LINE = "\r\x1b[2K"  # to the line's start, then erase the whole line
+
+_lock = threading.RLock()
+_showing: ProgressLine | None = None
 
 
 class ProgressLine:
@@ -24,7 +39,7 @@ class ProgressLine:
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self._started_s = time.monotonic()
         self._last_draw_s = 0.0
-        self._drawn = False
+        self._line = ""  # the text on screen, "" until the first draw
 
     def update(self, completed: int, note: str = "", *, force: bool = False) -> None:
         if not self.enabled:
@@ -33,9 +48,20 @@ class ProgressLine:
         if not force and now_s - self._last_draw_s < 0.1:
             return
         self._last_draw_s = now_s
-        self.stream.write("\r\x1b[2K" + self._render(completed, now_s, note))
+        global _showing
+        with _lock:
+            self._line = _fit(self._render(completed, now_s, note), self.stream)
+            self.redraw()
+            _showing = self
+
+    def redraw(self) -> None:
+        """Draw the last text again (after lines written above it)."""
+        self.stream.write(ERASE_LINE + self._line)
         self.stream.flush()
-        self._drawn = True
+
+    def shows_on(self, stream: IO[str]) -> bool:
+        """Whether this bar is on screen where `stream` writes."""
+        return self.enabled and bool(self._line) and _same_file(self.stream, stream)
 
     def _render(self, completed: int, now_s: float, note: str) -> str:
         elapsed_s = max(now_s - self._started_s, 1e-9)
@@ -56,9 +82,50 @@ class ProgressLine:
         return " ".join(parts)
 
     def close(self) -> None:
-        if self.enabled and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
+        """End the bar's line; later writes no longer make room for it."""
+        global _showing
+        with _lock:
+            if _showing is self:
+                _showing = None
+            if self.enabled and self._line:
+                self.stream.write("\n")
+                self.stream.flush()
+            self._line = ""
+
+
+def write_above(stream: IO[str], text: str) -> None:
+    """Write `text` (whole lines, ending in a newline) to `stream`, above the progress
+    bar if one shows on the same terminal: erase the bar, write, draw the bar again."""
+    with _lock:
+        bar = _showing
+        if bar is None or not bar.shows_on(stream):
+            stream.write(text)
+            return
+        bar.stream.flush()
+        stream.write(ERASE_LINE + text)
+        stream.flush()
+        bar.redraw()
+
+
+def _same_file(first: IO[str], second: IO[str]) -> bool:
+    """The same stream, or two streams open on the same file (say the same terminal)."""
+    if first is second:
+        return True
+    try:
+        one, other = os.fstat(first.fileno()), os.fstat(second.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (a StringIO), or closed
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
+
+
+def _fit(text: str, stream: IO[str]) -> str:
+    """Cut the bar to the terminal's width: a line that wraps cannot be erased by
+    ERASE_LINE, which erases only the row the cursor is on."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return text
+    return text[: columns - 1] if columns > 1 else text
 
 
 def _clock(seconds: float) -> str:

@@ -170,6 +170,7 @@ RESTART_ONLY = (
     "workers.lease_s",
     "metrics.address",
     "log.level",
+    "log.progress_every_s",
 )
 
 

@@ -1,5 +1,12 @@
 """What `harvester status` reports. Read-only: it opens the store read-only, so it
-can run while the daemon writes (WAL lets readers and the writer proceed together)."""
+can run while the daemon writes (WAL lets readers and the writer proceed together).
+
+Status states facts and predicts only from a running daemon: the ETA is taken at that
+daemon's own recent rate, never at a rate left over from earlier runs, and the quota's
+next mode change is predicted only while a daemon harvests (nothing changes modes
+otherwise). With no daemon running, both are null; the throughput figures are then
+history, and are shown as such.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +23,17 @@ from harvester.quota import (
     next_mode_change,
 )
 from harvester.service import HEARTBEAT_STALE_S
-from harvester.store import JOB_STATES, Store, iso_utc
+from harvester.store import JOB_STATES, Store, iso_utc, parse_iso
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}
+ETA_WINDOW_S = 300.0  # the ETA's rate: the running daemon's last 5 minutes at most
 
 
 def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any]:
     """The status document; `status --json` prints it as is."""
     jobs = store.counts_by_state()
     now_s = time.time()
+    daemon = daemon_status(store, now_s)
     throughput = {
         name: round(store.responses_since(now_s - window_s) / window_s, 3)
         for name, window_s in THROUGHPUT_WINDOWS_S.items()
@@ -40,10 +49,28 @@ def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any
         "responses": store.count_responses(),
         "throughput_per_s": throughput,
         "errors": errors,
-        "quota": quota_status(store, quota_settings, now_s),
-        "daemon": daemon_status(store, now_s),
-        "eta_s": eta_s(jobs, throughput["last_5m"]),
+        "quota": quota_status(store, quota_settings, now_s, predict=daemon["running"]),
+        "daemon": daemon,
+        "eta_s": eta_s(jobs, daemon_rate_per_s(store, daemon, now_s)),
     }
+
+
+def daemon_rate_per_s(store: Store, daemon: dict[str, Any], now_s: float) -> float | None:
+    """Responses the running daemon stored per second over its last 5 minutes (or
+    since it started, if later); None when no daemon runs.
+
+    Only responses fetched since the daemon's start count: a rate from an earlier
+    run says nothing about this one. Stored responses rather than the heartbeat's
+    achieved requests, because a refused request moves no job forward, and because
+    they count from the daemon's first answers on."""
+    if not daemon["running"]:
+        return None
+    try:
+        started_s = parse_iso(daemon["started_at"])
+    except (TypeError, ValueError):
+        return None
+    since_s = max(started_s, now_s - ETA_WINDOW_S)
+    return store.responses_since(since_s) / max(now_s - since_s, 1.0)
 
 
 def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
@@ -82,16 +109,20 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def eta_s(jobs: dict[str, int], rate_per_s: float) -> float | None:
-    """Seconds until the jobs left are done at the recent rate, if there is one."""
+def eta_s(jobs: dict[str, int], rate_per_s: float | None) -> float | None:
+    """Seconds until the jobs left are done at the running daemon's rate; None when
+    no daemon runs or it has stored nothing lately (no rate, no prediction)."""
     left = jobs["pending"] + jobs["in_progress"]
     if left == 0:
         return 0.0
-    return round(left / rate_per_s) if rate_per_s > 0 else None
+    return round(left / rate_per_s) if rate_per_s else None
 
 
-def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[str, Any]:
-    """Limit, used, remaining, mode and the next expected change of the tweet quota.
+def quota_status(
+    store: Store, settings: QuotaSettings, now_s: float, *, predict: bool = True
+) -> dict[str, Any]:
+    """Limit, used, remaining, mode and, if `predict`, the next expected change of
+    the tweet quota's mode (null otherwise: without a daemon, no mode changes).
 
     The daemon's own view (it knows the server's count and a refusal) when it saved
     one lately, else what the ledger and the settings say.
@@ -105,18 +136,11 @@ def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[st
         used = store.ledger_count(settings.window_s)
         mode, source = mode_for_usage(used, limit, settings), "ledger"
         up_thresholds = default_up_thresholds(limit, settings)
-    hour_rate = store.ledger_charged_since(now_s - 3600) / 3600
-    next_mode, next_at_s = next_mode_change(
-        mode,
-        used,
-        settings,
-        up_thresholds,
-        frees_at_s=lambda target: store.ledger_frees_at(settings.window_s, target),
-        charge_rate_per_s=hour_rate,
-        now_s=now_s,
-    )
-    if snapshot and snapshot.get("refused_until_s") and mode == NO_TWITTER:
-        next_at_s = max(next_at_s or 0, snapshot["refused_until_s"])
+    next_mode, next_at_s = None, None
+    if predict:
+        next_mode, next_at_s = _next_change(store, settings, mode, used, up_thresholds, now_s)
+        if snapshot and snapshot.get("refused_until_s") and mode == NO_TWITTER:
+            next_at_s = max(next_at_s or 0, snapshot["refused_until_s"])
     return {
         "limit": limit,
         "used": used,
@@ -127,6 +151,26 @@ def quota_status(store: Store, settings: QuotaSettings, now_s: float) -> dict[st
         "next_mode": next_mode,
         "next_change_at": iso_utc(next_at_s) if next_at_s else None,
     }
+
+
+def _next_change(
+    store: Store,
+    settings: QuotaSettings,
+    mode: str,
+    used: int,
+    up_thresholds: dict[str, int],
+    now_s: float,
+) -> tuple[str | None, float | None]:
+    """The quota ladder's next step and when, at the last hour's charge rate."""
+    return next_mode_change(
+        mode,
+        used,
+        settings,
+        up_thresholds,
+        frees_at_s=lambda target: store.ledger_frees_at(settings.window_s, target),
+        charge_rate_per_s=store.ledger_charged_since(now_s - 3600) / 3600,
+        now_s=now_s,
+    )
 
 
 def _recent_quota_snapshot(store: Store, now_s: float) -> dict[str, Any] | None:
@@ -191,11 +235,12 @@ def render_status(status: dict[str, Any]) -> str:
     lines.append(f"  {'total':<12}{status['total']:>12,}")
     lines.append(f"responses stored {status['responses']:,}")
     if eta:
-        lines.append(f"eta for the jobs left at the last 5 minutes' rate: {_clock(eta)}")
+        lines.append(f"eta for the jobs left at this daemon's recent rate: {_clock(eta)}")
     rates = status["throughput_per_s"]
     lines.append(
         "throughput  "
         + "  ".join(f"{name.removeprefix('last_')}: {rate:,.1f}/s" for name, rate in rates.items())
+        + ("" if status["daemon"]["running"] else "  (earlier runs; no daemon is running)")
     )
     quota = status["quota"]
     change = (
