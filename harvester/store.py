@@ -199,7 +199,7 @@ class Store:
                 )
             self.bodies = BodyStore(self.conn, self.transaction, writable=not read_only)
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"cannot open store {path}: {error}") from None
+            raise StoreError(f"cannot open store {path}: {explain_sqlite_error(error)}") from None
 
     @staticmethod
     def _connect(path: Path, read_only: bool) -> sqlite3.Connection:

@@ -116,6 +116,21 @@ def test_an_empty_file_is_not_a_store_for_reading_commands(tmp_path: Path) -> No
     assert empty.stat().st_size == 0
 
 
+@pytest.mark.parametrize("command", [("status",), ("retry",), ("enqueue",)], ids=" ".join)
+def test_a_file_that_is_not_sqlite_gets_words_not_sqlite_jargon(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    mistaken = tmp_path / "dois.txt"
+    mistaken.write_text("10.1000/a\n" * 200)  # the input file given as --db
+    before = mistaken.read_bytes()
+    result = harvester("--db", str(mistaken), *command, stdin="10.1000/b\n")
+    assert result.returncode == 1
+    assert f"cannot open store {mistaken}: the store file is not an SQLite database" in (
+        result.stderr
+    )
+    assert mistaken.read_bytes() == before
+
+
 # -- run --drain tells scripts the truth ------------------------------------------------------
 
 
