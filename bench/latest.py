@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harvester.store import Store
+from harvester.store.core import Store
 
 QUERIES = (
     "SELECT count(*) FROM latest_outputs",

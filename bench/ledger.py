@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harvester import universe
+from harvester.harvest.quota import tweet_ids
 from harvester.identifiers import Identifier
-from harvester.quota import tweet_ids
-from harvester.store import JobOutcome, Store, StoredResponse, iso_utc
+from harvester.sim import universe
+from harvester.store.core import JobOutcome, Store, StoredResponse, iso_utc
 
 WINDOW_S = 30 * 86_400.0
 

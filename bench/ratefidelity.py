@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harvester.simulator import Simulator, SimulatorSettings
+from harvester.sim.server import Simulator, SimulatorSettings
 
 KEY = "fidelity-key"
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harvester.store import Store, iso_utc
+from harvester.store.core import Store, iso_utc
 
 HARVESTER = [sys.executable, "-m", "harvester"]
 BATCH = 200_000

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from harvester import universe
-from harvester.derived import clear_all, derive_missing
 from harvester.identifiers import Identifier
-from harvester.snapshot import snapshot_of
-from harvester.store import JobOutcome, Store, StoredResponse, iso_utc
+from harvester.sim import universe
+from harvester.store.core import JobOutcome, Store, StoredResponse, iso_utc
+from harvester.store.derived import clear_all, derive_missing
+from harvester.store.snapshot import snapshot_of
 
 BATCH = 64
 

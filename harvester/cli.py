@@ -18,23 +18,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from harvester import __version__, derived
-from harvester.config import ConfigError, Settings, load_api_key, load_settings
-from harvester.daemon import (
-    EXIT_FAILURE,
-    EXIT_KEY_REJECTED,
-    EXIT_OK,
-    DaemonLockError,
-    daemon_lock,
-    run_daemon,
-)
-from harvester.enqueue import (
+from harvester import __version__
+from harvester.commands.enqueue import (
     NotTextError,
     RejectionReport,
     enqueue_stream,
     open_identifier_text,
 )
-from harvester.export import (
+from harvester.commands.export import (
     ParquetUnavailable,
     parse_body,
     rows_as_csv,
@@ -46,13 +37,23 @@ from harvester.export import (
     write_csv,
     write_jsonl,
 )
+from harvester.commands.output import UnsafeOutput, refuse_store_files, replace_on_success
+from harvester.commands.status import collect_status, render_status
+from harvester.config import ConfigError, Settings, load_api_key, load_settings
 from harvester.identifiers import IdentifierError, canonical_type, normalise
 from harvester.logs import configure_logging, register_secret
 from harvester.progress import ProgressLine
-from harvester.safe_output import UnsafeOutput, refuse_store_files, replace_on_success
-from harvester.status import collect_status, render_status
-from harvester.store import FINAL_STATES, Store, StoreError, explain_sqlite_error
-from harvester.tables import (
+from harvester.service.daemon import (
+    EXIT_FAILURE,
+    EXIT_KEY_REJECTED,
+    EXIT_OK,
+    DaemonLockError,
+    daemon_lock,
+    run_daemon,
+)
+from harvester.store import derived
+from harvester.store.core import FINAL_STATES, Store, StoreError, explain_sqlite_error
+from harvester.store.tables import (
     QueryError,
     count_rows,
     export_rows,
@@ -589,7 +590,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from harvester.simulator import SimulatorSettings, serve
+    from harvester.sim.server import SimulatorSettings, serve
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         raise CommandError("the simulator serves loopback only (--host 127.0.0.1 or ::1)")
@@ -616,7 +617,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from harvester.demo import run_demo
+    from harvester.commands.demo import run_demo
 
     if args.count < 1 or args.count > 100_000:
         raise CommandError("--count must be between 1 and 100000")

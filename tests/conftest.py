@@ -16,8 +16,8 @@ from aioresponses import aioresponses
 from sqlite_utils import Database
 from yarl import URL
 
-from harvester.schema import migrations
-from harvester.store import Store, iso_utc
+from harvester.store.core import Store, iso_utc
+from harvester.store.schema import migrations
 
 
 def stored_responses(db_path: Path) -> list[tuple[str, str, str, int, str, bytes]]:

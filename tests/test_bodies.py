@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from harvester import universe
-from harvester.bodies import IDENTITY, ZSTD, BodyCodec, BodyCorrupt, Dictionary, train_dictionary
+from harvester.sim import universe
+from harvester.store.codec import (
+    IDENTITY,
+    ZSTD,
+    BodyCodec,
+    BodyCorrupt,
+    Dictionary,
+    train_dictionary,
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from cli_helpers import KEY, config_for, harvester, harvester_async
 from conftest import stored_responses
 
-from harvester.simulator import Simulator, SimulatorSettings
+from harvester.sim.server import Simulator, SimulatorSettings
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from cli_helpers import KEY, Terminal, cli_env, config_for, harvester, harvester_async
 from harvested import copy_store, harvest_store
 
-from harvester.simulator import Simulator, SimulatorSettings
+from harvester.sim.server import Simulator, SimulatorSettings
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aioresponses import aioresponses
 
-from harvester.client import AltmetricClient, Outcome, parse_retry_after
 from harvester.config import Secret
+from harvester.harvest.client import AltmetricClient, Outcome, parse_retry_after
 
 BASE = "http://api.test/v1"
 KEY = "k3y/with+odd&chars"

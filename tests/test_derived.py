@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from conftest import build_pre_compression_store
 
-from harvester import bodies, derived, universe
 from harvester.cli import main
 from harvester.config import ApiSettings, RateSettings, Secret, Settings, StoreSettings
-from harvester.daemon import daemon_lock, run_daemon
 from harvester.identifiers import Identifier
-from harvester.simulator import Simulator, SimulatorSettings
-from harvester.store import JobOutcome, Store, StoredResponse, StoreError, iso_utc
+from harvester.service.daemon import daemon_lock, run_daemon
+from harvester.sim import universe
+from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store import codec as bodies
+from harvester.store import derived
+from harvester.store.core import JobOutcome, Store, StoredResponse, StoreError, iso_utc
 
 KEY = "derived-key-5150"
 DERIVED = ("outputs", "counts", "readers", "score_context", "mentions")

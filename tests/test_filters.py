@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from test_derived import harvest_from_simulator
 
-from harvester import tables
-from harvester.store import Store, iso_utc
-from harvester.tables import (
+from harvester.store import tables
+from harvester.store.core import Store, iso_utc
+from harvester.store.tables import (
     QueryError,
     count_rows,
     export_rows,

@@ -14,8 +14,6 @@ import pytest
 from aiohttp import web
 from conftest import stored_responses
 
-from harvester import harvest as harvest_module
-from harvester import universe
 from harvester.cli import main
 from harvester.config import (
     ApiSettings,
@@ -25,11 +23,13 @@ from harvester.config import (
     StoreSettings,
     WorkerSettings,
 )
-from harvester.daemon import EXIT_KEY_REJECTED, DaemonLockError, daemon_lock, run_daemon
+from harvester.harvest import pipeline as harvest_module
 from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
-from harvester.simulator import FetchRequest, Gate, Simulator, SimulatorSettings, text_response
-from harvester.store import Store
+from harvester.service.daemon import EXIT_KEY_REJECTED, DaemonLockError, daemon_lock, run_daemon
+from harvester.sim import universe
+from harvester.sim.server import FetchRequest, Gate, Simulator, SimulatorSettings, text_response
+from harvester.store.core import Store
 
 KEY = "test-key-9f8e7d"
 

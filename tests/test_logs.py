@@ -26,8 +26,8 @@ from cli_helpers import Terminal
 from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
 from harvester.progress import ERASE_LINE, ProgressLine
-from harvester.simulator import Simulator, SimulatorSettings
-from harvester.store import Store
+from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store.core import Store
 
 KEY = "logs-key-5151"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harvester import universe
 from harvester.cli import main
-from harvester.client import read_body, tweet_ids
 from harvester.config import (
     ApiSettings,
     FilterSettings,
@@ -23,17 +21,19 @@ from harvester.config import (
     StoreSettings,
     WorkerSettings,
 )
-from harvester.daemon import HarvestReport, run_daemon
-from harvester.identifiers import Identifier
-from harvester.quota import (
+from harvester.harvest.client import read_body, tweet_ids
+from harvester.harvest.quota import (
     FULL,
     NO_TWITTER,
     ORIGINAL_TWEETS,
     QuotaState,
     params_for_mode,
 )
-from harvester.simulator import Simulator, SimulatorSettings
-from harvester.store import JobOutcome, Store, StoredResponse, iso_utc
+from harvester.identifiers import Identifier
+from harvester.service.daemon import HarvestReport, run_daemon
+from harvester.sim import universe
+from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store.core import JobOutcome, Store, StoredResponse, iso_utc
 
 KEY = "quota-key-31"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harvester.ratelimit import RateController, RatePolicy, seconds_to_boundary
+from harvester.harvest.ratelimit import RateController, RatePolicy, seconds_to_boundary
 
 
 async def count_admitted(controller: RateController, seconds: float) -> list[float]:

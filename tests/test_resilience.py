@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from conftest import stored_responses
 
-from harvester import universe
 from harvester.config import (
     ApiSettings,
     RateSettings,
@@ -25,11 +24,12 @@ from harvester.config import (
     StoreSettings,
     WorkerSettings,
 )
-from harvester.daemon import run_daemon
 from harvester.identifiers import Identifier
-from harvester.simgates import FAULT_KINDS
-from harvester.simulator import Simulator, SimulatorSettings
-from harvester.store import Store
+from harvester.service.daemon import run_daemon
+from harvester.sim import universe
+from harvester.sim.gates import FAULT_KINDS
+from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store.core import Store
 
 KEY = "resilience-key-77"
 

@@ -28,13 +28,13 @@ from conftest import build_pre_compression_store
 
 from harvester.cli import main
 from harvester.config import ConfigError, Secret, load_settings
-from harvester.daemon import run_daemon
 from harvester.identifiers import Identifier
-from harvester.notify import Notifier
-from harvester.service import ServiceLoop
-from harvester.simulator import FetchRequest, Simulator, SimulatorSettings, text_response
-from harvester.store import Store
-from harvester.storethread import StoreThread
+from harvester.service.daemon import run_daemon
+from harvester.service.heartbeat import ServiceLoop
+from harvester.service.notify import Notifier
+from harvester.sim.server import FetchRequest, Simulator, SimulatorSettings, text_response
+from harvester.store.aio import StoreThread
+from harvester.store.core import Store
 
 KEY = "service-key-4242"
 Message = dict[str, str]

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from harvester import universe
-from harvester.simulator import (
+from harvester.sim import universe
+from harvester.sim.server import (
     INVALID_KEY_TEXT,
     FetchRequest,
     Simulator,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harvester.snapshot import (
+from harvester.store.snapshot import (
     ContextRow,
     CountRow,
     MentionRow,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from harvester.identifiers import Identifier
-from harvester.simulator import Simulator, SimulatorSettings
-from harvester.store import Store, iso_utc
+from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store.core import Store, iso_utc
 
 KEY = "status-key-6262"
 EARLIER = 900  # answers of the earlier run: 3/s over the last 5 minutes

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harvester.identifiers import Identifier
-from harvester.store import JobOutcome, Store, StoredResponse, StoreError, iso_utc
+from harvester.store.core import JobOutcome, Store, StoredResponse, StoreError, iso_utc
 
 
 def ids(count: int, prefix: str = "x") -> list[Identifier]:

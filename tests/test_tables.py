@@ -18,11 +18,11 @@ from test_derived import KEY, harvest_from_simulator
 
 from harvester.cli import main
 from harvester.config import ApiSettings, Secret, Settings, StoreSettings, WorkerSettings
-from harvester.daemon import run_daemon
 from harvester.identifiers import Identifier
-from harvester.simulator import Simulator, SimulatorSettings
-from harvester.store import Store
-from harvester.tables import parse_age
+from harvester.service.daemon import run_daemon
+from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store.core import Store
+from harvester.store.tables import parse_age
 
 EXPORTED = ("outputs", "counts", "readers", "score_context", "mentions", "latest_outputs", "jobs")
 

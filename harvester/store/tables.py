@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from harvester.bodies import BodyCorrupt
-from harvester.store import Store, iso_utc
+from harvester.store.codec import BodyCorrupt
+from harvester.store.core import Store, iso_utc
 
 FETCH_ROWS = 1_000
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")

@@ -14,7 +14,7 @@ import hashlib
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from harvester.bodies import BodyCodec
+from harvester.store.codec import BodyCodec
 
 JOB_STATES = ("pending", "in_progress", "done", "not_found", "failed")
 FINAL_STATES = ("done", "not_found", "failed")

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from harvester import universe
+from harvester.sim import universe
 
 FAULT_KINDS = ("500", "502", "503", "reset", "truncated", "invalid_json", "slow")
 

@@ -16,14 +16,14 @@ import time
 from typing import Any
 
 from harvester.config import QuotaSettings
-from harvester.quota import (
+from harvester.harvest.quota import (
     NO_TWITTER,
     default_up_thresholds,
     mode_for_usage,
     next_mode_change,
 )
-from harvester.service import HEARTBEAT_STALE_S
-from harvester.store import JOB_STATES, Store, iso_utc, parse_iso
+from harvester.service.heartbeat import HEARTBEAT_STALE_S
+from harvester.store.core import JOB_STATES, Store, iso_utc, parse_iso
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}
 ETA_WINDOW_S = 300.0  # the ETA's rate: the running daemon's last 5 minutes at most

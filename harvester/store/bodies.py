@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
-from harvester import bodies
-from harvester.bodies import BodyCodec, BodyCorrupt, Dictionary
+from harvester.store import codec as bodies
+from harvester.store.codec import BodyCodec, BodyCorrupt, Dictionary
 
 # What `BodyStore.decompress` takes, selected from `bodies AS b`, in this order.
 BODY_COLUMNS = "b.codec, b.dictionary_id, b.data, b.size_bytes"

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from harvester.commands.status import collect_status, render_status
 from harvester.config import (
     ApiSettings,
     QuotaSettings,
@@ -24,12 +25,11 @@ from harvester.config import (
     StoreSettings,
     WorkerSettings,
 )
-from harvester.daemon import EXIT_FAILURE, run_daemon
 from harvester.identifiers import Identifier, normalise
 from harvester.logs import configure_logging, register_secret
-from harvester.simulator import Simulator, SimulatorSettings
-from harvester.status import collect_status, render_status
-from harvester.store import Store
+from harvester.service.daemon import EXIT_FAILURE, run_daemon
+from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store.core import Store
 
 
 def sample_identifiers(count: int) -> Iterator[Identifier]:

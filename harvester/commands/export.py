@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from harvester.store import Store
-from harvester.tables import Rows, plain_value
+from harvester.store.core import Store
+from harvester.store.tables import Rows, plain_value
 
 EXPORT_FIELDS = ("type", "identifier", "state", "http_status", "sha256", "fetched_at", "mode")
 

@@ -25,12 +25,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from harvester.client import AltmetricClient, FetchResult, Outcome
 from harvester.config import Settings
-from harvester.logs import get_logger
-from harvester.policy import RetryPolicy, decide, internal_failure, wait_for_full_mode
-from harvester.progress import ProgressLine
-from harvester.quota import (
+from harvester.harvest.client import AltmetricClient, FetchResult, Outcome
+from harvester.harvest.policy import RetryPolicy, decide, internal_failure, wait_for_full_mode
+from harvester.harvest.quota import (
     FULL,
     MODES,
     NO_TWITTER,
@@ -38,15 +36,17 @@ from harvester.quota import (
     params_for_mode,
     quota_snapshot,
 )
-from harvester.ratelimit import RateController, RatePolicy
-from harvester.store import FINAL_STATES, ClaimedJob, JobOutcome, iso_utc, parse_iso
-from harvester.storethread import StoreThread
+from harvester.harvest.ratelimit import RateController, RatePolicy
+from harvester.logs import get_logger
+from harvester.progress import ProgressLine
+from harvester.store.aio import StoreThread
+from harvester.store.core import FINAL_STATES, ClaimedJob, JobOutcome, iso_utc, parse_iso
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_KEY_REJECTED = 3  # systemd: RestartPreventExitStatus=3, a bad key will not heal
 
-log = get_logger("harvester.harvest")
+log = get_logger("harvester.harvest.pipeline")
 
 
 @dataclass

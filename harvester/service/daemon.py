@@ -22,30 +22,30 @@ from typing import Any
 
 from aiohttp import web
 
-from harvester.client import AltmetricClient
 from harvester.config import ConfigError, Secret, Settings
-from harvester.harvest import EXIT_FAILURE as EXIT_FAILURE
-from harvester.harvest import EXIT_KEY_REJECTED as EXIT_KEY_REJECTED
-from harvester.harvest import EXIT_OK as EXIT_OK
-from harvester.harvest import Harvest
-from harvester.harvest import HarvestReport as HarvestReport
+from harvester.harvest.client import AltmetricClient
+from harvester.harvest.pipeline import EXIT_FAILURE as EXIT_FAILURE
+from harvester.harvest.pipeline import EXIT_KEY_REJECTED as EXIT_KEY_REJECTED
+from harvester.harvest.pipeline import EXIT_OK as EXIT_OK
+from harvester.harvest.pipeline import Harvest
+from harvester.harvest.pipeline import HarvestReport as HarvestReport
 from harvester.logs import get_logger
-from harvester.notify import Notifier
 from harvester.progress import ProgressLine
-from harvester.service import (
+from harvester.service.heartbeat import (
     ServiceLoop,
     reload_changes,
     render_metrics,
     start_metrics,
 )
-from harvester.store import (
+from harvester.service.notify import Notifier
+from harvester.store.aio import StoreThread
+from harvester.store.core import (
     Store,
     iso_utc,
     pending_migrations,
 )
-from harvester.storethread import StoreThread
 
-log = get_logger("harvester.daemon")
+log = get_logger("harvester.service.daemon")
 
 
 class DaemonLockError(RuntimeError):

@@ -25,9 +25,9 @@ from aiohttp import web
 
 from harvester.config import Settings, metrics_host_port
 from harvester.logs import get_logger
-from harvester.notify import Notifier
-from harvester.store import FINAL_STATES
-from harvester.storethread import StoreThread
+from harvester.service.notify import Notifier
+from harvester.store.aio import StoreThread
+from harvester.store.core import FINAL_STATES
 
 REPORT_EVERY_S = 5.0
 JOB_COUNTS_EVERY_S = 60.0  # counting 8M jobs by state takes ~0.5 s of the store thread
@@ -36,7 +36,7 @@ JOB_COUNTS_EVERY_S = 60.0  # counting 8M jobs by state takes ~0.5 s of the store
 HEARTBEAT_STALE_S = 90.0
 RATE_WINDOW_S = 60.0
 
-log = get_logger("harvester.service")
+log = get_logger("harvester.service.heartbeat")
 
 
 class LiveHarvest(Protocol):

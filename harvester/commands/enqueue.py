@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
 from harvester.identifiers import Identifier, IdentifierError, parse_line
-from harvester.store import Store
+from harvester.store.core import Store
 
 MAX_LINE_CHARS = 4096
 SNIFF_BYTES = 64 * 1024

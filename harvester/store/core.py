@@ -34,13 +34,13 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
-from harvester import derived
-from harvester.bodies import BodyCorrupt
-from harvester.bodystore import BODY_COLUMNS, BodyStore
 from harvester.identifiers import Identifier
-from harvester.schema import FINAL_STATES as FINAL_STATES
-from harvester.schema import JOB_STATES as JOB_STATES
-from harvester.schema import migrations
+from harvester.store import derived
+from harvester.store.bodies import BODY_COLUMNS, BodyStore
+from harvester.store.codec import BodyCorrupt
+from harvester.store.schema import FINAL_STATES as FINAL_STATES
+from harvester.store.schema import JOB_STATES as JOB_STATES
+from harvester.store.schema import migrations
 
 _second_text: tuple[int, str] = (-1, "")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from harvester.store import Store
+from harvester.store.core import Store
 
 T = TypeVar("T")
 

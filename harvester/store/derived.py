@@ -13,12 +13,12 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from harvester.bodies import BodyCorrupt
-from harvester.bodystore import BODY_COLUMNS
-from harvester.snapshot import Snapshot, snapshot_of
+from harvester.store.bodies import BODY_COLUMNS
+from harvester.store.codec import BodyCorrupt
+from harvester.store.snapshot import Snapshot, snapshot_of
 
 if TYPE_CHECKING:
-    from harvester.store import Store
+    from harvester.store.core import Store
 
 DERIVED_TABLES = ("mentions", "score_context", "readers", "counts", "outputs")
 

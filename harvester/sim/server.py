@@ -1,7 +1,7 @@
 """A loopback stand-in for the Altmetric fetch API, for tests, benchmarks and the demo.
 
 It answers ``GET {api_prefix}/fetch/{type}/{identifier}`` from the deterministic universe in
-``harvester.universe``, with the provider's status codes and texts. Every answer passes a list
+``harvester.sim.universe``, with the provider's status codes and texts. Every answer passes a list
 of gates first (the built-in one checks the key); later features such as rate limits, the
 tweet-ID quota or fault injection are more gates appended to ``Simulator.gates``.
 
@@ -21,8 +21,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from harvester import universe
-from harvester.simgates import (
+from harvester.sim import universe
+from harvester.sim.gates import (
     EXTRA_HEADERS,
     FAULT_KINDS,
     FaultGate,
@@ -50,7 +50,7 @@ class SimulatorSettings:
     # identifier with one of them (chosen by hash, filters ignored), so measuring the
     # harvester does not measure the simulator's own building and rendering.
     body_pool: int = 0
-    # The API on a bad day (see harvester.simgates): a server-side rate limit...
+    # The API on a bad day (see harvester.sim.gates): a server-side rate limit...
     rate_limit_per_s: float | None = None
     rate_limit_burst: int = 1
     rate_limit_status: int = 429

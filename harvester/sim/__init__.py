@@ -1,0 +1,1 @@
+"""The bundled simulator of the Altmetric API, for the demo, tests and benchmarks."""

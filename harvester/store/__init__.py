@@ -1,0 +1,1 @@
+"""The store: the only SQL in the harvester."""
