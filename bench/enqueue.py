@@ -1,6 +1,7 @@
 """Enqueue benchmark: `harvester enqueue` of 1,000,000 identifiers into a fresh store.
 
     .venv/bin/python bench/enqueue.py [--count N]
+    .venv/bin/python bench/enqueue.py --smoke   # 2,000 lines in a second or two (CI)
 
 Runs the real CLI as a subprocess on a generated file (mixed DOIs, PubMed IDs and
 arXiv IDs, 1% duplicates, a few junk lines) and prints wall time, lines per second,
@@ -17,6 +18,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+COUNT, SMOKE_COUNT = 1_000_000, 2_000
+SMOKE_NOTE = "smoke run: tiny sizes through the same code path; these figures mean nothing"
 
 
 def write_identifiers(path: Path, count: int) -> None:
@@ -41,14 +45,22 @@ def timed_enqueue(db: Path, source: Path) -> tuple[float, float, str]:
     )
     assert process.stdout is not None
     summary = process.stdout.read().strip()
-    _, _, usage = os.wait4(process.pid, 0)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"harvester enqueue failed (exit {os.waitstatus_to_exitcode(status)})")
     return time.perf_counter() - started, usage.ru_maxrss / 1024, summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=1_000_000)
-    count = parser.parse_args().count
+    parser.add_argument("--count", type=int, help=f"lines (default {COUNT:,})")
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"tiny run for CI: {SMOKE_COUNT:,} lines by default"
+    )
+    args = parser.parse_args()
+    count = args.count if args.count is not None else SMOKE_COUNT if args.smoke else COUNT
+    if args.smoke:
+        print(SMOKE_NOTE, flush=True)
     with tempfile.TemporaryDirectory(prefix="harvester-bench-") as tmp:
         source, db = Path(tmp) / "ids.txt", Path(tmp) / "bench.db"
         write_identifiers(source, count)

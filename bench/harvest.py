@@ -5,6 +5,7 @@
     .venv/bin/python bench/harvest.py memory       # peak RSS of a 100,000-output harvest
     .venv/bin/python bench/harvest.py all
     .venv/bin/python bench/harvest.py cpu --no-derive   # store.derive = false
+    .venv/bin/python bench/harvest.py --smoke      # all three at 200 outputs each (CI)
 
 The simulator runs in its own process, so on a two-core machine it has one core and
 the harvester the other; CPU time and peak RSS come from the kernel's accounting of
@@ -23,12 +24,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harvester.store import Store
+
 KEY = "bench-key"
 HARVESTER = [sys.executable, "-m", "harvester"]
 DERIVE = True  # store.derive for the harvester under test (--no-derive sets False)
 # The simulator answers from 2,000 pre-rendered outputs (the universe's own mix of
 # sizes, 5% of identifiers still 404), so its CPU stays off the harvester's core.
 BODY_POOL = 2000
+# Outputs per benchmark: full size, and --smoke (the same code path in seconds, for CI).
+COUNTS = {"throughput": 5000, "cpu": 10_000, "memory": 100_000}
+SMOKE_COUNT = 200
+SMOKE_BODY_POOL = 200  # renders in a tenth of the time
+SMOKE_NOTE = "smoke run: tiny sizes through the same code path; these figures mean nothing"
 
 
 @dataclass
@@ -88,7 +96,17 @@ level = "info"
     return config
 
 
+def create_empty_store(db: Path) -> None:
+    """A store with no jobs, for the start-up baseline: `harvester enqueue` of nothing
+    leaves no store behind, and `run` refuses a store that does not exist."""
+    with Store(db):
+        pass  # the schema, by the store's own migrations
+
+
 def enqueue(db: Path, count: int, prefix: str) -> None:
+    if count == 0:
+        create_empty_store(db)
+        return
     lines = "".join(f"10.{1000 + n % 9000}/{prefix}.{n}\n" for n in range(count))
     subprocess.run(
         [*HARVESTER, "--db", str(db), "enqueue"],
@@ -177,8 +195,18 @@ def bench_memory(count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=("throughput", "cpu", "memory", "all"))
+    parser.add_argument(
+        "which",
+        nargs="?",
+        choices=("throughput", "cpu", "memory", "all"),
+        help="which benchmark (required, but `all` by default with --smoke)",
+    )
     parser.add_argument("--count", type=int, help="outputs to harvest (default per benchmark)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"tiny run for CI: {SMOKE_COUNT} outputs per benchmark by default",
+    )
     parser.add_argument(
         "--derive",
         action=argparse.BooleanOptionalAction,
@@ -186,15 +214,26 @@ def main() -> None:
         help="fill the derived tables while harvesting (store.derive; default: yes)",
     )
     args = parser.parse_args()
-    global DERIVE
+    if args.which is None:
+        if not args.smoke:
+            parser.error("the following arguments are required: which")
+        args.which = "all"
+
+    def count(which: str) -> int:
+        return args.count or (SMOKE_COUNT if args.smoke else COUNTS[which])
+
+    global DERIVE, BODY_POOL
     DERIVE = args.derive
-    print(f"store.derive = {str(DERIVE).lower()}")
+    if args.smoke:
+        BODY_POOL = SMOKE_BODY_POOL
+        print(SMOKE_NOTE)
+    print(f"store.derive = {str(DERIVE).lower()}", flush=True)
     if args.which in ("throughput", "all"):
-        bench_throughput(args.count or 5000)
+        bench_throughput(count("throughput"))
     if args.which in ("cpu", "all"):
-        bench_cpu(args.count or 10_000)
+        bench_cpu(count("cpu"))
     if args.which in ("memory", "all"):
-        bench_memory(args.count or 100_000)
+        bench_memory(count("memory"))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Rate fidelity: does the harvester use the whole allowed rate, and no more?
 
     .venv/bin/python bench/ratefidelity.py [--rate 50] [--seconds 32] [--server-burst 1]
+    .venv/bin/python bench/ratefidelity.py --smoke   # 2 s (CI)
 
 The simulator runs in this process, enforcing R requests/s with a token bucket
 (answering 429 beyond it) and 200 ms latency; `harvester run --drain` runs as a
@@ -23,6 +24,8 @@ from pathlib import Path
 from harvester.sim.server import Simulator, SimulatorSettings
 
 KEY = "fidelity-key"
+SECONDS, SMOKE_SECONDS = 32.0, 2.0
+SMOKE_NOTE = "smoke run: tiny sizes through the same code path; these figures mean nothing"
 
 
 async def main(rate: float, seconds: float, server_burst: int, client_burst: int) -> None:
@@ -55,6 +58,8 @@ async def main(rate: float, seconds: float, server_burst: int, client_burst: int
                 stdout=asyncio.subprocess.DEVNULL,
             )
             await enqueue.communicate(lines.encode())
+            if enqueue.returncode != 0:
+                raise SystemExit("harvester enqueue failed")
             run = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -90,10 +95,17 @@ async def main(rate: float, seconds: float, server_burst: int, client_burst: int
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50)
-    parser.add_argument("--seconds", type=float, default=32)
+    parser.add_argument("--seconds", type=float, help=f"length of the run (default {SECONDS:g})")
     parser.add_argument("--server-burst", type=int, default=5)
     parser.add_argument("--client-burst", type=int, default=2)
+    parser.add_argument(
+        "--smoke", action="store_true", help=f"tiny run for CI: {SMOKE_SECONDS:g} s by default"
+    )
     arguments = parser.parse_args()
+    if arguments.seconds is None:
+        arguments.seconds = SMOKE_SECONDS if arguments.smoke else SECONDS
+    if arguments.smoke:
+        print(SMOKE_NOTE, flush=True)
     asyncio.run(
         main(arguments.rate, arguments.seconds, arguments.server_burst, arguments.client_burst)
     )

@@ -40,8 +40,10 @@ from harvester.commands.export import (
 from harvester.commands.output import UnsafeOutput, refuse_store_files, replace_on_success
 from harvester.commands.status import collect_status, render_status
 from harvester.config import ConfigError, Settings, load_api_key, load_settings
+from harvester.errors import CommandError, StoreError
 from harvester.identifiers import IdentifierError, canonical_type, normalise
 from harvester.logs import configure_logging, register_secret
+from harvester.model import FINAL_STATES
 from harvester.progress import ProgressLine
 from harvester.service.daemon import (
     EXIT_FAILURE,
@@ -51,8 +53,8 @@ from harvester.service.daemon import (
     daemon_lock,
     run_daemon,
 )
-from harvester.store import derived
-from harvester.store.core import FINAL_STATES, Store, StoreError, explain_sqlite_error
+from harvester.store import Store, derived
+from harvester.store.connection import explain_sqlite_error
 from harvester.store.tables import (
     QueryError,
     count_rows,
@@ -63,10 +65,6 @@ from harvester.store.tables import (
 )
 
 EXIT_JOBS_FAILED = 4  # `run --drain` finished, but some jobs ended `failed`
-
-
-class CommandError(Exception):
-    """A failure to report as one line on stderr with exit code 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,7 +308,7 @@ def _new_store_kept_if_used(path: Path) -> Iterator[Store]:
     try:
         yield store
     finally:
-        unused = is_new and not store.has_jobs()
+        unused = is_new and not store.jobs.any()
         store.close()
         if unused:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -373,7 +371,7 @@ def _drain_verdict(path: Path, stopped_by: str) -> int:
         )
         return EXIT_OK
     with Store(path, read_only=True) as store:
-        failed = store.counts_by_state()["failed"]
+        failed = store.jobs.counts_by_state()["failed"]
     if failed:
         print(
             f"harvester run: drained, but {failed:,} jobs ended failed "
@@ -395,10 +393,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     identifier = normalise(args.type, args.identifier)
     with _open_store(args, read_only=True) as store:
-        job = store.find_job(identifier)
+        job = store.jobs.find(identifier)
         if job is None:
             raise CommandError(f"{identifier} is not in the store")
-        response = store.latest_response(job["id"])
+        response = store.responses.latest(job["id"])
     if response is None:
         raise CommandError(f"{identifier} has no stored response yet (state: {job['state']})")
     if args.raw:
@@ -467,7 +465,7 @@ def _export_jobs(args: argparse.Namespace, path: Path) -> int:
         raise CommandError("--where and --format parquet need --table NAME")
     writer = write_jsonl if args.format == "jsonl" else write_csv
     with Store(path, read_only=True) as store:
-        progress = ProgressLine("export", store.count_responses())
+        progress = ProgressLine("export", store.responses.count())
         with _output(args.output) as out:
             count = writer(store, out, progress.update)
         progress.close()
@@ -503,12 +501,12 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def _derive(path: Path, *, rebuild: bool) -> int:
     with Store(path, must_exist=True) as store:
         if rebuild:
-            derived.clear_all(store)
+            derived.clear_all(store.conn)
         progress = ProgressLine("derive")
         if progress.enabled:
             progress.total = derived.count_underived(store.conn)
         done, skipped = derived.derive_missing(
-            store, lambda done, skipped: progress.update(done + skipped)
+            store.conn, store.bodies, lambda done, skipped: progress.update(done + skipped)
         )
         progress.close()
     print(f"derived {done:,} answers; {skipped:,} were not JSON objects and were skipped")
@@ -527,7 +525,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         Store(settings.store.path, read_only=True) as reader,
     ):
         for job_ids in jobs_to_refresh(reader, older_than_s, args.where):
-            count += store.requeue_done_jobs(job_ids)
+            count += store.jobs.requeue_done(job_ids)
     print(f"requeued {count:,} outputs for a new snapshot (latest older than {args.older_than})")
     return EXIT_OK
 
@@ -559,7 +557,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         progress = ProgressLine("verify", store.bodies.count())
         checked, mismatches = verify_checksums(store, progress.update)
         progress.close()
-        responses = store.count_responses()
+        responses = store.responses.count()
     for mismatch in mismatches:
         print(
             f"MISMATCH response {mismatch.response_id} {mismatch.id_type}:{mismatch.identifier}"
@@ -574,14 +572,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     with Store(_settings(args).store.path, must_exist=True) as store:
-        count = store.retry_jobs(args.state)
+        count = store.jobs.retry(args.state)
     print(f"requeued {count:,} {args.state} jobs")
     return EXIT_OK
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     with Store(_settings(args).store.path, must_exist=True) as store:
-        count = store.queue_backfill()
+        count = store.jobs.queue_backfill()
     print(
         f"queued {count:,} outputs for a full re-fetch; the daemon runs them when the "
         "tweet quota has room"

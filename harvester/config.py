@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harvester.errors import ConfigError
+
 DEFAULT_CONFIG_PATH = Path("harvester.toml")
 KEY_ENV_VAR = "ALTMETRIC_API_KEY"
 CREDENTIAL_NAME = "altmetric-api-key"  # systemd LoadCredential= name
@@ -50,10 +52,6 @@ SECTION_NAMES = frozenset(
     ["counts", "citation", "altmetric_score", "demographics", "posts", "images"]
 )
 POST_TYPES = frozenset({"original_tweets"})
-
-
-class ConfigError(ValueError):
-    """A setting is missing or wrong; the message names the key."""
 
 
 class Secret:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
+from harvester.errors import IdentifierError
+
 __all__ = [
     "ID_TYPES",
     "Identifier",
@@ -30,10 +32,6 @@ __all__ = [
     "normalise",
     "parse_line",
 ]
-
-
-class IdentifierError(ValueError):
-    """An identifier or type that cannot be fetched; the message is the reason."""
 
 
 class Identifier(NamedTuple):

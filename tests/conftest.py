@@ -16,7 +16,8 @@ from aioresponses import aioresponses
 from sqlite_utils import Database
 from yarl import URL
 
-from harvester.store.core import Store, iso_utc
+from harvester.model import iso_utc
+from harvester.store import Store
 from harvester.store.schema import migrations
 
 

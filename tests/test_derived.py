@@ -13,13 +13,14 @@ from conftest import build_pre_compression_store
 
 from harvester.cli import main
 from harvester.config import ApiSettings, RateSettings, Secret, Settings, StoreSettings
+from harvester.errors import StoreError
 from harvester.identifiers import Identifier
+from harvester.model import JobOutcome, StoredResponse, iso_utc
 from harvester.service.daemon import daemon_lock, run_daemon
 from harvester.sim import universe
 from harvester.sim.server import Simulator, SimulatorSettings
+from harvester.store import Store, derived
 from harvester.store import codec as bodies
-from harvester.store import derived
-from harvester.store.core import JobOutcome, Store, StoredResponse, StoreError, iso_utc
 
 KEY = "derived-key-5150"
 DERIVED = ("outputs", "counts", "readers", "score_context", "mentions")
@@ -27,11 +28,11 @@ DERIVED = ("outputs", "counts", "readers", "score_context", "mentions")
 
 def fetch(store: Store, identifier: Identifier, body: bytes, status: int = 200) -> int:
     """Claim the job of `identifier` and store `body` as its answer; the response id."""
-    store.add_jobs([identifier])
+    store.jobs.add([identifier])
     store.conn.execute(
         "UPDATE jobs SET state = 'pending' WHERE id_type = ? AND identifier = ?", identifier
     )
-    [job] = store.claim(1, lease_s=60)
+    [job] = store.jobs.claim(1, lease_s=60)
     response = StoredResponse(status, body, "{}", "full", iso_utc(time.time()))
     state = "done" if status == 200 else "not_found"
     store.record([JobOutcome(job.id, job.lease_token, state, True, response=response)])
@@ -146,7 +147,7 @@ def test_verify_catches_a_flipped_byte_in_a_compressed_body(
 
 async def harvest_from_simulator(db_path: Path, count: int) -> None:
     with Store(db_path) as store:
-        store.add_jobs([Identifier("doi", f"10.5150/sim.{n}") for n in range(count)])
+        store.jobs.add([Identifier("doi", f"10.5150/sim.{n}") for n in range(count)])
     async with Simulator(SimulatorSettings(key=KEY)) as simulator:
         settings = Settings(
             api=ApiSettings(base_url=simulator.base_url, timeout_s=5),
@@ -288,8 +289,8 @@ def test_an_answer_that_cannot_be_derived_is_still_stored_raw(
     body = answer({"news": [{"url": "https://n.example/2"}]}, 2.0)
     with monkeypatch.context() as patched:
         patched.setattr(derived, "insert_snapshot", broken)
-        store.add_jobs([Identifier("doi", "10.5150/bug")])
-        [job] = store.claim(1, lease_s=60)
+        store.jobs.add([Identifier("doi", "10.5150/bug")])
+        [job] = store.jobs.claim(1, lease_s=60)
         response = StoredResponse(200, body, "{}", "full", iso_utc(time.time()))
         result = store.record(
             [JobOutcome(job.id, job.lease_token, "done", True, response=response)]
@@ -298,7 +299,7 @@ def test_an_answer_that_cannot_be_derived_is_still_stored_raw(
     assert table(store, "SELECT state FROM jobs") == [("done",)]
     assert store.bodies.of_response(1) == body
     assert table(store, "SELECT count(*) FROM outputs") == [(0,)]
-    assert derived.derive_missing(store) == (1, 0)  # derive tries again, and now succeeds
+    assert derived.derive_missing(store.conn, store.bodies) == (1, 0)  # derive tries again, and now succeeds
     assert table(store, "SELECT score FROM outputs") == [(2.0,)]
 
 
@@ -340,7 +341,7 @@ def test_the_latest_snapshot_is_the_highest_response_whatever_the_order_derived(
         (ids[2],),
         (other,),
     ]
-    derived.clear_all(store)
+    derived.clear_all(store.conn)
     with store.transaction() as conn:
         for response_id in (ids[2], ids[0], ids[1]):  # newest first, as a rebuild racing
             body = store.bodies.of_response(response_id)  # the daemon might meet them

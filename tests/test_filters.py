@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from test_derived import harvest_from_simulator
 
-from harvester.store import tables
-from harvester.store.core import Store, iso_utc
+from harvester.model import iso_utc
+from harvester.store import Store, tables
 from harvester.store.tables import (
     QueryError,
     count_rows,

@@ -29,7 +29,7 @@ from harvester.logs import configure_logging, get_logger, register_secret
 from harvester.service.daemon import EXIT_KEY_REJECTED, DaemonLockError, daemon_lock, run_daemon
 from harvester.sim import universe
 from harvester.sim.server import FetchRequest, Gate, Simulator, SimulatorSettings, text_response
-from harvester.store.core import Store
+from harvester.store import Store
 
 KEY = "test-key-9f8e7d"
 
@@ -52,7 +52,7 @@ def settings_for(base_url: str, db_path: Path, **workers: float) -> Settings:
 
 def queue(db_path: Path, identifiers: list[Identifier]) -> None:
     with Store(db_path) as store:
-        store.add_jobs(identifiers)
+        store.jobs.add(identifiers)
 
 
 def dois(count: int, prefix: str = "t") -> list[Identifier]:

@@ -27,7 +27,7 @@ from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
 from harvester.progress import ERASE_LINE, ProgressLine
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store.core import Store
+from harvester.store import Store
 
 KEY = "logs-key-5151"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
@@ -56,7 +56,7 @@ progress_every_s = {progress_every_s}
 
 def queued_store(path: Path, count: int) -> Path:
     with Store(path) as store:
-        store.add_jobs([Identifier("doi", f"10.5151/logs.{n}") for n in range(count)])
+        store.jobs.add([Identifier("doi", f"10.5151/logs.{n}") for n in range(count)])
     return path
 
 

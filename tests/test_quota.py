@@ -30,10 +30,11 @@ from harvester.harvest.quota import (
     params_for_mode,
 )
 from harvester.identifiers import Identifier
+from harvester.model import JobOutcome, StoredResponse, iso_utc
 from harvester.service.daemon import HarvestReport, run_daemon
 from harvester.sim import universe
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store.core import JobOutcome, Store, StoredResponse, iso_utc
+from harvester.store import Store
 
 KEY = "quota-key-31"
 
@@ -150,20 +151,20 @@ def outcome_with_tweets(job: object, tweets: tuple[int, ...], mode: str = FULL) 
 
 
 def test_the_ledger_charges_each_id_once_and_prunes_the_window(store: Store) -> None:
-    store.add_jobs([Identifier("doi", f"10.1000/{n}") for n in range(3)])
-    first, second, third = store.claim(3, lease_s=60)
+    store.jobs.add([Identifier("doi", f"10.1000/{n}") for n in range(3)])
+    first, second, third = store.jobs.claim(3, lease_s=60)
     result = store.record([outcome_with_tweets(first, (1, 2, 3))], ledger_window_s=60)
     assert (result.charged, result.pruned) == (3, 0)
     assert store.record([outcome_with_tweets(second, (2, 3, 4))], 60).charged == 1
-    assert store.ledger_count(60) == 4
+    assert store.ledger.count(60) == 4
     store.conn.execute(
         "UPDATE tweet_ledger SET charged_at_s = charged_at_s - 100 WHERE tweet_id IN (1, 2)"
     )
-    assert store.ledger_frees_at(60, target_used=2) is None  # two already aged out
-    assert store.ledger_count(60) == 2
+    assert store.ledger.frees_at(60, target_used=2) is None  # two already aged out
+    assert store.ledger.count(60) == 2
     result = store.record([outcome_with_tweets(third, (1,))], ledger_window_s=60)
     assert (result.charged, result.pruned) == (1, 2)  # aged out, so charged again
-    assert store.ledger_count(60) == 3
+    assert store.ledger.count(60) == 3
 
 
 def test_ledger_frees_at_is_the_aging_of_the_right_charge(store: Store) -> None:
@@ -171,13 +172,13 @@ def test_ledger_frees_at_is_the_aging_of_the_right_charge(store: Store) -> None:
     store.conn.executemany(
         "INSERT INTO tweet_ledger VALUES (?, ?)", [(n, now_s - 50 + n) for n in range(10)]
     )
-    frees = store.ledger_frees_at(60, target_used=7)  # 3 must age out: the third oldest
+    frees = store.ledger.frees_at(60, target_used=7)  # 3 must age out: the third oldest
     assert frees == pytest.approx(now_s - 50 + 2 + 60)
 
 
 def test_backfill_picks_jobs_whose_latest_response_is_degraded(store: Store) -> None:
-    store.add_jobs([Identifier("doi", f"10.1000/b{n}") for n in range(3)])
-    jobs = store.claim(3, lease_s=60)
+    store.jobs.add([Identifier("doi", f"10.1000/b{n}") for n in range(3)])
+    jobs = store.jobs.claim(3, lease_s=60)
     store.record(
         [
             outcome_with_tweets(jobs[0], (), NO_TWITTER),
@@ -185,9 +186,9 @@ def test_backfill_picks_jobs_whose_latest_response_is_degraded(store: Store) -> 
             outcome_with_tweets(jobs[2], (), FULL),
         ]
     )
-    assert store.queue_backfill() == 2
-    assert store.claim(5, lease_s=60, backfill=False) == []
-    backfilled = store.claim(5, lease_s=60, backfill=True)
+    assert store.jobs.queue_backfill() == 2
+    assert store.jobs.claim(5, lease_s=60, backfill=False) == []
+    backfilled = store.jobs.claim(5, lease_s=60, backfill=True)
     assert {job.id for job in backfilled} == {jobs[0].id, jobs[1].id}
     assert all(job.needs_full for job in backfilled)
 
@@ -204,7 +205,7 @@ async def test_the_ladder_degrades_before_the_wall_and_backfill_completes(
     identifiers = twitter_heavy(40)
     async with Simulator(sim_settings) as simulator:
         with Store(db_path) as store:
-            store.add_jobs(identifiers)
+            store.jobs.add(identifiers)
         settings = settings_for(simulator.base_url, db_path, quota)
         report = await harvest(settings)
         gate = simulator.tweet_quota
@@ -242,7 +243,7 @@ async def test_refetching_an_output_charges_nothing_and_status_reports_the_quota
     quota = QuotaSettings(limit=100_000, window_s=3600)
     async with Simulator(sim_settings) as simulator:
         with Store(db_path) as store:
-            store.add_jobs(twitter_heavy(5))
+            store.jobs.add(twitter_heavy(5))
         settings = settings_for(simulator.base_url, db_path, quota)
         await harvest(settings)
         gate = simulator.tweet_quota
@@ -282,7 +283,7 @@ async def test_a_quota_refusal_switches_to_no_twitter_without_costing_an_attempt
             gate._charged_at[f"x{n}"] = time.monotonic()
             gate._charges.append((time.monotonic(), f"x{n}"))
         with Store(db_path) as store:
-            store.add_jobs(twitter_heavy(6))
+            store.jobs.add(twitter_heavy(6))
         report = await harvest(settings_for(simulator.base_url, db_path, quota))
         assert 1 <= gate.refusals <= 4  # only the requests already in flight
     assert report.outcomes["done"] == 6

@@ -29,7 +29,7 @@ from harvester.service.daemon import run_daemon
 from harvester.sim import universe
 from harvester.sim.gates import FAULT_KINDS
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store.core import Store
+from harvester.store import Store
 
 KEY = "resilience-key-77"
 
@@ -40,7 +40,7 @@ def dois(count: int, prefix: str) -> list[Identifier]:
 
 def queue(db_path: Path, identifiers: list[Identifier]) -> None:
     with Store(db_path) as store:
-        store.add_jobs(identifiers)
+        store.jobs.add(identifiers)
 
 
 def rows(db_path: Path, sql: str) -> list[tuple]:

@@ -33,8 +33,8 @@ from harvester.service.daemon import run_daemon
 from harvester.service.heartbeat import ServiceLoop
 from harvester.service.notify import Notifier
 from harvester.sim.server import FetchRequest, Simulator, SimulatorSettings, text_response
-from harvester.store.aio import StoreThread
-from harvester.store.core import Store
+from harvester.store import Store
+from harvester.store.aio import AsyncStore
 
 KEY = "service-key-4242"
 Message = dict[str, str]
@@ -187,7 +187,7 @@ async def test_a_service_run_from_ready_through_reload_to_stop(
 ) -> None:
     db, config, log_path = tmp_path / "s.db", tmp_path / "h.toml", tmp_path / "daemon.log"
     with Store(db) as store:
-        store.add_jobs([Identifier("doi", f"10.4242/svc.{n}") for n in range(5000)])
+        store.jobs.add([Identifier("doi", f"10.4242/svc.{n}") for n in range(5000)])
     metrics_port = free_port()
     write_config(config, simulator.base_url, rate=40, metrics_port=metrics_port)
     with log_path.open("wb") as log_file:
@@ -276,7 +276,7 @@ async def test_a_service_run_from_ready_through_reload_to_stop(
     assert reloaded["needs_restart"] == []
     with Store(db, read_only=True) as store:
         errors = [row[0] for row in store.conn.execute("SELECT last_error FROM jobs")]
-        states = store.counts_by_state()
+        states = store.jobs.counts_by_state()
     assert any(error and "key=***" in error for error in errors)
     assert not any(error and KEY in error for error in errors)
     assert states["in_progress"] == 0 and states["pending"] > 0
@@ -376,7 +376,7 @@ async def test_the_units_command_line_takes_the_key_from_a_credential(
     (tmp_path / "altmetric-harvester").mkdir()  # systemd makes the StateDirectory
     db = tmp_path / "altmetric-harvester" / "altmetric.db"
     with Store(db) as store:
-        store.add_jobs([Identifier("doi", f"10.4242/unit.{n}") for n in range(2000)])
+        store.jobs.add([Identifier("doi", f"10.4242/unit.{n}") for n in range(2000)])
     environment = {k: v for k, v in os.environ.items() if k != "ALTMETRIC_API_KEY"}
     daemon = await asyncio.create_subprocess_exec(
         *unit_command(tmp_path, config),
@@ -403,7 +403,7 @@ async def test_the_units_command_line_takes_the_key_from_a_credential(
     await listener.wait_for(has("STOPPING", "1"))
     assert KEY not in err.decode()
     with Store(db, read_only=True) as store:
-        assert store.count_responses() > 0
+        assert store.responses.count() > 0
 
 
 # -- reload in process: concurrency follows the new settings -------------------------------
@@ -413,7 +413,7 @@ def has_heartbeat(db: Path) -> bool:
     if not db.exists():
         return False
     with Store(db, read_only=True) as store:
-        return store.load_state("heartbeat") is not None
+        return store.state.load("heartbeat") is not None
 
 
 async def wait_for_heartbeat(db: Path) -> None:
@@ -441,7 +441,7 @@ async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
 
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_jobs([Identifier("doi", f"10.4242/grow.{n}") for n in range(400)])
+        store.jobs.add([Identifier("doi", f"10.4242/grow.{n}") for n in range(400)])
     async with Simulator(SimulatorSettings(key=KEY, record_sent=False)) as sim:
         sim.gates.append(count_in_flight)
         config, port = tmp_path / "h.toml", free_port()
@@ -474,8 +474,8 @@ async def test_a_reload_shrinks_and_grows_the_workers_without_losing_a_job(
     assert peak(shrunk_s + settle_s, grown_s) == 2  # never more than the new count
     assert peak(grown_s + settle_s, grown_s + 0.8) >= 5
     with Store(db, read_only=True) as store:
-        assert store.counts_by_state()["pending"] == 0
-        assert store.count_responses() == 400
+        assert store.jobs.counts_by_state()["pending"] == 0
+        assert store.responses.count() == 400
 
 
 # -- status reads whatever heartbeat the store holds ---------------------------------------
@@ -514,7 +514,7 @@ def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
     )
     dead_pid, pid = int(ended.stdout), os.getpid()
     with Store(db_path) as store:
-        store.add_jobs([Identifier("doi", "10.4242/hb.1")])
+        store.jobs.add([Identifier("doi", "10.4242/hb.1")])
     live = (
         f"running (pid {pid}, since 2026-11-20T10:00:00.000000Z, 1.50 req/s of 2 allowed, "
         "concurrency 3, quota mode original_tweets)"
@@ -534,13 +534,13 @@ def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
     ]
     for saved, running, shown in cases:
         with Store(db_path) as store:
-            store.save_states({"heartbeat": saved})
+            store.state.save({"heartbeat": saved})
         daemon, table = status_of(db_path, capsys)
         assert daemon["running"] is running, saved
         assert shown in table, (saved, table)
     for quota in ("[1, 2]", json.dumps({"at_s": time.time(), "limit": "lots"}), "{"):
         with Store(db_path) as store:
-            store.save_states({"quota": quota})
+            store.state.save({"quota": quota})
         assert main(["--db", str(db_path), "status", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["quota"]["source"] == "ledger"
 
@@ -570,7 +570,7 @@ async def test_the_watchdog_stops_while_the_store_fails(
     listener: NotifyListener, db_path: Path
 ) -> None:
     store = Store(db_path)
-    store_thread = StoreThread(store)
+    store_thread = AsyncStore(store)
     notifier = Notifier({"NOTIFY_SOCKET": str(listener.path), "WATCHDOG_USEC": "100000"})
     service = ServiceLoop(StillHarvest(), store_thread, notifier, "2026-11-22T00:00:00Z")
     task = asyncio.create_task(service.run())
@@ -578,10 +578,10 @@ async def test_the_watchdog_stops_while_the_store_fails(
         await listener.wait_for(has("STATUS"))
         await asyncio.sleep(0.3)
         assert sum("WATCHDOG" in message for message in listener.messages) >= 3
-        saved = store.load_state("heartbeat")
+        saved = store.state.load("heartbeat")
         assert saved is not None and json.loads(saved[0])["concurrency"] == 2
 
-        await store_thread.call(store.conn.close)  # the store stops answering
+        await store_thread._run(store.conn.close)  # the store stops answering
         service.report_soon()
         await asyncio.sleep(0.2)
         quiet_from = len(listener.messages)

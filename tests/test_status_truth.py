@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from harvester.identifiers import Identifier
+from harvester.model import iso_utc
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store.core import Store, iso_utc
+from harvester.store import Store
 
 KEY = "status-key-6262"
 EARLIER = 900  # answers of the earlier run: 3/s over the last 5 minutes
@@ -75,13 +76,13 @@ async def store_after_an_earlier_run(simulator: Simulator, tmp_path: Path) -> tu
     config, db = tmp_path / "h.toml", tmp_path / "s.db"
     write_config(config, simulator.base_url, rate=2000)
     with Store(db) as store:
-        store.add_jobs([Identifier("doi", f"10.6262/old.{n}") for n in range(EARLIER)])
+        store.jobs.add([Identifier("doi", f"10.6262/old.{n}") for n in range(EARLIER)])
     code, _, err = await harvester("--config", str(config), "--db", str(db), "run", "--drain")
     assert code == 0, err[-2000:]
     with Store(db) as store:
         store.conn.execute("UPDATE responses SET fetched_at = ?", (iso_utc(time.time() - 60),))
         store.conn.commit()
-        store.add_jobs([Identifier("doi", f"10.6262/new.{n}") for n in range(100)])
+        store.jobs.add([Identifier("doi", f"10.6262/new.{n}") for n in range(100)])
     return config, db
 
 

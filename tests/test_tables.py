@@ -21,7 +21,7 @@ from harvester.config import ApiSettings, Secret, Settings, StoreSettings, Worke
 from harvester.identifiers import Identifier
 from harvester.service.daemon import run_daemon
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store.core import Store
+from harvester.store import Store
 from harvester.store.tables import parse_age
 
 EXPORTED = ("outputs", "counts", "readers", "score_context", "mentions", "latest_outputs", "jobs")
@@ -309,7 +309,7 @@ async def test_the_readme_example_queries_run_and_answer(
 async def fail_two_jobs(db: Path) -> None:
     """Two more outputs, harvested from a simulator that answers only HTTP 500."""
     with Store(db) as store:
-        store.add_jobs([Identifier("doi", "10.5150/fails.1"), Identifier("doi", "10.5150/fails.2")])
+        store.jobs.add([Identifier("doi", "10.5150/fails.1"), Identifier("doi", "10.5150/fails.2")])
     failing = SimulatorSettings(key=KEY, fault_rate=1.0, fault_kinds=("500",))
     async with Simulator(failing) as simulator:
         settings = Settings(

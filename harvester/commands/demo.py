@@ -29,7 +29,7 @@ from harvester.identifiers import Identifier, normalise
 from harvester.logs import configure_logging, register_secret
 from harvester.service.daemon import EXIT_FAILURE, run_daemon
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store.core import Store
+from harvester.store import Store
 
 
 def sample_identifiers(count: int) -> Iterator[Identifier]:
@@ -76,7 +76,7 @@ async def run_demo(store_path: Path | None, count: int) -> int:
     key = secrets.token_urlsafe(18)
     register_secret(key)
     with Store(store_path) as store:
-        store.add_jobs(sample_identifiers(count))
+        store.jobs.add(sample_identifiers(count))
     simulator_settings = SimulatorSettings(
         key=key,
         latency_s=0.02,

@@ -14,17 +14,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
+from harvester.errors import NotTextError
 from harvester.identifiers import Identifier, IdentifierError, parse_line
-from harvester.store.core import Store
+from harvester.store import Store
 
 MAX_LINE_CHARS = 4096
 SNIFF_BYTES = 64 * 1024
 REJECTS_SHOWN = 20
 MESSAGE_CHARS = 200
-
-
-class NotTextError(ValueError):
-    """An input that is not a text file of identifiers; the message says why."""
 
 
 def open_identifier_text(raw: BinaryIO, name: str) -> IO[str]:
@@ -213,5 +210,5 @@ def enqueue_stream(
         on_reject(rejection)
 
     identifiers = parse_lines(read_lines(stream), default_type, count_reject)
-    counts = store.add_jobs(identifiers, priority=priority, on_batch=on_progress)
+    counts = store.jobs.add(identifiers, priority=priority, on_batch=on_progress)
     return EnqueueReport(counts.added, counts.already_queued, rejected)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from harvester.store.core import Store
+from harvester.errors import ParquetUnavailable
+from harvester.store import Store
 from harvester.store.tables import Rows, plain_value
 
 EXPORT_FIELDS = ("type", "identifier", "state", "http_status", "sha256", "fetched_at", "mode")
@@ -26,7 +27,7 @@ def export_records(store: Store, *, with_body: bool) -> Iterator[dict[str, Any]]
         fetched_at,
         mode,
         body,
-    ) in store.iter_latest_responses(with_body=with_body):
+    ) in store.responses.iter_latest(with_body=with_body):
         record: dict[str, Any] = {
             "type": id_type,
             "identifier": identifier,
@@ -178,10 +179,6 @@ def rows_as_parquet(rows: Rows, path: Any, on_row: Callable[[int], None]) -> int
     return count
 
 
-class ParquetUnavailable(RuntimeError):
-    """pyarrow is not installed."""
-
-
 def _arrow_type(pa: Any, declared: str) -> Any:
     """The Arrow type for a column SQLite declared as `declared` (affinity rules)."""
     name = declared.upper()
@@ -240,10 +237,10 @@ def verify_checksums(store: Store, on_checked: Callable[[int], None]) -> tuple[i
     mismatches = [
         Mismatch(*row, problem=problem)
         for body_id, problem in damaged.items()
-        for row in store.responses_of_bodies([body_id])
+        for row in store.responses.of_bodies([body_id])
     ]
     mismatches += [
         Mismatch(*row, problem="its sha256 or size is not its body's")
-        for row in store.responses_not_matching_their_body()
+        for row in store.responses.not_matching_their_body()
     ]
     return checked, sorted(mismatches, key=lambda mismatch: mismatch.response_id)

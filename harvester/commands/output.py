@@ -18,12 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harvester.errors import UnsafeOutput
+
 STORE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")
 """Suffixes of the files that make up a store: itself, SQLite's, the daemon lock."""
-
-
-class UnsafeOutput(ValueError):
-    """An output path that would write over the store; the message says which file."""
 
 
 def refuse_store_files(output: Path, store_path: Path) -> None:

@@ -22,8 +22,9 @@ from harvester.harvest.quota import (
     mode_for_usage,
     next_mode_change,
 )
+from harvester.model import JobState, iso_utc, parse_iso
 from harvester.service.heartbeat import HEARTBEAT_STALE_S
-from harvester.store.core import JOB_STATES, Store, iso_utc, parse_iso
+from harvester.store import Store
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}
 ETA_WINDOW_S = 300.0  # the ETA's rate: the running daemon's last 5 minutes at most
@@ -31,22 +32,22 @@ ETA_WINDOW_S = 300.0  # the ETA's rate: the running daemon's last 5 minutes at m
 
 def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any]:
     """The status document; `status --json` prints it as is."""
-    jobs = store.counts_by_state()
+    jobs = store.jobs.counts_by_state()
     now_s = time.time()
     daemon = daemon_status(store, now_s)
     throughput = {
-        name: round(store.responses_since(now_s - window_s) / window_s, 3)
+        name: round(store.responses.since(now_s - window_s) / window_s, 3)
         for name, window_s in THROUGHPUT_WINDOWS_S.items()
     }
     errors = [
         {"state": state, "error": error, "count": count}
-        for state, error, count in store.top_errors()
+        for state, error, count in store.jobs.top_errors()
     ]
     return {
         "store": str(store.path),
         "jobs": jobs,
         "total": sum(jobs.values()),
-        "responses": store.count_responses(),
+        "responses": store.responses.count(),
         "throughput_per_s": throughput,
         "errors": errors,
         "quota": quota_status(store, quota_settings, now_s, predict=daemon["running"]),
@@ -70,7 +71,7 @@ def daemon_rate_per_s(store: Store, daemon: dict[str, Any], now_s: float) -> flo
     except (TypeError, ValueError):
         return None
     since_s = max(started_s, now_s - ETA_WINDOW_S)
-    return store.responses_since(since_s) / max(now_s - since_s, 1.0)
+    return store.responses.since(since_s) / max(now_s - since_s, 1.0)
 
 
 def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
@@ -133,7 +134,7 @@ def quota_status(
         source, up_thresholds = snapshot["source"], snapshot["up_thresholds"]
     else:
         limit = settings.limit
-        used = store.ledger_count(settings.window_s)
+        used = store.ledger.count(settings.window_s)
         mode, source = mode_for_usage(used, limit, settings), "ledger"
         up_thresholds = default_up_thresholds(limit, settings)
     next_mode, next_at_s = None, None
@@ -167,8 +168,8 @@ def _next_change(
         used,
         settings,
         up_thresholds,
-        frees_at_s=lambda target: store.ledger_frees_at(settings.window_s, target),
-        charge_rate_per_s=store.ledger_charged_since(now_s - 3600) / 3600,
+        frees_at_s=lambda target: store.ledger.frees_at(settings.window_s, target),
+        charge_rate_per_s=store.ledger.charged_since(now_s - 3600) / 3600,
         now_s=now_s,
     )
 
@@ -194,7 +195,7 @@ def _recent_quota_snapshot(store: Store, now_s: float) -> dict[str, Any] | None:
 
 def _saved_json(store: Store, key: str) -> dict[str, Any]:
     """A daemon_state entry as a dict; {} when absent or unreadable."""
-    saved = store.load_state(key)
+    saved = store.state.load(key)
     try:
         value = json.loads(saved[0]) if saved else {}
     except ValueError:
@@ -229,7 +230,7 @@ def render_status(status: dict[str, Any]) -> str:
     eta = status["eta_s"]
     lines = [f"store  {status['store']}", f"daemon {_describe_daemon(status['daemon'])}"]
     lines += ["", "jobs"]
-    for state in JOB_STATES:
+    for state in JobState:
         count = status["jobs"][state]
         lines.append(f"  {state:<12}{count:>12,}  {count / total:6.1%}")
     lines.append(f"  {'total':<12}{status['total']:>12,}")

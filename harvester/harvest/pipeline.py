@@ -5,7 +5,7 @@ Three kinds of task share one event loop and pass work one way through two queue
     feeder --claimed jobs--> N workers --outcomes--> writer
     (store.claim)            (rate, client, policy)  (store.record, batched)
 
-All SQLite work runs on one dedicated thread (`StoreThread`), so a commit never
+All SQLite work runs on one dedicated thread (`AsyncStore`), so a commit never
 stalls the event loop, and the writer batches whatever outcomes have piled up while
 the previous commit ran. `daemon.run_daemon` runs it under the store's lock, so when
 it stops, after the last outcomes are written, every job still `in_progress` is its
@@ -38,9 +38,9 @@ from harvester.harvest.quota import (
 )
 from harvester.harvest.ratelimit import RateController, RatePolicy
 from harvester.logs import get_logger
+from harvester.model import FINAL_STATES, ClaimedJob, JobOutcome, iso_utc, parse_iso
 from harvester.progress import ProgressLine
-from harvester.store.aio import StoreThread
-from harvester.store.core import FINAL_STATES, ClaimedJob, JobOutcome, iso_utc, parse_iso
+from harvester.store.aio import AsyncStore
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -70,7 +70,7 @@ class Harvest:
     def __init__(
         self,
         settings: Settings,
-        store: StoreThread,
+        store: AsyncStore,
         client: AltmetricClient,
         *,
         drain: bool,
@@ -228,7 +228,7 @@ class Harvest:
         Retried, as another process may be holding the write lock for a while."""
         for attempt in range(1, 6):
             try:
-                return await self._db.call(self._db.store.requeue_leased, expired_only=False)
+                return await self._db.requeue_all_leased()
             except sqlite3.Error as error:
                 log.error("harvest.release_failed", attempt=attempt, error=str(error))
                 await asyncio.sleep(2.0)
@@ -290,16 +290,10 @@ class Harvest:
         while not self._stopping.is_set():
             if loop.time() >= next_sweep_s:
                 # Expired leases not of this run (ours may wait long for a rate token).
-                await self._db.call(
-                    self._db.store.requeue_leased,
-                    expired_only=True,
-                    keep_tokens=list(self._live_tokens),
-                )
+                await self._db.requeue_expired(keep_tokens=self._live_tokens)
                 next_sweep_s = loop.time() + lease_s / 4
             room = await self._room_in_queue()
-            claimed = await self._db.call(
-                self._db.store.claim, room, lease_s, backfill=self._quota.mode() == FULL
-            )
+            claimed = await self._db.claim(room, lease_s, backfill=self._quota.mode() == FULL)
             self._outstanding += len(claimed)
             for job in claimed:
                 self._live_tokens[job.lease_token] += 1
@@ -319,9 +313,7 @@ class Harvest:
         """How long to wait before claiming again; stops a draining run that is done."""
         if self._outstanding:
             return 0.05
-        in_progress, earliest = await self._db.call(
-            self._db.store.queue_outlook, backfill=self._quota.mode() == FULL
-        )
+        in_progress, earliest = await self._db.queue_outlook(backfill=self._quota.mode() == FULL)
         if self._drain and in_progress == 0 and earliest is None:
             self.request_stop("drained")
             return 0.0
@@ -446,9 +438,7 @@ class Harvest:
         key is shared, or older charges): hold for an hour, or the window if shorter.
         """
         window_s = self._settings.quota.window_s
-        frees_at_s = await self._db.call(
-            self._db.store.ledger_frees_at, window_s, self._quota.full_mode_usage()
-        )
+        frees_at_s = await self._db.ledger_frees_at(window_s, self._quota.full_mode_usage())
         until_s = frees_at_s or time.time() + min(window_s, 3600.0)
         self._quota.refused_until_s = until_s
         log.warning("harvest.quota_refused_until", until=iso_utc(until_s))
@@ -485,9 +475,7 @@ class Harvest:
 
     async def _record(self, outcomes: list[JobOutcome]) -> None:
         try:
-            result = await self._db.call(
-                self._db.store.record, outcomes, self._settings.quota.window_s
-            )
+            result = await self._db.record(outcomes, self._settings.quota.window_s)
         except Exception as error:  # the store failed (disk full, I/O error): stop cleanly
             log.error("harvest.store_failed", error=f"{type(error).__name__}: {error}")
             self.report.exit_code = EXIT_FAILURE

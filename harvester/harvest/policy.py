@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 
 from harvester.harvest.client import FetchResult, Outcome
-from harvester.store.core import ClaimedJob, JobOutcome, StoredResponse, iso_utc
+from harvester.model import ClaimedJob, JobOutcome, StoredResponse, iso_utc
 
 _RETRYABLE = frozenset({Outcome.SERVER_ERROR, Outcome.NETWORK_ERROR, Outcome.BAD_RESPONSE})
 _NOT_THE_JOBS_FAULT = frozenset(

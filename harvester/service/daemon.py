@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from harvester.config import ConfigError, Secret, Settings
+from harvester.errors import DaemonLockError
 from harvester.harvest.client import AltmetricClient
 from harvester.harvest.pipeline import EXIT_FAILURE as EXIT_FAILURE
 from harvester.harvest.pipeline import EXIT_KEY_REJECTED as EXIT_KEY_REJECTED
@@ -30,6 +31,7 @@ from harvester.harvest.pipeline import EXIT_OK as EXIT_OK
 from harvester.harvest.pipeline import Harvest
 from harvester.harvest.pipeline import HarvestReport as HarvestReport
 from harvester.logs import get_logger
+from harvester.model import iso_utc
 from harvester.progress import ProgressLine
 from harvester.service.heartbeat import (
     ServiceLoop,
@@ -38,18 +40,11 @@ from harvester.service.heartbeat import (
     start_metrics,
 )
 from harvester.service.notify import Notifier
-from harvester.store.aio import StoreThread
-from harvester.store.core import (
-    Store,
-    iso_utc,
-    pending_migrations,
-)
+from harvester.store import Store
+from harvester.store.aio import AsyncStore
+from harvester.store.schema import pending_migrations
 
 log = get_logger("harvester.service.daemon")
-
-
-class DaemonLockError(RuntimeError):
-    """Another daemon already harvests into this store."""
 
 
 @contextlib.contextmanager
@@ -99,11 +94,11 @@ async def run_daemon(
         except BaseException:
             notifier.close()
             raise
-        store_thread = StoreThread(store)
+        store_thread = AsyncStore(store)
         try:
-            recovered = store.requeue_leased(expired_only=False)
-            ledger_used = store.ledger_count(settings.quota.window_s)
-            counts = store.counts_by_state()
+            recovered = store.jobs.requeue_leased(expired_only=False)
+            ledger_used = store.ledger.count(settings.quota.window_s)
+            counts = store.jobs.counts_by_state()
             log.info(
                 "harvest.start",
                 store=str(settings.store.path),
@@ -188,7 +183,7 @@ class _Pipeline:
     """One run of the harvest with its service companions (signals, systemd, metrics)."""
 
     settings: Settings
-    store: StoreThread
+    store: AsyncStore
     notifier: Notifier
     progress: ProgressLine
     ledger_used: int

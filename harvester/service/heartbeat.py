@@ -25,9 +25,9 @@ from aiohttp import web
 
 from harvester.config import Settings, metrics_host_port
 from harvester.logs import get_logger
+from harvester.model import FINAL_STATES
 from harvester.service.notify import Notifier
-from harvester.store.aio import StoreThread
-from harvester.store.core import FINAL_STATES
+from harvester.store.aio import AsyncStore
 
 REPORT_EVERY_S = 5.0
 JOB_COUNTS_EVERY_S = 60.0  # counting 8M jobs by state takes ~0.5 s of the store thread
@@ -65,7 +65,7 @@ class ServiceLoop:
     """
 
     def __init__(
-        self, harvest: LiveHarvest, store: StoreThread, notifier: Notifier, started_at: str
+        self, harvest: LiveHarvest, store: AsyncStore, notifier: Notifier, started_at: str
     ) -> None:
         self._harvest = harvest
         self._store = store
@@ -124,16 +124,15 @@ class ServiceLoop:
             "quota_mode": view["quota_mode"],
             "concurrency": view["concurrency"],
         }
-        await self._store.call(
-            self._store.store.save_states,
-            {"heartbeat": json.dumps(heartbeat), "quota": json.dumps(view["quota"])},
+        await self._store.save_states(
+            {"heartbeat": json.dumps(heartbeat), "quota": json.dumps(view["quota"])}
         )
         self._notifier.status(status_line(view))
 
     async def _job_counts(self, outcomes: Counter[str]) -> dict[str, int]:
         now_s = time.monotonic()
         if self._counted is None or now_s - self._counted[0] >= JOB_COUNTS_EVERY_S:
-            counts = await self._store.call(self._store.store.counts_by_state)
+            counts = await self._store.counts_by_state()
             self._counted = (now_s, counts, Counter(outcomes))
         _, counts, outcomes_then = self._counted
         since = Counter(outcomes)

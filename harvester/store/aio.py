@@ -1,4 +1,5 @@
-"""The store's own thread: every SQLite call of the daemon runs there, in order.
+"""The store for the event loop: every SQLite call of the daemon runs on one thread of
+its own, in order, behind named async methods.
 
 SQLite calls block, and some (a commit of a large batch, a claim behind a write lock)
 take milliseconds to seconds; on a thread of their own they never stall the event
@@ -8,25 +9,55 @@ loop. One thread, so the connection is only ever used by one thread at a time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from harvester.model import ClaimedJob, JobOutcome, RecordResult
 from harvester.store.core import Store
 
 T = TypeVar("T")
 
 
-class StoreThread:
-    """Runs every store call on one thread of its own, in submission order."""
+class AsyncStore:
+    """What the daemon asks of the store, each call awaited off the event loop."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
-    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _run(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: method(*args, **kwargs))
+
+    async def claim(self, limit: int, lease_s: float, *, backfill: bool) -> list[ClaimedJob]:
+        return await self._run(self.store.jobs.claim, limit, lease_s, backfill=backfill)
+
+    async def requeue_all_leased(self) -> int:
+        """Every in-progress job back to pending (ours, when we hold the daemon lock)."""
+        return await self._run(self.store.jobs.requeue_leased, expired_only=False)
+
+    async def requeue_expired(self, keep_tokens: Iterable[str]) -> int:
+        """Jobs whose lease expired back to pending, but those leased under `keep_tokens`."""
+        keep = list(keep_tokens)
+        return await self._run(self.store.jobs.requeue_leased, expired_only=True, keep_tokens=keep)
+
+    async def queue_outlook(self, *, backfill: bool) -> tuple[int, str | None]:
+        return await self._run(self.store.jobs.outlook, backfill=backfill)
+
+    async def counts_by_state(self) -> dict[str, int]:
+        return await self._run(self.store.jobs.counts_by_state)
+
+    async def record(
+        self, outcomes: Sequence[JobOutcome], ledger_window_s: float | None
+    ) -> RecordResult:
+        return await self._run(self.store.record, outcomes, ledger_window_s)
+
+    async def ledger_frees_at(self, window_s: float, target_used: int) -> float | None:
+        return await self._run(self.store.ledger.frees_at, window_s, target_used)
+
+    async def save_states(self, entries: dict[str, str]) -> None:
+        await self._run(self.store.state.save, entries)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)

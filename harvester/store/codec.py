@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import zstandard
 
+from harvester.errors import BodyCorrupt
+
 IDENTITY = "identity"
 ZSTD = "zstd"
 CODECS = (IDENTITY, ZSTD)
@@ -24,10 +26,6 @@ LEVEL = 3  # level 6 or 9 buys < 1% on these bodies at 3-5x the time
 DICTIONARY_SIZE_BYTES = 112_640  # zstd's own default (110 KiB)
 TRAIN_AFTER_BODIES = 1_000  # enough samples for a dictionary worth having
 TRAIN_SAMPLE_BODIES = 2_000
-
-
-class BodyCorrupt(ValueError):
-    """Stored bytes that do not decompress (damaged on disk, or not a body at all)."""
 
 
 class Compressed(NamedTuple):

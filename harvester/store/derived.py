@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from harvester.store.bodies import BODY_COLUMNS
-from harvester.store.codec import BodyCorrupt
+from harvester.errors import BodyCorrupt
+from harvester.store.bodies import BODY_COLUMNS, BodyStore
+from harvester.store.connection import transaction
 from harvester.store.snapshot import Snapshot, snapshot_of
-
-if TYPE_CHECKING:
-    from harvester.store.core import Store
 
 DERIVED_TABLES = ("mentions", "score_context", "readers", "counts", "outputs")
 
@@ -132,19 +129,22 @@ def count_underived(conn: sqlite3.Connection) -> int:
 
 
 def derive_missing(
-    store: Store, on_batch: Callable[[int, int], None] | None = None, batch_size: int = 500
+    conn: sqlite3.Connection,
+    bodies: BodyStore,
+    on_batch: Callable[[int, int], None] | None = None,
+    batch_size: int = 500,
 ) -> tuple[int, int]:
     """Derive every stored 200 answer that has no derived rows, oldest first, in
     short transactions; (derived, skipped: not a JSON object, damaged or failing)."""
     derived = skipped = 0
     after_id = 0
-    while rows := _underived_after(store.conn, after_id, batch_size):
-        with store.transaction() as conn:
+    while rows := _underived_after(conn, after_id, batch_size):
+        with transaction(conn):
             for response_id, job_id, fetched_at, mode, *stored in rows:
                 if _is_derived(conn, response_id):
                     continue  # derived meanwhile, by the daemon or another `derive`
                 try:
-                    body = store.bodies.decompress(*stored)
+                    body = bodies.decompress(*stored)
                 except BodyCorrupt:
                     skipped += 1
                     continue
@@ -182,7 +182,7 @@ def _is_derived(conn: sqlite3.Connection, response_id: int) -> bool:
     return found.fetchone() is not None
 
 
-def clear_all(store: Store, batch: int = 2_000) -> int:
+def clear_all(conn: sqlite3.Connection, batch: int = 2_000) -> int:
     """Empty the derived tables (before a rebuild); the raw store is untouched. In
     batches, each its own short transaction: one DELETE of hundreds of millions of
     rows would hold the write lock for minutes (with foreign keys on, SQLite cannot
@@ -191,7 +191,7 @@ def clear_all(store: Store, batch: int = 2_000) -> int:
     for table in DERIVED_TABLES:
         key = "job_id" if table == "mentions" else "response_id"
         while True:
-            with store.transaction() as conn:
+            with transaction(conn):
                 removed = conn.execute(
                     f"DELETE FROM {table} WHERE {key} IN"
                     f" (SELECT DISTINCT {key} FROM {table} LIMIT ?)",

@@ -10,21 +10,21 @@ derived tables researchers query (`harvester derive --rebuild` rebuilds them).
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from pathlib import Path
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from harvester.model import JobState
 from harvester.store.codec import BodyCodec
-
-JOB_STATES = ("pending", "in_progress", "done", "not_found", "failed")
-FINAL_STATES = ("done", "not_found", "failed")
 
 migrations = Migrations("altmetric-harvester")
 
 
 @migrations()
 def m001_jobs_and_responses(db: Database) -> None:
-    states = ", ".join(f"'{state}'" for state in JOB_STATES)
+    states = ", ".join(f"'{state}'" for state in JobState)
     for statement in (
         f"""CREATE TABLE jobs (
             id INTEGER PRIMARY KEY,
@@ -260,3 +260,20 @@ def m005_derived_tables(db: Database) -> None:
             WHERE posted_on IS NOT NULL""",
     ):
         db.execute(statement)
+
+
+def pending_migrations(path: Path) -> list[str]:
+    """The schema migrations opening `path` for writing would run (none for a new or
+    current store). Some take minutes on a large store: the daemon tells systemd."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        database = Database(conn, execute_plugins=False)
+        if "_sqlite_migrations" not in database.table_names():
+            return []
+        return [migration.name for migration in migrations.pending(database)]
+    except sqlite3.DatabaseError:
+        return []  # opening it for real reports what is wrong
+    finally:
+        conn.close()

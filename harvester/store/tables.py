@@ -28,8 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from harvester.errors import QueryError
+from harvester.model import iso_utc
 from harvester.store.codec import BodyCorrupt
-from harvester.store.core import Store, iso_utc
+from harvester.store.core import Store
 
 FETCH_ROWS = 1_000
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -39,10 +41,6 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 # sqlite3 reports a second statement in one string as a Warning (3.11) or a
 # ProgrammingError (3.12+): both are the user's SQL being refused.
 SQL_ERRORS = (sqlite3.Error, sqlite3.Warning)
-
-
-class QueryError(ValueError):
-    """SQL the store refused, with the reason in words."""
 
 
 @dataclass(frozen=True)

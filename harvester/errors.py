@@ -1,0 +1,52 @@
+"""The harvester's errors: one root, so the CLI reports every failure it expects in
+one place (one line on stderr, exit 1) and anything else is a bug with a traceback.
+
+Each error's message is written for the person at the terminal: it names the file,
+key, identifier or statement at fault and, where it can, what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class HarvesterError(Exception):
+    """A failure the message explains; the CLI prints it and exits 1."""
+
+
+class ConfigError(HarvesterError, ValueError):
+    """The settings file, a setting or the API key is missing or wrong."""
+
+
+class IdentifierError(HarvesterError, ValueError):
+    """An identifier or type that cannot be fetched; the message is the reason."""
+
+
+class StoreError(HarvesterError, RuntimeError):
+    """The store cannot be opened or used as asked."""
+
+
+class BodyCorrupt(HarvesterError, ValueError):
+    """A stored body that cannot be turned back into the bytes that were received."""
+
+
+class QueryError(HarvesterError, ValueError):
+    """SQL the store refused, with the reason in words."""
+
+
+class DaemonLockError(HarvesterError, RuntimeError):
+    """Another daemon (or a command that must run alone) holds the store."""
+
+
+class CommandError(HarvesterError):
+    """A command cannot do what was asked (bad arguments, a missing file...)."""
+
+
+class UnsafeOutput(CommandError, ValueError):
+    """An output path that would write over the store; the message says which file."""
+
+
+class NotTextError(CommandError, ValueError):
+    """An input that is not a text file of identifiers; the message says why."""
+
+
+class ParquetUnavailable(CommandError, RuntimeError):
+    """Parquet export needs pyarrow, an optional extra."""

@@ -1,0 +1,90 @@
+"""Opening SQLite the way the store needs it, and its one kind of write transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harvester.errors import StoreError
+
+
+def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    """A connection with the store's pragmas; read-only ones cannot write at all."""
+    if read_only:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False)
+    # Autocommit: each statement is its own transaction unless we open one explicitly.
+    conn.isolation_level = None
+    # Long enough to wait out an admin command's transaction (enqueue, backfill).
+    conn.execute("PRAGMA busy_timeout = 60000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    # WAL + NORMAL: a crash never corrupts; a power cut may undo the last commits,
+    # which only returns those jobs to the queue.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if not read_only:
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the unique index stays hot
+        # Savepoints (one per derived answer) journal the pages they touch: in
+        # memory that costs ~20 us an answer, in a temp file ~250 us. Readers keep
+        # temp files, so a user's huge ORDER BY does not fill the memory.
+        conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A short write transaction that takes the write lock up front (no deadlock
+    between two writers that both started as readers)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+_SQLITE_ADVICE = (
+    ("database is locked", "the store stayed locked by another process for 60 s: try again"),
+    ("database or disk is full", "the disk holding the store is full: free some space"),
+    ("disk i/o error", "the disk failed while reading or writing the store"),
+    ("file is not a database", "the store file is not an SQLite database"),
+    ("database disk image is malformed", "the store file is damaged (see `harvester verify`)"),
+    ("unable to open database", "cannot open the store: check the path and its permissions"),
+    ("readonly database", "the store is read-only for this user: check the file's permissions"),
+    ("not authorized", "SQLite refused the statement: only reads are allowed here"),
+    ("interrupted", "interrupted"),
+)
+
+
+def explain_sqlite_error(error: Exception) -> str:
+    """SQLite's terse message, in words a user can act on (SQLite's own kept after)."""
+    text = str(error)
+    for fragment, advice in _SQLITE_ADVICE:
+        if fragment in text.lower():
+            return f"{advice} ({text})"
+    return f"the store failed: {text}"
+
+
+def check_store_path(path: Path, *, must_exist: bool) -> None:
+    """A mistyped path must never become a new, empty store: only `enqueue` creates
+    one, and only in a directory that already exists."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a store file")
+    if must_exist and not path.exists():
+        raise StoreError(f"no store at {path} (check --db or store.path; `enqueue` creates one)")
+    if not path.parent.is_dir():
+        raise StoreError(f"no directory {path.parent} for the store {path.name}")
+
+
+def check_is_store(path: Path, tables: list[str], *, must_exist: bool) -> None:
+    """Refuse someone else's database (our migrations would add tables to it) and an
+    empty file where a store was expected."""
+    if not tables and not must_exist:
+        return  # a new store
+    if not {"jobs", "_sqlite_migrations"} <= set(tables):
+        raise StoreError(f"{path} is not a harvester store (it has no jobs or migrations table)")

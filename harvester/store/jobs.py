@@ -1,0 +1,269 @@
+"""The job queue: one row per (type, identifier), leased to one run at a time.
+
+Promises, each kept by one statement or one short transaction:
+- `add` queues identifiers once each; re-adding is a no-op, never a reset.
+- `claim` moves runnable jobs to `in_progress` under a fresh lease token, atomically.
+- `apply` (inside `Store.record`) finishes a job only while its lease token still
+  matches, so one claim stores at most one response.
+- Bulk changes (`retry`, `requeue_done`) go in batches, each its own short
+  transaction, so a running daemon never waits long for the write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from harvester.identifiers import Identifier
+from harvester.model import ClaimedJob, EnqueueCounts, JobOutcome, JobState, QuotaMode, iso_utc
+from harvester.store.connection import transaction
+
+
+class JobQueue:
+    """The `jobs` table, as a queue."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    # -- adding ------------------------------------------------------------------------
+
+    def add(
+        self,
+        identifiers: Iterable[Identifier],
+        *,
+        priority: int = 0,
+        batch_size: int = 200_000,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> EnqueueCounts:
+        """Queue identifiers as pending jobs; those already queued are left as they are."""
+        added = seen = 0
+        batch: list[Identifier] = []
+        for identifier in identifiers:
+            batch.append(identifier)
+            if len(batch) >= batch_size:
+                added += self._insert(batch, priority)
+                seen += len(batch)
+                batch.clear()
+                if on_batch:
+                    on_batch(seen)
+        if batch:
+            added += self._insert(batch, priority)
+            seen += len(batch)
+            if on_batch:
+                on_batch(seen)
+        return EnqueueCounts(added=added, already_queued=seen - added)
+
+    def _insert(self, batch: list[Identifier], priority: int) -> int:
+        """Insert one batch: staged in a TEMP table, then merged in one sorted statement.
+
+        Staging takes no lock on the store; the merge runs in SQLite's own loop and
+        reaches the unique index in key order instead of at random pages, so a
+        running daemon waits a fraction of a second per batch. Jobs queued together
+        therefore run in identifier order; --priority is the way to order work.
+        """
+        now = iso_utc(time.time())
+        conn = self._conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (id_type TEXT, identifier TEXT)")
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO temp.incoming VALUES (?, ?)", batch)
+        conn.execute("COMMIT")
+        try:
+            with transaction(self._conn):
+                before = conn.total_changes
+                conn.execute(
+                    "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
+                    " created_at, updated_at) SELECT id_type, identifier, ?, ?, ?, ?"
+                    " FROM temp.incoming ORDER BY id_type, identifier",
+                    (priority, now, now, now),
+                )
+                return conn.total_changes - before
+        finally:
+            conn.execute("DELETE FROM temp.incoming")
+
+    # -- leasing -----------------------------------------------------------------------
+
+    def claim(self, limit: int, lease_s: float, *, backfill: bool = False) -> list[ClaimedJob]:
+        """Atomically lease up to `limit` runnable jobs, highest priority and oldest first.
+
+        Backfill jobs (which want full mode) are claimed only when `backfill` is true,
+        and after the ordinary ones.
+        """
+        claimed = self._claim_from("jobs_runnable", limit, lease_s)
+        if backfill and len(claimed) < limit:
+            claimed += self._claim_from("jobs_backfill", limit - len(claimed), lease_s)
+        return claimed
+
+    def _claim_from(self, index: str, limit: int, lease_s: float) -> list[ClaimedJob]:
+        now_s = time.time()
+        token = secrets.token_hex(8)
+        needs_full = 1 if index == "jobs_backfill" else 0
+        rows = self._conn.execute(
+            f"""UPDATE jobs SET state = 'in_progress', lease_token = :token,
+                   lease_expires_at = :expires, updated_at = :now
+               WHERE id IN (SELECT id FROM jobs INDEXED BY {index}
+                            WHERE state = 'pending' AND needs_full = {needs_full}
+                              AND next_attempt_at <= :now
+                            ORDER BY priority DESC, next_attempt_at LIMIT :limit)
+               RETURNING id, id_type, identifier, attempts""",
+            {
+                "token": token,
+                "expires": iso_utc(now_s + lease_s),
+                "now": iso_utc(now_s),
+                "limit": limit,
+            },
+        ).fetchall()
+        return [ClaimedJob(*row, token, bool(needs_full)) for row in rows]
+
+    def apply(self, conn: sqlite3.Connection, outcome: JobOutcome, now: str) -> bool:
+        """Finish a claimed job as `outcome` says, inside the caller's transaction;
+        False (and nothing changed) if the lease was lost meanwhile."""
+        full_response = outcome.response is not None and outcome.response.mode == QuotaMode.FULL
+        cursor = conn.execute(
+            """UPDATE jobs SET state = ?, attempts = attempts + ?,
+                   next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
+                   lease_token = NULL, lease_expires_at = NULL, updated_at = ?,
+                   needs_full = needs_full AND NOT ?
+               WHERE id = ? AND lease_token = ? AND state = 'in_progress'""",
+            (
+                outcome.state,
+                int(outcome.count_attempt),
+                outcome.next_attempt_at,
+                outcome.error,
+                now,
+                full_response,
+                outcome.job_id,
+                outcome.lease_token,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def release(self, claims: Iterable[ClaimedJob]) -> int:
+        """Return claimed jobs to `pending` without counting an attempt."""
+        pairs = [(claim.id, claim.lease_token) for claim in claims]
+        now = iso_utc(time.time())
+        with transaction(self._conn) as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,"
+                f" updated_at = '{now}' WHERE id = ? AND lease_token = ? AND state = 'in_progress'",
+                pairs,
+            )
+            return conn.total_changes - before
+
+    def requeue_leased(self, *, expired_only: bool, keep_tokens: Iterable[str] = ()) -> int:
+        """Return in-progress jobs to `pending`: all of them (a crashed run's), or only
+        those whose lease expired; never those leased under `keep_tokens` (the caller's
+        own claims, however long they wait for their turn)."""
+        now = iso_utc(time.time())
+        condition = "AND lease_expires_at <= :now" if expired_only else ""
+        cursor = self._conn.execute(
+            "UPDATE jobs SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,"
+            f" updated_at = :now WHERE state = 'in_progress' {condition}"
+            " AND lease_token NOT IN (SELECT value FROM json_each(:keep))",
+            {"now": now, "keep": json.dumps(sorted(keep_tokens))},
+        )
+        return cursor.rowcount
+
+    # -- requeueing finished jobs ------------------------------------------------------
+
+    def retry(self, state: str, batch_size: int = 20_000) -> int:
+        """Put every job in `state` back to `pending` with a fresh attempt budget."""
+        now = iso_utc(time.time())
+        total = 0
+        while True:
+            changed = self._conn.execute(
+                "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = :now,"
+                " updated_at = :now WHERE id IN (SELECT id FROM jobs WHERE state = :state"
+                " LIMIT :batch)",
+                {"now": now, "state": state, "batch": batch_size},
+            ).rowcount
+            total += changed
+            if changed < batch_size:
+                return total
+
+    def requeue_done(self, job_ids: Sequence[int], batch_size: int = 5_000) -> int:
+        """Put these jobs back to `pending` for a new snapshot, if they are `done`;
+        jobs that changed state meanwhile are left alone."""
+        now = iso_utc(time.time())
+        total = 0
+        for start in range(0, len(job_ids), batch_size):
+            chunk = list(job_ids[start : start + batch_size])
+            with transaction(self._conn) as conn:
+                total += conn.execute(
+                    f"""UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?,
+                           last_error = NULL, updated_at = ?
+                        WHERE state = 'done' AND id IN ({", ".join("?" * len(chunk))})""",
+                    (now, now, *chunk),
+                ).rowcount
+        return total
+
+    def queue_backfill(self) -> int:
+        """Queue every done job whose latest response is degraded for a full re-fetch."""
+        now = iso_utc(time.time())
+        cursor = self._conn.execute(
+            """UPDATE jobs SET state = 'pending', needs_full = 1, attempts = 0,
+                   next_attempt_at = :now, last_error = NULL, updated_at = :now
+               WHERE state = 'done'
+                 AND id IN (SELECT job_id FROM responses INDEXED BY responses_degraded
+                            WHERE mode != 'full')
+                 AND (SELECT mode FROM responses WHERE job_id = jobs.id
+                      ORDER BY id DESC LIMIT 1) != 'full'""",
+            {"now": now},
+        )
+        return cursor.rowcount
+
+    # -- looking -----------------------------------------------------------------------
+
+    def outlook(self, *, backfill: bool = False) -> tuple[int, str | None]:
+        """(jobs in progress, next attempt time of the first pending job in claim order).
+
+        Cheap at any queue size: it walks each runnable index to its first entry. The
+        second value is None when no job is pending (backfill jobs count only when
+        `backfill` is true, as only then could they run).
+        """
+        in_progress = self._conn.execute(
+            "SELECT count(*) FROM jobs WHERE state = 'in_progress'"
+        ).fetchone()[0]
+        indexes = {"jobs_runnable": 0, "jobs_backfill": 1} if backfill else {"jobs_runnable": 0}
+        firsts = []
+        for index, needs_full in indexes.items():
+            row = self._conn.execute(
+                f"SELECT next_attempt_at FROM jobs INDEXED BY {index} WHERE state = 'pending'"
+                f" AND needs_full = {needs_full} ORDER BY priority DESC, next_attempt_at LIMIT 1"
+            ).fetchone()
+            if row:
+                firsts.append(row[0])
+        return in_progress, min(firsts) if firsts else None
+
+    def counts_by_state(self) -> dict[str, int]:
+        counts = dict.fromkeys(JobState, 0)
+        for state, count in self._conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+            counts[JobState(state)] = count
+        return {str(state): count for state, count in counts.items()}
+
+    def any(self) -> bool:
+        """Whether the queue holds any job at all."""
+        return bool(self._conn.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()[0])
+
+    def top_errors(self, limit: int = 5) -> list[tuple[str, str, int]]:
+        """The commonest last errors of unfinished or failed jobs: (state, error, count)."""
+        return self._conn.execute(
+            """SELECT state, last_error, count(*) AS n FROM jobs
+               WHERE last_error IS NOT NULL AND state IN ('pending', 'failed')
+               GROUP BY state, last_error ORDER BY n DESC LIMIT ?""",
+            (limit,),
+        ).fetchall()
+
+    def find(self, identifier: Identifier) -> sqlite3.Row | None:
+        self._conn.row_factory = sqlite3.Row
+        try:
+            row: sqlite3.Row | None = self._conn.execute(
+                "SELECT * FROM jobs WHERE id_type = ? AND identifier = ?",
+                (identifier.id_type, identifier.value),
+            ).fetchone()
+            return row
+        finally:
+            self._conn.row_factory = None
