@@ -23,7 +23,7 @@ from harvester.harvest.quota import (
     next_mode_change,
 )
 from harvester.model import JobState, iso_utc, parse_iso
-from harvester.service.heartbeat import HEARTBEAT_STALE_S
+from harvester.store.state import HEARTBEAT_STALE_S
 from harvester.store import Store
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}

@@ -31,9 +31,6 @@ from harvester.store.aio import AsyncStore
 
 REPORT_EVERY_S = 5.0
 JOB_COUNTS_EVERY_S = 60.0  # counting 8M jobs by state takes ~0.5 s of the store thread
-# status calls a daemon dead after this long without a heartbeat: longer than a write
-# may wait for another process's lock (the store's busy timeout, 60 s).
-HEARTBEAT_STALE_S = 90.0
 RATE_WINDOW_S = 60.0
 
 log = get_logger("harvester.service.heartbeat")
