@@ -16,10 +16,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 from urllib.parse import quote
 
 import structlog
+from structlog.typing import EventDict
 
 from harvester.progress import write_above
 
@@ -51,7 +52,7 @@ def _redact(value: Any) -> Any:
     return _redact_text(str(value))
 
 
-def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: the last word before rendering."""
     return {key: _redact(value) for key, value in event_dict.items()}
 
@@ -59,7 +60,7 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
 # sd-daemon(3): the prefix journald reads as a line's syslog priority.
 SYSLOG_PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 
-Renderer = Callable[[Any, str, dict[str, Any]], str]
+Renderer = Callable[[Any, str, EventDict], str]
 
 
 def is_journal(stream: IO[str]) -> bool:
@@ -78,7 +79,7 @@ def is_journal(stream: IO[str]) -> bool:
 def with_priority(renderer: Renderer) -> Renderer:
     """A renderer whose lines start with their syslog priority, `<6>{...}`."""
 
-    def render(logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+    def render(logger: Any, method: str, event_dict: EventDict) -> str:
         priority = SYSLOG_PRIORITIES.get(event_dict.get("level", ""), 6)
         return f"<{priority}>{renderer(logger, method, event_dict)}"
 
@@ -112,7 +113,7 @@ def configure_logging(
     renderer: Renderer = (
         structlog.processors.JSONRenderer()
         if json_lines
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=False)  # type: ignore[assignment]
     )
     if is_journal(target):
         renderer = with_priority(renderer)
@@ -127,7 +128,8 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=_LineWriter(stream)),
+        # A file-like object is all structlog needs of `file`: it calls write and flush.
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _LineWriter(stream))),
         cache_logger_on_first_use=False,
     )
 

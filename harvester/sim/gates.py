@@ -25,9 +25,14 @@ FAULT_KINDS = ("500", "502", "503", "reset", "truncated", "invalid_json", "slow"
 
 
 class FetchRequestLike(Protocol):
-    id_type: str
-    identifier: str
-    query: dict[str, str]
+    """What a gate reads of a fetch call (the server's frozen FetchRequest)."""
+
+    @property
+    def id_type(self) -> str: ...
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def query(self) -> dict[str, str]: ...
 
 
 # Headers a gate wants on the answer that follows it (the hourly allowance).

@@ -14,8 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
-from harvester.store import codec as bodies
-from harvester.store.codec import BodyCodec, BodyCorrupt, Dictionary
+from harvester.errors import BodyCorrupt
+from harvester.store.codec import (
+    TRAIN_AFTER_BODIES,
+    TRAIN_SAMPLE_BODIES,
+    BodyCodec,
+    Dictionary,
+    train_dictionary,
+)
 
 # What `BodyStore.decompress` takes, selected from `bodies AS b`, in this order.
 BODY_COLUMNS = "b.codec, b.dictionary_id, b.data, b.size_bytes"
@@ -100,7 +106,7 @@ class BodyStore:
         did. Bodies stored before it stay as they are (they decompress without it).
         Optional work: whatever goes wrong, nothing stored is touched, and the next
         try waits for as many new bodies again."""
-        if self.codec.dictionary is not None or self._untrained < bodies.TRAIN_AFTER_BODIES:
+        if self.codec.dictionary is not None or self._untrained < TRAIN_AFTER_BODIES:
             return False
         self._untrained = 0
         try:
@@ -120,13 +126,13 @@ class BodyStore:
         rows = self.conn.execute(
             f"SELECT {BODY_COLUMNS} FROM bodies AS b WHERE size_bytes > 256"
             " ORDER BY id DESC LIMIT ?",
-            (bodies.TRAIN_SAMPLE_BODIES,),
+            (TRAIN_SAMPLE_BODIES,),
         ).fetchall()
         samples = []
         for row in rows:
             with contextlib.suppress(BodyCorrupt):  # a damaged body is no sample
                 samples.append(self.decompress(*row))
-        return bodies.train_dictionary(samples), len(samples)
+        return train_dictionary(samples), len(samples)
 
 
 def _now_text() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import Any
 
 from harvester.errors import BodyCorrupt
 from harvester.store.bodies import BODY_COLUMNS, BodyStore
@@ -166,7 +167,7 @@ def derive_missing(
     return derived, skipped
 
 
-def _underived_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[tuple]:
+def _underived_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         f"""SELECT r.id, r.job_id, r.fetched_at, r.mode, {BODY_COLUMNS}
            FROM responses AS r JOIN bodies AS b ON b.id = r.body_id

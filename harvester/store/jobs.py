@@ -115,7 +115,10 @@ class JobQueue:
                 "limit": limit,
             },
         ).fetchall()
-        return [ClaimedJob(*row, token, bool(needs_full)) for row in rows]
+        return [
+            ClaimedJob(job_id, id_type, identifier, attempts, token, bool(needs_full))
+            for job_id, id_type, identifier, attempts in rows
+        ]
 
     def apply(self, conn: sqlite3.Connection, outcome: JobOutcome, now: str) -> bool:
         """Finish a claimed job as `outcome` says, inside the caller's transaction;

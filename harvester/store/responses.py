@@ -12,8 +12,8 @@ from typing import Any
 
 from harvester.errors import BodyCorrupt, StoreError
 from harvester.model import StoredResponse, iso_utc
-from harvester.store import derived
 from harvester.store.bodies import BODY_COLUMNS, BodyStore
+from harvester.store.derived import derive_answer
 
 LatestRow = tuple[str, str, str, int, str, str, str, bytes | None]
 
@@ -50,7 +50,7 @@ class Responses:
         )
         if response.http_status != 200 or not derive:
             return None
-        return derived.derive_answer(
+        return derive_answer(
             conn,
             response_id=int(cursor.lastrowid or 0),
             job_id=job_id,

@@ -10,7 +10,6 @@ import time
 from harvester.model import iso_utc
 from harvester.store.connection import transaction
 
-
 # A daemon is called dead after this long without a heartbeat: longer than one of its
 # writes may wait for another process's lock (the store's busy timeout, 60 s).
 HEARTBEAT_STALE_S = 90.0
