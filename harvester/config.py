@@ -18,36 +18,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harvester.errors import ConfigError
+from harvester.model import QuotaMode
 
 DEFAULT_CONFIG_PATH = Path("harvester.toml")
 KEY_ENV_VAR = "ALTMETRIC_API_KEY"
 CREDENTIAL_NAME = "altmetric-api-key"  # systemd LoadCredential= name
 
-SOURCE_NAMES = frozenset(
-    [
-        "twitter",
-        "facebook",
-        "blogs",
-        "news",
-        "reddit",
-        "video",
-        "policy",
-        "weibo",
-        "peerreview",
-        "qna",
-        "f1000",
-        "gplus",
-        "linkedin",
-        "pinterest",
-        "rh",
-        "forum",
-        "bluesky",
-        "wikipedia",
-        "guideline",
-        "patent",
-        "podcast",
-    ]
-)
+# The values `filters.*` accept: the API's source and section names and post types.
+# fmt: off
+SOURCE_NAMES = frozenset([
+    "twitter", "facebook", "blogs", "news", "reddit", "video", "policy", "weibo",
+    "peerreview", "qna", "f1000", "gplus", "linkedin", "pinterest", "rh", "forum",
+    "bluesky", "wikipedia", "guideline", "patent", "podcast",
+])
+# fmt: on
 SECTION_NAMES = frozenset(
     ["counts", "citation", "altmetric_score", "demographics", "posts", "images"]
 )
@@ -125,9 +109,6 @@ class FilterSettings:
         return {name: ",".join(values) for name, values in pairs.items() if values}
 
 
-QUOTA_MODES = ("full", "original_tweets", "no_twitter")
-
-
 @dataclass(frozen=True)
 class QuotaSettings:
     """The tweet-ID quota: unique tweet IDs per key in any rolling window."""
@@ -136,7 +117,7 @@ class QuotaSettings:
     window_s: float = 2_592_000.0  # 30 days
     original_tweets_at: float = 0.90  # fraction of the limit where retweets are dropped
     no_twitter_at: float = 0.98  # fraction of the limit where Twitter is excluded
-    mode: str = "auto"  # or pin one of QUOTA_MODES
+    mode: str = "auto"  # or a QuotaMode's value, to pin that mode
 
 
 @dataclass(frozen=True)
@@ -347,8 +328,8 @@ def _validate_quota(quota: QuotaSettings) -> None:
             "quota.original_tweets_at and quota.no_twitter_at must satisfy "
             "0 < original_tweets_at <= no_twitter_at <= 1"
         )
-    if quota.mode not in ("auto", *QUOTA_MODES):
-        raise ConfigError(f"quota.mode must be auto or one of {', '.join(QUOTA_MODES)}")
+    if quota.mode not in ("auto", *QuotaMode):
+        raise ConfigError(f"quota.mode must be auto or one of {', '.join(QuotaMode)}")
 
 
 def _require_positive(key: str, value: float) -> None:
@@ -400,22 +381,3 @@ def _checked_key(value: str, where: str) -> Secret:
     if not value or any(char.isspace() or not char.isprintable() for char in value):
         raise ConfigError(f"the API key from {where} is empty or holds whitespace")
     return Secret(value)
-
-
-__all__ = [
-    "KEY_ENV_VAR",
-    "ApiSettings",
-    "ConfigError",
-    "FilterSettings",
-    "LogSettings",
-    "MetricsSettings",
-    "QuotaSettings",
-    "RateSettings",
-    "Secret",
-    "Settings",
-    "StoreSettings",
-    "WorkerSettings",
-    "load_api_key",
-    "load_settings",
-    "settings_from_mapping",
-]

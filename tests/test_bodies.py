@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from harvester.errors import BodyCorrupt
 from harvester.sim import universe
 from harvester.store.codec import (
     IDENTITY,
     ZSTD,
     BodyCodec,
-    BodyCorrupt,
     Dictionary,
     train_dictionary,
 )

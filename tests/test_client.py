@@ -10,7 +10,8 @@ import pytest
 from aioresponses import aioresponses
 
 from harvester.config import Secret
-from harvester.harvest.client import AltmetricClient, Outcome, parse_retry_after
+from harvester.harvest.client import AltmetricClient, parse_retry_after
+from harvester.model import Outcome
 
 BASE = "http://api.test/v1"
 KEY = "k3y/with+odd&chars"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harvester.config import ConfigError, Secret, load_api_key, load_settings, settings_from_mapping
+from harvester.config import Secret, load_api_key, load_settings, settings_from_mapping
+from harvester.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "harvester.example.toml"
 

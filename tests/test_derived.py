@@ -20,7 +20,7 @@ from harvester.service.daemon import daemon_lock, run_daemon
 from harvester.sim import universe
 from harvester.sim.server import Simulator, SimulatorSettings
 from harvester.store import Store, derived
-from harvester.store import codec as bodies
+from harvester.store.bodies import BodyStore
 
 KEY = "derived-key-5150"
 DERIVED = ("outputs", "counts", "readers", "score_context", "mentions")
@@ -95,7 +95,7 @@ def test_identical_404s_share_one_body(store: Store) -> None:
 def test_a_dictionary_is_trained_once_enough_bodies_are_stored(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bodies, "TRAIN_AFTER_BODIES", 40)
+    monkeypatch.setattr(BodyStore, "train_after_bodies", 40)
     pool = universe.body_pool(60)
     with Store(db_path) as store:
         for n, body in enumerate(pool):
@@ -299,7 +299,10 @@ def test_an_answer_that_cannot_be_derived_is_still_stored_raw(
     assert table(store, "SELECT state FROM jobs") == [("done",)]
     assert store.bodies.of_response(1) == body
     assert table(store, "SELECT count(*) FROM outputs") == [(0,)]
-    assert derived.derive_missing(store.conn, store.bodies) == (1, 0)  # derive tries again, and now succeeds
+    assert derived.derive_missing(store.conn, store.bodies) == (
+        1,
+        0,
+    )  # derive tries again, and now succeeds
     assert table(store, "SELECT score FROM outputs") == [(2.0,)]
 
 

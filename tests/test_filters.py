@@ -21,16 +21,11 @@ from typing import Any
 import pytest
 from test_derived import harvest_from_simulator
 
+from harvester.errors import QueryError
 from harvester.model import iso_utc
 from harvester.store import Store, tables
-from harvester.store.tables import (
-    QueryError,
-    count_rows,
-    export_rows,
-    jobs_to_refresh,
-    lock_read_only,
-    run_query,
-)
+from harvester.store.readonly import lock_read_only
+from harvester.store.tables import count_rows, export_rows, jobs_to_refresh, run_query
 
 OLD = "2020-01-01T00:00:00.000000Z"  # half the outputs were last fetched then
 # A store where the command's own conditions matter: `refresh --older-than 30d` may

@@ -23,10 +23,12 @@ from harvester.config import (
     StoreSettings,
     WorkerSettings,
 )
-from harvester.harvest import pipeline as harvest_module
+from harvester.errors import DaemonLockError
+from harvester.harvest.policy import decide
 from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
-from harvester.service.daemon import EXIT_KEY_REJECTED, DaemonLockError, daemon_lock, run_daemon
+from harvester.model import ExitCode
+from harvester.service.daemon import daemon_lock, run_daemon
 from harvester.sim import universe
 from harvester.sim.server import FetchRequest, Gate, Simulator, SimulatorSettings, text_response
 from harvester.store import Store
@@ -108,7 +110,7 @@ async def test_a_rejected_key_stops_the_daemon_and_consumes_no_job(
 ) -> None:
     queue(db_path, dois(200))
     exit_code = await harvest(settings_for(simulator.base_url, db_path), key="wrong-key")
-    assert exit_code == EXIT_KEY_REJECTED
+    assert exit_code == ExitCode.KEY_REJECTED
     assert rows(db_path, "SELECT state, count(*), sum(attempts) FROM jobs GROUP BY state") == [
         ("pending", 200, 0)
     ]
@@ -296,7 +298,7 @@ async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
     simulator: Simulator, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    real_decide = harvest_module.decide
+    real_decide = decide
 
     def flaky_decide(*args: object, **kwargs: object) -> object:
         calls["n"] += 1
@@ -304,7 +306,7 @@ async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
             raise RuntimeError("a bug of ours")
         return real_decide(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(harvest_module, "decide", flaky_decide)
+    monkeypatch.setattr("harvester.harvest.workers.decide", flaky_decide)
     identifiers = [i for i in dois(10, "bug") if universe.is_known(i.id_type, i.value)]
     queue(db_path, identifiers)
     assert await harvest(settings_for(simulator.base_url, db_path, max_attempts=3)) == 0

@@ -22,16 +22,11 @@ from harvester.config import (
     WorkerSettings,
 )
 from harvester.harvest.client import read_body, tweet_ids
-from harvester.harvest.quota import (
-    FULL,
-    NO_TWITTER,
-    ORIGINAL_TWEETS,
-    QuotaState,
-    params_for_mode,
-)
+from harvester.harvest.quota import QuotaState, params_for_mode
+from harvester.harvest.report import HarvestReport
 from harvester.identifiers import Identifier
-from harvester.model import JobOutcome, StoredResponse, iso_utc
-from harvester.service.daemon import HarvestReport, run_daemon
+from harvester.model import JobOutcome, JobState, QuotaMode, StoredResponse, iso_utc
+from harvester.service.daemon import run_daemon
 from harvester.sim import universe
 from harvester.sim.server import Simulator, SimulatorSettings
 from harvester.store import Store
@@ -109,43 +104,45 @@ def test_tweet_ids_are_read_from_the_body_only() -> None:
 
 def test_params_for_each_mode() -> None:
     filters = FilterSettings(include_sections=("posts",))
-    assert params_for_mode(filters, FULL) == {"include_sections": "posts"}
-    assert params_for_mode(filters, ORIGINAL_TWEETS)["post_types"] == "original_tweets"
-    assert params_for_mode(filters, NO_TWITTER)["exclude_sources"] == "twitter"
+    assert params_for_mode(filters, QuotaMode.FULL) == {"include_sections": "posts"}
+    assert params_for_mode(filters, QuotaMode.ORIGINAL_TWEETS)["post_types"] == "original_tweets"
+    assert params_for_mode(filters, QuotaMode.NO_TWITTER)["exclude_sources"] == "twitter"
     excluding = FilterSettings(exclude_sources=("news",))
-    assert params_for_mode(excluding, NO_TWITTER)["exclude_sources"] == "news,twitter"
+    assert params_for_mode(excluding, QuotaMode.NO_TWITTER)["exclude_sources"] == "news,twitter"
     including = FilterSettings(include_sources=("twitter", "news"))
-    assert params_for_mode(including, NO_TWITTER) == {"include_sources": "news"}
+    assert params_for_mode(including, QuotaMode.NO_TWITTER) == {"include_sources": "news"}
 
 
 def test_the_ladder_follows_usage_headroom_and_the_server() -> None:
     state = QuotaState(QuotaSettings(limit=10_000, original_tweets_at=0.9, no_twitter_at=0.98))
     for _ in range(20):
-        state.started(FULL)
-        state.answered(FULL, 200)
+        state.started(QuotaMode.FULL)
+        state.answered(QuotaMode.FULL, 200)
     state.recorded(4000, 4000, 0)
-    assert state.mode() == FULL
+    assert state.mode() == QuotaMode.FULL
     state.ledger_used = 8_850
-    assert state.mode() == ORIGINAL_TWEETS  # 8,850 + a 200-tweet answer >= 9,000
+    assert state.mode() == QuotaMode.ORIGINAL_TWEETS  # 8,850 + a 200-tweet answer >= 9,000
     for _ in range(10):
-        state.started(ORIGINAL_TWEETS)  # in flight: their tweets are not known yet
-    assert state.mode() == NO_TWITTER
+        state.started(QuotaMode.ORIGINAL_TWEETS)  # in flight: their tweets are not known yet
+    assert state.mode() == QuotaMode.NO_TWITTER
     state.server_says(limit=10_000, remaining=9_000, now_s=time.time())
     assert state.used() == 1_000
     for _ in range(10):
-        state.answered(ORIGINAL_TWEETS, None)
-    assert state.mode() == FULL  # the server's count wins
+        state.answered(QuotaMode.ORIGINAL_TWEETS, None)
+    assert state.mode() == QuotaMode.FULL  # the server's count wins
     state.refused(time.time() + 60)
-    assert state.mode() == NO_TWITTER
+    assert state.mode() == QuotaMode.NO_TWITTER
 
 
 def test_a_pinned_mode_is_kept() -> None:
     state = QuotaState(QuotaSettings(mode="original_tweets"))
     state.ledger_used = 0
-    assert state.mode() == ORIGINAL_TWEETS
+    assert state.mode() == QuotaMode.ORIGINAL_TWEETS
 
 
-def outcome_with_tweets(job: object, tweets: tuple[int, ...], mode: str = FULL) -> JobOutcome:
+def outcome_with_tweets(
+    job: object, tweets: tuple[int, ...], mode: str = QuotaMode.FULL
+) -> JobOutcome:
     response = StoredResponse(200, b"{}", "{}", mode, iso_utc(time.time()), tweets)
     return JobOutcome(job.id, job.lease_token, "done", True, response=response)  # type: ignore[attr-defined]
 
@@ -181,9 +178,9 @@ def test_backfill_picks_jobs_whose_latest_response_is_degraded(store: Store) -> 
     jobs = store.jobs.claim(3, lease_s=60)
     store.record(
         [
-            outcome_with_tweets(jobs[0], (), NO_TWITTER),
-            outcome_with_tweets(jobs[1], (), ORIGINAL_TWEETS),
-            outcome_with_tweets(jobs[2], (), FULL),
+            outcome_with_tweets(jobs[0], (), QuotaMode.NO_TWITTER),
+            outcome_with_tweets(jobs[1], (), QuotaMode.ORIGINAL_TWEETS),
+            outcome_with_tweets(jobs[2], (), QuotaMode.FULL),
         ]
     )
     assert store.jobs.queue_backfill() == 2
@@ -211,15 +208,20 @@ async def test_the_ladder_degrades_before_the_wall_and_backfill_completes(
         gate = simulator.tweet_quota
         assert gate is not None
         modes = [mode for (mode,) in rows(db_path, "SELECT mode FROM responses ORDER BY id")]
-        assert {FULL, ORIGINAL_TWEETS, NO_TWITTER} <= set(modes)
-        assert modes.index(FULL) < modes.index(ORIGINAL_TWEETS) < modes.index(NO_TWITTER)
+        assert {QuotaMode.FULL, QuotaMode.ORIGINAL_TWEETS, QuotaMode.NO_TWITTER} <= set(modes)
+        assert (
+            modes.index(QuotaMode.FULL)
+            < modes.index(QuotaMode.ORIGINAL_TWEETS)
+            < modes.index(QuotaMode.NO_TWITTER)
+        )
         assert gate.refusals <= 1
-        assert report.outcomes["done"] == 40
+        assert report.outcomes[JobState.DONE] == 40
 
         capsys.readouterr()
         assert main(["--db", str(db_path), "backfill", "--twitter"]) == 0
         queued = int(capsys.readouterr().out.split()[1])
-        assert queued == modes.count(ORIGINAL_TWEETS) + modes.count(NO_TWITTER)
+        assert queued == modes.count(QuotaMode.ORIGINAL_TWEETS) + modes.count(QuotaMode.NO_TWITTER)
+        degraded = -1  # outputs whose latest answer is not in full mode, once counted
         for _ in range(12):  # one window's worth of full fetches at a time
             await asyncio.sleep(window_s)
             await harvest(settings)
@@ -286,6 +288,6 @@ async def test_a_quota_refusal_switches_to_no_twitter_without_costing_an_attempt
             store.jobs.add(twitter_heavy(6))
         report = await harvest(settings_for(simulator.base_url, db_path, quota))
         assert 1 <= gate.refusals <= 4  # only the requests already in flight
-    assert report.outcomes["done"] == 6
+    assert report.outcomes[JobState.DONE] == 6
     assert rows(db_path, "SELECT max(attempts) FROM jobs") == [(1,)]
-    assert rows(db_path, "SELECT DISTINCT mode FROM responses") == [(NO_TWITTER,)]
+    assert rows(db_path, "SELECT DISTINCT mode FROM responses") == [(QuotaMode.NO_TWITTER,)]

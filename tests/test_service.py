@@ -27,11 +27,16 @@ from aiohttp import web
 from conftest import build_pre_compression_store
 
 from harvester.cli import main
-from harvester.config import ConfigError, Secret, load_settings
+from harvester.config import Secret, load_settings
+from harvester.errors import ConfigError
+from harvester.harvest.quota import QuotaView
+from harvester.harvest.report import LiveView
 from harvester.identifiers import Identifier
+from harvester.model import JobState, Outcome, QuotaMode
 from harvester.service.daemon import run_daemon
 from harvester.service.heartbeat import ServiceLoop
 from harvester.service.notify import Notifier
+from harvester.service.reload import applies_in_flight, changes, reloaded
 from harvester.sim.server import FetchRequest, Simulator, SimulatorSettings, text_response
 from harvester.store import Store
 from harvester.store.aio import AsyncStore
@@ -354,6 +359,36 @@ def test_metrics_are_off_by_default() -> None:
         assert load_settings(None).metrics.address == ""
 
 
+def test_one_table_says_what_a_reload_applies_and_what_waits_for_a_restart(
+    tmp_path: Path,
+) -> None:
+    with contextlib.chdir(tmp_path):  # no ./harvester.toml: the defaults
+        running = load_settings(None)
+    config = tmp_path / "h.toml"
+    config.write_text(
+        "[rate]\nrequests_per_s = 3.0\n[workers]\nconcurrency = 2\nlease_s = 60\n"
+        '[api]\ntimeout_s = 5\n[log]\nlevel = "debug"\n[filters]\nexclude_sources = ["news"]\n'
+    )
+    new = load_settings(config)
+    applied, restart = changes(running, new)
+    assert applied == {
+        "rate.requests_per_s": 3.0,
+        "workers.concurrency": 2,
+        "filters.exclude_sources": ("news",),
+    }
+    assert restart == ["api.timeout_s", "workers.lease_s", "log.level"]
+    merged = reloaded(running, new)
+    assert (merged.rate, merged.filters) == (new.rate, new.filters)
+    assert merged.workers.concurrency == 2
+    assert merged.workers.lease_s == running.workers.lease_s  # restart-only keys keep theirs
+    assert (merged.api, merged.log, merged.store) == (running.api, running.log, running.store)
+    assert changes(running, merged) == (applied, [])  # what runs differs only as applied
+    for key in ("api.base_url", "store.path", "workers.lease_s", "metrics.address", "log.level"):
+        assert not applies_in_flight(key), key
+    for key in ("rate.burst", "workers.max_attempts", "filters.include_sources", "quota.mode"):
+        assert applies_in_flight(key), key
+
+
 # -- the unit's own command line, with systemd's environment ------------------------------
 
 
@@ -551,19 +586,27 @@ def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
 class StillHarvest:
     """The part of the pipeline the service loop reads."""
 
-    def live_view(self) -> dict:
-        return {
-            "finished": 3,
-            "outstanding": 1,
-            "concurrency": 2,
-            "requests_per_s": 1.0,
-            "requests": {"ok": 3},
-            "outcomes": Counter({"done": 3}),
-            "quota_mode": "full",
-            "quota_used": 10,
-            "quota_limit": 100,
-            "quota": {"used": 10},
-        }
+    def live_view(self) -> LiveView:
+        quota = QuotaView(
+            limit=100,
+            used=10,
+            remaining=90,
+            mode=QuotaMode.FULL,
+            source="ledger",
+            window_s=3600.0,
+            refused_until_s=None,
+            up_thresholds={QuotaMode.FULL: 90, QuotaMode.ORIGINAL_TWEETS: 98},
+            at_s=time.time(),
+        )
+        return LiveView(
+            finished=3,
+            outstanding=1,
+            concurrency=2,
+            requests_per_s=1.0,
+            requests={Outcome.OK: 3},
+            outcomes=Counter({JobState.DONE: 3}),
+            quota=quota,
+        )
 
 
 async def test_the_watchdog_stops_while_the_store_fails(

@@ -56,7 +56,7 @@ async def get(
 
 def dois(count: int, *, known: bool = True) -> list[str]:
     """The first DOIs of a fixed series that are (or are not) in the universe."""
-    found = []
+    found: list[str] = []
     index = 0
     while len(found) < count:
         doi = f"10.5555/sim.{index}"
@@ -322,6 +322,7 @@ async def test_latency_delays_every_answer(session: aiohttp.ClientSession):
 
 async def test_serve_announces_its_port(capsys: pytest.CaptureFixture[str]):
     task = asyncio.create_task(serve(SimulatorSettings(key="demo"), "127.0.0.1", 0))
+    line = ""
     for _ in range(200):
         if line := capsys.readouterr().out:
             break

@@ -100,7 +100,8 @@ def test_record_with_a_stale_token_is_discarded(store: Store) -> None:
     fresh = JobOutcome(again.id, again.lease_token, "done", True, response=response(b'{"a":2}'))
     assert store.record([fresh]).written == 1
     assert store.responses.count() == 1
-    assert bytes(store.responses.latest(job.id)["body"]) == b'{"a":2}'
+    latest = store.responses.latest(job.id)
+    assert latest is not None and bytes(latest["body"]) == b'{"a":2}'
 
 
 def test_record_keeps_exact_bytes_and_checksum(store: Store) -> None:
@@ -109,6 +110,7 @@ def test_record_keeps_exact_bytes_and_checksum(store: Store) -> None:
     body = '{"title": "caf\u00e9 \\u00e9", "n": 1.50}'.encode()
     store.record([JobOutcome(job.id, job.lease_token, "done", True, response=response(body))])
     row = store.responses.latest(job.id)
+    assert row is not None
     assert bytes(row["body"]) == body
     assert row["sha256"] == hashlib.sha256(body).hexdigest()
     assert row["size_bytes"] == len(body)
@@ -124,6 +126,7 @@ def test_retry_outcome_counts_attempt_and_schedules(store: Store) -> None:
     assert store.jobs.claim(1, lease_s=60) == []  # not due yet
     assert store.jobs.outlook() == (0, later)
     row = store.jobs.find(Identifier(job.id_type, job.identifier))
+    assert row is not None
     assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 1, "HTTP 503")
 
 

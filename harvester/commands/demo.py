@@ -3,17 +3,22 @@
 It starts the simulator in-process on a free loopback port with a throwaway key,
 queues a sample of identifiers into a fresh store, harvests them with the real
 daemon and prints the status. The store is kept so the user can look inside.
+
+The daemon is the service's: the CLI hands `run_daemon` in, so commands never import
+the service (they are siblings, and meet only in the CLI).
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from harvester.commands.status import collect_status, render_status
 from harvester.config import (
@@ -25,11 +30,31 @@ from harvester.config import (
     StoreSettings,
     WorkerSettings,
 )
+from harvester.errors import CommandError
+from harvester.harvest.report import HarvestReport
 from harvester.identifiers import Identifier, normalise
 from harvester.logs import configure_logging, register_secret
-from harvester.service.daemon import EXIT_FAILURE, run_daemon
+from harvester.model import ExitCode
 from harvester.sim.server import Simulator, SimulatorSettings
 from harvester.store import Store
+
+MAX_COUNT = 100_000
+
+
+class DaemonRunner(Protocol):
+    """`service.daemon.run_daemon`, as the demo calls it."""
+
+    def __call__(
+        self, settings: Settings, key: Secret, *, drain: bool
+    ) -> Awaitable[HarvestReport]: ...
+
+
+def cmd_demo(store_path: Path | None, count: int, run_daemon: DaemonRunner) -> ExitCode:
+    """`harvester demo [--count N]`; `store_path` is --db (default: a new temporary
+    directory)."""
+    if count < 1 or count > MAX_COUNT:
+        raise CommandError(f"--count must be between 1 and {MAX_COUNT}")
+    return asyncio.run(run_demo(store_path, count, run_daemon))
 
 
 def sample_identifiers(count: int) -> Iterator[Identifier]:
@@ -66,13 +91,13 @@ def demo_settings(base_url: str, store_path: Path) -> Settings:
     )
 
 
-async def run_demo(store_path: Path | None, count: int) -> int:
+async def run_demo(store_path: Path | None, count: int, run_daemon: DaemonRunner) -> ExitCode:
     configure_logging("warning")
     if store_path is None:
         store_path = Path(tempfile.mkdtemp(prefix="harvester-demo-")) / "demo.db"
     elif store_path.exists():
         print(f"harvester demo: {store_path} exists; the demo needs a fresh store")
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     key = secrets.token_urlsafe(18)
     register_secret(key)
     with Store(store_path) as store:

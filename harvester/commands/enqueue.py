@@ -9,19 +9,90 @@ queued. Every line is bounded before it is parsed.
 from __future__ import annotations
 
 import io
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, BinaryIO
 
-from harvester.errors import NotTextError
-from harvester.identifiers import Identifier, IdentifierError, parse_line
+from harvester.commands.context import Invocation
+from harvester.errors import CommandError, IdentifierError, NotTextError
+from harvester.identifiers import Identifier, canonical_type, parse_line
+from harvester.model import ExitCode
+from harvester.progress import ProgressLine
 from harvester.store import Store
 
 MAX_LINE_CHARS = 4096
 SNIFF_BYTES = 64 * 1024
 REJECTS_SHOWN = 20
 MESSAGE_CHARS = 200
+
+
+def cmd_enqueue(
+    invocation: Invocation, file: str, *, id_type: str | None, priority: int
+) -> ExitCode:
+    """`harvester enqueue [--type T] [--priority N] [FILE|-]`: `file` is a path, or
+    `-` for standard input."""
+    default_type = canonical_type(id_type) if id_type else None
+    path = invocation.settings().store.path
+    rejections = RejectionReport(sys.stderr)
+    progress = ProgressLine("enqueue")
+    # The input is checked before the store is opened: a binary file creates nothing.
+    with _input(file) as stream, _new_store_kept_if_used(path) as store:
+        report = enqueue_stream(
+            store,
+            stream,
+            default_type=default_type,
+            priority=priority,
+            on_reject=rejections.add,
+            on_progress=progress.update,
+        )
+    progress.close()
+    rejections.summarise()
+    print(
+        f"added {report.added:,}, already queued {report.already_queued:,}, "
+        f"rejected {report.rejected:,}"
+    )
+    return ExitCode.FAILURE if report.rejected else ExitCode.OK
+
+
+@contextmanager
+def _new_store_kept_if_used(path: Path) -> Iterator[Store]:
+    """Open (or create) the store for `enqueue`; a store this run created but put
+    nothing into is removed again, so a mistyped `--db` or a file of rejects leaves
+    no stray file behind."""
+    is_new = not path.exists()
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        unused = is_new and not store.jobs.any()
+        store.close()
+        if unused:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with suppress(FileNotFoundError):
+                    path.with_name(path.name + suffix).unlink()
+
+
+@contextmanager
+def _input(name: str) -> Iterator[IO[str]]:
+    if name == "-":
+        if sys.stdin.isatty():
+            print(
+                "harvester enqueue: reading identifiers from standard input, one per line "
+                "(end with Ctrl-D)",
+                file=sys.stderr,
+            )
+        yield open_identifier_text(sys.stdin.buffer, "standard input")
+        return
+    try:
+        handle = open(name, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise CommandError(f"cannot read {name}: {error.strerror}") from None
+    with handle:
+        yield open_identifier_text(handle, name)
 
 
 def open_identifier_text(raw: BinaryIO, name: str) -> IO[str]:

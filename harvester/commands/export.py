@@ -1,19 +1,83 @@
-"""Getting data back out: `export` (JSON lines, CSV or Parquet), `query`'s output,
-and `verify`. Every writer streams: rows go out as they are read, never all held."""
+"""`harvester export`: every row of a table or view (optionally filtered), as JSON
+lines, CSV or Parquet; or, without `--table`, one record per job with a response.
+
+The file named by `--output` never overwrites the store and appears only once it is
+whole (see `output`); without `--output`, rows go to stdout.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, Literal
 
-from harvester.errors import ParquetUnavailable
+from harvester.commands.context import Invocation
+from harvester.commands.formats import parse_body, rows_as_csv, rows_as_jsonl, rows_as_parquet
+from harvester.commands.output import refuse_store_files, replace_on_success, text_output
+from harvester.errors import CommandError
+from harvester.model import ExitCode
+from harvester.progress import ProgressLine
 from harvester.store import Store
-from harvester.store.tables import Rows, plain_value
+from harvester.store.tables import count_rows, export_rows
+
+ExportFormat = Literal["jsonl", "csv", "parquet"]
 
 EXPORT_FIELDS = ("type", "identifier", "state", "http_status", "sha256", "fetched_at", "mode")
+
+
+def cmd_export(
+    invocation: Invocation,
+    output_format: ExportFormat,
+    *,
+    table: str | None,
+    where: str | None,
+    output: Path | None,
+) -> ExitCode:
+    """`harvester export --format F [--table NAME] [--where SQL] [--output FILE]`."""
+    path = invocation.settings().store.path
+    if output is not None:
+        # Before anything is opened for writing: never over the store's own files.
+        refuse_store_files(output, path)
+        if not output.resolve().parent.is_dir():
+            raise CommandError(f"cannot write {output}: no directory {output.parent}")
+    if table is None:
+        return _export_jobs(path, output_format, where=where, output=output)
+    writers = {"jsonl": rows_as_jsonl, "csv": rows_as_csv}
+    with Store(path, read_only=True) as store:
+        rows = export_rows(store, table, where)
+        progress = ProgressLine(f"export {table}")
+        if progress.enabled:
+            progress.total = count_rows(store, table, where)
+        if output_format == "parquet":
+            if output is None:
+                raise CommandError("--format parquet needs --output FILE")
+            with replace_on_success(output) as partial:
+                count = rows_as_parquet(rows, str(partial), progress.update)
+        else:
+            with text_output(output) as out:
+                count = writers[output_format](rows, out, progress.update)
+        progress.close()
+    print(f"exported {count:,} rows of {table}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _export_jobs(
+    path: Path, output_format: ExportFormat, *, where: str | None, output: Path | None
+) -> ExitCode:
+    """Without --table: one record per job with a response (the original export)."""
+    if where is not None or output_format == "parquet":
+        raise CommandError("--where and --format parquet need --table NAME")
+    writer = write_jsonl if output_format == "jsonl" else write_csv
+    with Store(path, read_only=True) as store:
+        progress = ProgressLine("export", store.responses.count())
+        with text_output(output) as out:
+            count = writer(store, out, progress.update)
+        progress.close()
+    print(f"exported {count:,} records", file=sys.stderr)
+    return ExitCode.OK
 
 
 def export_records(store: Store, *, with_body: bool) -> Iterator[dict[str, Any]]:
@@ -42,16 +106,6 @@ def export_records(store: Store, *, with_body: bool) -> Iterator[dict[str, Any]]
         yield record
 
 
-def parse_body(body: bytes | None) -> Any:
-    """The parsed JSON body, or None for a body that is not JSON (a 404's text)."""
-    if body is None:
-        return None
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
 def write_jsonl(store: Store, out: IO[str], on_record: Callable[[int], None]) -> int:
     count = 0
     for count, record in enumerate(export_records(store, with_body=True), start=1):
@@ -69,178 +123,3 @@ def write_csv(store: Store, out: IO[str], on_record: Callable[[int], None]) -> i
         writer.writerow(record)
         on_record(count)
     return count
-
-
-# -- any table or query result -------------------------------------------------------------
-
-TABLE_MAX_ROWS = 1_000
-TABLE_MAX_CELL = 48
-PARQUET_BATCH_ROWS = 50_000
-PARQUET_BATCH_BYTES = 64 << 20  # big bodies: a row group holds at most ~64 MB of text
-
-
-def rows_as_csv(rows: Rows, out: IO[str], on_row: Callable[[int], None]) -> int:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(rows.columns)
-    count = 0
-    for count, row in enumerate(rows.rows, start=1):
-        writer.writerow([plain_value(value) for value in row])
-        on_row(count)
-    return count
-
-
-def rows_as_jsonl(rows: Rows, out: IO[str], on_row: Callable[[int], None]) -> int:
-    count = 0
-    for count, row in enumerate(rows.rows, start=1):
-        record = {name: plain_value(value) for name, value in zip(rows.columns, row, strict=True)}
-        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-        out.write("\n")
-        on_row(count)
-    return count
-
-
-def rows_as_json(rows: Rows, out: IO[str], on_row: Callable[[int], None]) -> int:
-    """One JSON array of objects, written as it goes."""
-    out.write("[")
-    count = 0
-    for count, row in enumerate(rows.rows, start=1):
-        record = {name: plain_value(value) for name, value in zip(rows.columns, row, strict=True)}
-        out.write("\n" if count == 1 else ",\n")
-        out.write(json.dumps(record, ensure_ascii=False))
-        on_row(count)
-    out.write("\n]\n" if count else "]\n")
-    return count
-
-
-def rows_as_table(rows: Rows, out: IO[str], on_row: Callable[[int], None]) -> int:
-    """Aligned columns for people: the first TABLE_MAX_ROWS rows, long cells cut."""
-    shown: list[list[str]] = []
-    count = 0
-    for count, row in enumerate(rows.rows, start=1):
-        if count <= TABLE_MAX_ROWS:
-            shown.append([_cell(value) for value in row])
-        on_row(count)
-    widths = [len(name) for name in rows.columns]
-    for cells in shown:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, cells, strict=True)]
-    out.write(
-        "  ".join(
-            name.ljust(width) for name, width in zip(rows.columns, widths, strict=True)
-        ).rstrip()
-        + "\n"
-    )
-    out.write("  ".join("-" * width for width in widths) + "\n")
-    for cells in shown:
-        out.write(
-            "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
-            + "\n"
-        )
-    more = count - len(shown)
-    note = f" (the first {len(shown):,} shown; --format csv or json gives all)" if more else ""
-    out.write(f"{count:,} rows{note}\n")
-    return count
-
-
-def _cell(value: Any) -> str:
-    text = "NULL" if value is None else str(plain_value(value))
-    text = text.replace("\n", " ")
-    return text if len(text) <= TABLE_MAX_CELL else text[: TABLE_MAX_CELL - 1] + "…"
-
-
-def rows_as_parquet(rows: Rows, path: Any, on_row: Callable[[int], None]) -> int:
-    """Parquet through pyarrow (the `parquet` extra), in row groups of 50,000 rows or
-    ~64 MB of text, whichever comes first, so memory stays bounded."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ParquetUnavailable(
-            "Parquet export needs pyarrow: pip install 'altmetric-harvester[parquet]'"
-        ) from None
-    schema = pa.schema(
-        [
-            (name, _arrow_type(pa, declared))
-            for name, declared in zip(rows.columns, rows.types, strict=True)
-        ]
-    )
-    count = 0
-    with pq.ParquetWriter(path, schema) as writer:
-        batch: list[tuple[Any, ...]] = []
-        batch_bytes = 0
-        for count, row in enumerate(rows.rows, start=1):
-            batch.append(row)
-            batch_bytes += sum(len(value) for value in row if isinstance(value, str | bytes))
-            if len(batch) == PARQUET_BATCH_ROWS or batch_bytes >= PARQUET_BATCH_BYTES:
-                writer.write_table(_arrow_table(pa, schema, batch))
-                batch, batch_bytes = [], 0
-            on_row(count)
-        if batch or count == 0:
-            writer.write_table(_arrow_table(pa, schema, batch))
-    return count
-
-
-def _arrow_type(pa: Any, declared: str) -> Any:
-    """The Arrow type for a column SQLite declared as `declared` (affinity rules)."""
-    name = declared.upper()
-    if "INT" in name:
-        return pa.int64()
-    if any(word in name for word in ("REAL", "FLOA", "DOUB")):
-        return pa.float64()
-    if "BLOB" in name:
-        return pa.binary()
-    return pa.string()
-
-
-def _arrow_table(pa: Any, schema: Any, batch: list[tuple[Any, ...]]) -> Any:
-    columns = list(zip(*batch, strict=True)) if batch else [() for _ in schema]
-    arrays = [
-        pa.array([_for_arrow(value, field.type, pa) for value in column], type=field.type)
-        for column, field in zip(columns, schema, strict=True)
-    ]
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _for_arrow(value: Any, arrow_type: Any, pa: Any) -> Any:
-    """SQLite lets any column hold any type; Arrow does not: coerce, never fail."""
-    if value is None:
-        return None
-    if arrow_type == pa.string() and not isinstance(value, str):
-        return str(plain_value(value))
-    if arrow_type == pa.int64() and not isinstance(value, int):
-        return int(value) if isinstance(value, float) and value.is_integer() else None
-    if arrow_type == pa.float64() and not isinstance(value, int | float):
-        return None
-    if arrow_type == pa.binary() and isinstance(value, str):
-        return value.encode()
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Mismatch:
-    response_id: int
-    id_type: str
-    identifier: str
-    stored_sha256: str
-    problem: str
-
-
-def verify_checksums(store: Store, on_checked: Callable[[int], None]) -> tuple[int, list[Mismatch]]:
-    """Decompress every stored body and recompute its sha256; returns (bodies checked,
-    the responses whose bytes are not what was stored)."""
-    damaged: dict[int, str] = {}
-    checked = 0
-    for body_id, problem in store.bodies.iter_checks():
-        checked += 1
-        if problem is not None:
-            damaged[body_id] = problem
-        on_checked(checked)
-    mismatches = [
-        Mismatch(*row, problem=problem)
-        for body_id, problem in damaged.items()
-        for row in store.responses.of_bodies([body_id])
-    ]
-    mismatches += [
-        Mismatch(*row, problem="its sha256 or size is not its body's")
-        for row in store.responses.not_matching_their_body()
-    ]
-    return checked, sorted(mismatches, key=lambda mismatch: mismatch.response_id)

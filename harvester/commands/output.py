@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
-from harvester.errors import UnsafeOutput
+from harvester.errors import CommandError, UnsafeOutput
 
 STORE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")
 """Suffixes of the files that make up a store: itself, SQLite's, the daemon lock."""
@@ -69,6 +71,22 @@ def replace_on_success(target: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+@contextmanager
+def text_output(path: Path | None) -> Iterator[IO[str]]:
+    """stdout, or a text file at `path` that appears only once it is whole."""
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        with (
+            replace_on_success(path) as partial,
+            partial.open("w", encoding="utf-8", newline="") as handle,
+        ):
+            yield handle
+    except PermissionError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror}") from None
 
 
 def _give_default_mode(temporary: Path, target: Path) -> None:

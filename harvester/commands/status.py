@@ -13,26 +13,104 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
+from harvester.commands.context import Invocation
 from harvester.config import QuotaSettings
-from harvester.harvest.quota import (
-    NO_TWITTER,
-    default_up_thresholds,
-    mode_for_usage,
-    next_mode_change,
-)
-from harvester.model import JobState, iso_utc, parse_iso
-from harvester.store.state import HEARTBEAT_STALE_S
+from harvester.harvest.quota import default_up_thresholds, mode_for_usage, next_mode_change
+from harvester.model import ExitCode, JobState, QuotaMode, iso_utc, parse_iso
 from harvester.store import Store
+from harvester.store.state import HEARTBEAT_STALE_S
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}
 ETA_WINDOW_S = 300.0  # the ETA's rate: the running daemon's last 5 minutes at most
+QUOTA_VIEW_FRESH_S = 600.0  # the daemon's quota view is believed for this long
 
 
-def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any]:
-    """The status document; `status --json` prints it as is."""
-    jobs = store.jobs.counts_by_state()
+def cmd_status(invocation: Invocation, *, as_json: bool) -> ExitCode:
+    """`harvester status [--json]`."""
+    settings = invocation.settings()
+    with Store(settings.store.path, read_only=True) as store:
+        status = collect_status(store, settings.quota)
+    print(json.dumps(status.as_json(), indent=2) if as_json else render_status(status))
+    return ExitCode.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What a daemon's last readable heartbeat said. Its own figures are passed on as
+    it holds them (this version writes text, numbers and a QuotaMode's value)."""
+
+    pid: int
+    started_at: object  # ISO 8601 UTC text
+    last_heartbeat_s_ago: float
+    requests_per_s: object  # the rate allowed
+    achieved_per_s: object
+    quota_mode: object
+    concurrency: object
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStatus:
+    running: bool
+    heartbeat: Heartbeat | None = None  # None: no heartbeat this version can read
+
+    def as_json(self) -> dict[str, object]:
+        """`running`, then the heartbeat's fields, if any, at the same level."""
+        return {"running": self.running, **(asdict(self.heartbeat) if self.heartbeat else {})}
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    limit: int
+    used: int
+    remaining: int
+    mode: QuotaMode
+    source: str  # "server" or "ledger": whose count `used` is
+    window_s: float
+    next_mode: QuotaMode | None  # predicted only while a daemon runs
+    next_change_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCount:
+    state: JobState
+    error: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What `status` reports; `as_json` is the document `status --json` prints."""
+
+    store: str  # the store's path
+    jobs: dict[JobState, int]  # every state, in JobState's order
+    total: int
+    responses: int
+    throughput_per_s: dict[str, float]  # responses stored per second, per window
+    errors: list[ErrorCount]  # the commonest first
+    quota: QuotaStatus
+    daemon: DaemonStatus
+    eta_s: float | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "store": self.store,
+            "jobs": {str(state): count for state, count in self.jobs.items()},
+            "total": self.total,
+            "responses": self.responses,
+            "throughput_per_s": dict(self.throughput_per_s),
+            "errors": [asdict(entry) for entry in self.errors],
+            "quota": asdict(self.quota),
+            "daemon": self.daemon.as_json(),
+            "eta_s": self.eta_s,
+        }
+
+
+def collect_status(store: Store, quota_settings: QuotaSettings) -> StatusReport:
+    jobs = {JobState(state): count for state, count in store.jobs.counts_by_state().items()}
     now_s = time.time()
     daemon = daemon_status(store, now_s)
     throughput = {
@@ -40,23 +118,22 @@ def collect_status(store: Store, quota_settings: QuotaSettings) -> dict[str, Any
         for name, window_s in THROUGHPUT_WINDOWS_S.items()
     }
     errors = [
-        {"state": state, "error": error, "count": count}
-        for state, error, count in store.jobs.top_errors()
+        ErrorCount(JobState(state), error, count) for state, error, count in store.jobs.top_errors()
     ]
-    return {
-        "store": str(store.path),
-        "jobs": jobs,
-        "total": sum(jobs.values()),
-        "responses": store.responses.count(),
-        "throughput_per_s": throughput,
-        "errors": errors,
-        "quota": quota_status(store, quota_settings, now_s, predict=daemon["running"]),
-        "daemon": daemon,
-        "eta_s": eta_s(jobs, daemon_rate_per_s(store, daemon, now_s)),
-    }
+    return StatusReport(
+        store=str(store.path),
+        jobs=jobs,
+        total=sum(jobs.values()),
+        responses=store.responses.count(),
+        throughput_per_s=throughput,
+        errors=errors,
+        quota=quota_status(store, quota_settings, now_s, predict=daemon.running),
+        daemon=daemon,
+        eta_s=eta_s(jobs, daemon_rate_per_s(store, daemon, now_s)),
+    )
 
 
-def daemon_rate_per_s(store: Store, daemon: dict[str, Any], now_s: float) -> float | None:
+def daemon_rate_per_s(store: Store, daemon: DaemonStatus, now_s: float) -> float | None:
     """Responses the running daemon stored per second over its last 5 minutes (or
     since it started, if later); None when no daemon runs.
 
@@ -64,17 +141,20 @@ def daemon_rate_per_s(store: Store, daemon: dict[str, Any], now_s: float) -> flo
     run says nothing about this one. Stored responses rather than the heartbeat's
     achieved requests, because a refused request moves no job forward, and because
     they count from the daemon's first answers on."""
-    if not daemon["running"]:
+    if not daemon.running or daemon.heartbeat is None:
+        return None
+    started_at = daemon.heartbeat.started_at
+    if not isinstance(started_at, str):
         return None
     try:
-        started_s = parse_iso(daemon["started_at"])
-    except (TypeError, ValueError):
+        started_s = parse_iso(started_at)
+    except ValueError:
         return None
     since_s = max(started_s, now_s - ETA_WINDOW_S)
     return store.responses.since(since_s) / max(now_s - since_s, 1.0)
 
 
-def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
+def daemon_status(store: Store, now_s: float) -> DaemonStatus:
     """Whether a daemon runs on this store, from its heartbeat (and its pid, if local).
 
     A heartbeat this version cannot read (another version's, or damaged) means "not
@@ -84,18 +164,18 @@ def daemon_status(store: Store, now_s: float) -> dict[str, Any]:
         age_s = now_s - float(heartbeat["heartbeat_at_s"])
         pid = int(heartbeat["pid"])
     except (ValueError, TypeError, KeyError):
-        return {"running": False}
+        return DaemonStatus(running=False)
     fresh = heartbeat.get("state") == "running" and age_s < HEARTBEAT_STALE_S
-    return {
-        "running": fresh and _process_exists(pid),
-        "pid": pid,
-        "started_at": heartbeat.get("started_at"),
-        "last_heartbeat_s_ago": round(age_s, 1),
-        "requests_per_s": heartbeat.get("requests_per_s"),
-        "achieved_per_s": heartbeat.get("achieved_per_s"),
-        "quota_mode": heartbeat.get("quota_mode"),
-        "concurrency": heartbeat.get("concurrency"),
-    }
+    seen = Heartbeat(
+        pid=pid,
+        started_at=heartbeat.get("started_at"),
+        last_heartbeat_s_ago=round(age_s, 1),
+        requests_per_s=heartbeat.get("requests_per_s"),
+        achieved_per_s=heartbeat.get("achieved_per_s"),
+        quota_mode=heartbeat.get("quota_mode"),
+        concurrency=heartbeat.get("concurrency"),
+    )
+    return DaemonStatus(running=fresh and _process_exists(pid), heartbeat=seen)
 
 
 def _process_exists(pid: int) -> bool:
@@ -110,28 +190,39 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def eta_s(jobs: dict[str, int], rate_per_s: float | None) -> float | None:
+def eta_s(jobs: Mapping[JobState, int], rate_per_s: float | None) -> float | None:
     """Seconds until the jobs left are done at the running daemon's rate; None when
     no daemon runs or it has stored nothing lately (no rate, no prediction)."""
-    left = jobs["pending"] + jobs["in_progress"]
+    left = jobs[JobState.PENDING] + jobs[JobState.IN_PROGRESS]
     if left == 0:
         return 0.0
     return round(left / rate_per_s) if rate_per_s else None
 
 
+class _QuotaView(NamedTuple):
+    """The part of the daemon's saved quota view that status reads."""
+
+    limit: int
+    used: int
+    mode: QuotaMode
+    source: str
+    up_thresholds: dict[QuotaMode, int]
+    refused_until_s: float | None
+
+
 def quota_status(
     store: Store, settings: QuotaSettings, now_s: float, *, predict: bool = True
-) -> dict[str, Any]:
+) -> QuotaStatus:
     """Limit, used, remaining, mode and, if `predict`, the next expected change of
     the tweet quota's mode (null otherwise: without a daemon, no mode changes).
 
     The daemon's own view (it knows the server's count and a refusal) when it saved
     one lately, else what the ledger and the settings say.
     """
-    snapshot = _recent_quota_snapshot(store, now_s)
-    if snapshot:
-        limit, used, mode = snapshot["limit"], snapshot["used"], snapshot["mode"]
-        source, up_thresholds = snapshot["source"], snapshot["up_thresholds"]
+    view = _recent_quota_view(store, now_s)
+    if view:
+        limit, used, mode, source = view.limit, view.used, view.mode, view.source
+        up_thresholds = view.up_thresholds
     else:
         limit = settings.limit
         used = store.ledger.count(settings.window_s)
@@ -140,28 +231,28 @@ def quota_status(
     next_mode, next_at_s = None, None
     if predict:
         next_mode, next_at_s = _next_change(store, settings, mode, used, up_thresholds, now_s)
-        if snapshot and snapshot.get("refused_until_s") and mode == NO_TWITTER:
-            next_at_s = max(next_at_s or 0, snapshot["refused_until_s"])
-    return {
-        "limit": limit,
-        "used": used,
-        "remaining": max(0, limit - used),
-        "mode": mode,
-        "source": source,
-        "window_s": settings.window_s,
-        "next_mode": next_mode,
-        "next_change_at": iso_utc(next_at_s) if next_at_s else None,
-    }
+        if view and view.refused_until_s and mode == QuotaMode.NO_TWITTER:
+            next_at_s = max(next_at_s or 0, view.refused_until_s)
+    return QuotaStatus(
+        limit=limit,
+        used=used,
+        remaining=max(0, limit - used),
+        mode=mode,
+        source=source,
+        window_s=settings.window_s,
+        next_mode=next_mode,
+        next_change_at=iso_utc(next_at_s) if next_at_s else None,
+    )
 
 
 def _next_change(
     store: Store,
     settings: QuotaSettings,
-    mode: str,
+    mode: QuotaMode,
     used: int,
-    up_thresholds: dict[str, int],
+    up_thresholds: dict[QuotaMode, int],
     now_s: float,
-) -> tuple[str | None, float | None]:
+) -> tuple[QuotaMode | None, float | None]:
     """The quota ladder's next step and when, at the last hour's charge rate."""
     return next_mode_change(
         mode,
@@ -174,21 +265,24 @@ def _next_change(
     )
 
 
-def _recent_quota_snapshot(store: Store, now_s: float) -> dict[str, Any] | None:
+def _recent_quota_view(store: Store, now_s: float) -> _QuotaView | None:
     """The daemon's quota view if it is recent and readable; None sends status to
-    the ledger instead (a snapshot of another version must not crash status)."""
-    snapshot = _saved_json(store, "quota")
+    the ledger instead (a view saved by another version must not crash status)."""
+    saved = _saved_json(store, "quota")
     try:
-        if now_s - float(snapshot["at_s"]) >= 600:
+        if now_s - float(saved["at_s"]) >= QUOTA_VIEW_FRESH_S:
             return None
-        return {
-            "limit": int(snapshot["limit"]),
-            "used": int(snapshot["used"]),
-            "mode": str(snapshot["mode"]),
-            "source": str(snapshot["source"]),
-            "up_thresholds": dict(snapshot["up_thresholds"]),
-            "refused_until_s": snapshot.get("refused_until_s"),
-        }
+        refused_until_s = saved.get("refused_until_s")
+        return _QuotaView(
+            limit=int(saved["limit"]),
+            used=int(saved["used"]),
+            mode=QuotaMode(saved["mode"]),
+            source=str(saved["source"]),
+            up_thresholds={
+                QuotaMode(mode): int(usage) for mode, usage in dict(saved["up_thresholds"]).items()
+            },
+            refused_until_s=None if refused_until_s is None else float(refused_until_s),
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -209,53 +303,58 @@ def _clock(seconds: float) -> str:
     return f"{days}d {text}" if days else text
 
 
-def _describe_daemon(daemon: dict[str, Any]) -> str:
-    if "pid" not in daemon:
+def _describe_daemon(daemon: DaemonStatus) -> str:
+    heartbeat = daemon.heartbeat
+    if heartbeat is None:
         return "not running"
-    if not daemon["running"]:
-        ago = _clock(max(daemon["last_heartbeat_s_ago"], 0))
-        return f"not running (last heartbeat {ago} ago, pid {daemon['pid']})"
-    parts = [f"pid {daemon['pid']}", f"since {daemon['started_at']}"]
-    achieved, allowed = daemon["achieved_per_s"], daemon["requests_per_s"]
+    if not daemon.running:
+        ago = _clock(max(heartbeat.last_heartbeat_s_ago, 0))
+        return f"not running (last heartbeat {ago} ago, pid {heartbeat.pid})"
+    parts = [f"pid {heartbeat.pid}", f"since {heartbeat.started_at}"]
+    achieved, allowed = heartbeat.achieved_per_s, heartbeat.requests_per_s
     if isinstance(achieved, int | float) and isinstance(allowed, int | float):
         parts.append(f"{achieved:,.2f} req/s of {allowed:g} allowed")
-    parts.append(f"concurrency {daemon['concurrency']}")
-    parts.append(f"quota mode {daemon['quota_mode']}")
+    parts.append(f"concurrency {heartbeat.concurrency}")
+    parts.append(f"quota mode {heartbeat.quota_mode}")
     return f"running ({', '.join(parts)})"
 
 
-def render_status(status: dict[str, Any]) -> str:
+def render_status(status: StatusReport) -> str:
     """The status as a short table for people."""
-    total = status["total"] or 1
-    eta = status["eta_s"]
-    lines = [f"store  {status['store']}", f"daemon {_describe_daemon(status['daemon'])}"]
+    total = status.total or 1
+    lines = [f"store  {status.store}", f"daemon {_describe_daemon(status.daemon)}"]
     lines += ["", "jobs"]
     for state in JobState:
-        count = status["jobs"][state]
+        count = status.jobs[state]
         lines.append(f"  {state:<12}{count:>12,}  {count / total:6.1%}")
-    lines.append(f"  {'total':<12}{status['total']:>12,}")
-    lines.append(f"responses stored {status['responses']:,}")
-    if eta:
-        lines.append(f"eta for the jobs left at this daemon's recent rate: {_clock(eta)}")
-    rates = status["throughput_per_s"]
+    lines.append(f"  {'total':<12}{status.total:>12,}")
+    lines.append(f"responses stored {status.responses:,}")
+    if status.eta_s:
+        lines.append(f"eta for the jobs left at this daemon's recent rate: {_clock(status.eta_s)}")
     lines.append(
         "throughput  "
-        + "  ".join(f"{name.removeprefix('last_')}: {rate:,.1f}/s" for name, rate in rates.items())
-        + ("" if status["daemon"]["running"] else "  (earlier runs; no daemon is running)")
+        + "  ".join(
+            f"{name.removeprefix('last_')}: {rate:,.1f}/s"
+            for name, rate in status.throughput_per_s.items()
+        )
+        + ("" if status.daemon.running else "  (earlier runs; no daemon is running)")
     )
-    quota = status["quota"]
-    change = (
-        f", next: {quota['next_mode']} at {quota['next_change_at']}"
-        if quota["next_mode"] and quota["next_change_at"]
-        else ""
-    )
-    lines.append(
-        f"tweet quota {quota['used']:,} of {quota['limit']:,} used "
-        f"({quota['remaining']:,} left, {quota['source']}); mode {quota['mode']}{change}"
-    )
-    if status["errors"]:
+    lines.append(_describe_quota(status.quota))
+    if status.errors:
         lines.append("")
         lines.append("commonest errors")
-        for entry in status["errors"]:
-            lines.append(f"  {entry['count']:>8,}  {entry['state']:<8} {entry['error']}")
+        for entry in status.errors:
+            lines.append(f"  {entry.count:>8,}  {entry.state:<8} {entry.error}")
     return "\n".join(lines)
+
+
+def _describe_quota(quota: QuotaStatus) -> str:
+    change = (
+        f", next: {quota.next_mode} at {quota.next_change_at}"
+        if quota.next_mode and quota.next_change_at
+        else ""
+    )
+    return (
+        f"tweet quota {quota.used:,} of {quota.limit:,} used "
+        f"({quota.remaining:,} left, {quota.source}); mode {quota.mode}{change}"
+    )

@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -27,22 +26,11 @@ from yarl import URL
 from harvester import __version__
 from harvester.config import Secret
 from harvester.identifiers import api_type_name, encode_path_segment
+from harvester.model import Outcome
 
 USER_AGENT = f"altmetric-harvester/{__version__}"
 _TWEET_QUOTA_MARKER = "tweet id rate limit"
 MAX_RETRY_AFTER_S = 86_400.0  # a longer (or absurd) Retry-After is read as a day
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    NOT_FOUND = "not_found"
-    UNAUTHORIZED = "unauthorized"
-    RATE_LIMITED = "rate_limited"
-    QUOTA_EXHAUSTED = "quota_exhausted"
-    SERVER_ERROR = "server_error"
-    NETWORK_ERROR = "network_error"
-    BAD_RESPONSE = "bad_response"
-    INVALID_REQUEST = "invalid_request"  # 400 and other 4xx: the API refuses the identifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +46,8 @@ class LimitHeaders:
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
+    """One answer, classified (`harvester.model.Outcome`)."""
+
     outcome: Outcome
     http_status: int | None
     body: bytes = b""
@@ -330,7 +320,6 @@ __all__ = [
     "AltmetricClient",
     "FetchResult",
     "LimitHeaders",
-    "Outcome",
     "classify",
     "parse_retry_after",
     "read_limit_headers",

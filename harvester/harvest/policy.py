@@ -11,13 +11,23 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from harvester.harvest.client import FetchResult, Outcome
-from harvester.model import ClaimedJob, JobOutcome, StoredResponse, iso_utc
+from harvester.config import WorkerSettings
+from harvester.harvest.client import FetchResult
+from harvester.model import (
+    ClaimedJob,
+    JobOutcome,
+    JobState,
+    Outcome,
+    QuotaMode,
+    StoredResponse,
+    iso_utc,
+)
 
 _RETRYABLE = frozenset({Outcome.SERVER_ERROR, Outcome.NETWORK_ERROR, Outcome.BAD_RESPONSE})
 _NOT_THE_JOBS_FAULT = frozenset(
     {Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED, Outcome.UNAUTHORIZED}
 )
+FULL_MODE_RECHECK_S = 30.0  # a backfill job waiting for full mode is offered again this soon
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +35,10 @@ class RetryPolicy:
     max_attempts: int
     backoff_base_s: float
     backoff_max_s: float
+
+    @classmethod
+    def of(cls, workers: WorkerSettings) -> RetryPolicy:
+        return cls(workers.max_attempts, workers.backoff_base_s, workers.backoff_max_s)
 
     def backoff_s(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full-jitter exponential backoff after the `attempt`-th failure (1-based)."""
@@ -38,13 +52,13 @@ def decide(
     *,
     policy: RetryPolicy,
     request_params: str,
-    mode: str,
+    mode: QuotaMode,
     now_s: float,
     tweet_ids: tuple[int, ...] = (),
 ) -> JobOutcome:
     """The job's next state after one answer."""
     if result.outcome in (Outcome.OK, Outcome.NOT_FOUND):
-        state = "done" if result.outcome is Outcome.OK else "not_found"
+        state = JobState.DONE if result.outcome is Outcome.OK else JobState.NOT_FOUND
         response = StoredResponse(
             http_status=result.http_status or 0,
             body=result.body,
@@ -57,25 +71,29 @@ def decide(
     error = result.error or result.outcome.value
     if result.outcome in _NOT_THE_JOBS_FAULT:
         retry_at = iso_utc(now_s + (result.limits.retry_after_s or 0.0))
-        return JobOutcome(job.id, job.lease_token, "pending", False, retry_at, error)
-    attempt = job.attempts + 1
-    if result.outcome in _RETRYABLE and attempt < policy.max_attempts:
-        retry_at = iso_utc(now_s + policy.backoff_s(attempt))
-        return JobOutcome(job.id, job.lease_token, "pending", True, retry_at, error)
-    return JobOutcome(job.id, job.lease_token, "failed", True, None, error)
+        return JobOutcome(job.id, job.lease_token, JobState.PENDING, False, retry_at, error)
+    if result.outcome in _RETRYABLE:
+        return _retry_or_fail(job, error, policy, now_s)
+    return JobOutcome(job.id, job.lease_token, JobState.FAILED, True, None, error)
 
 
 def wait_for_full_mode(job: ClaimedJob, now_s: float) -> JobOutcome:
     """A backfill job met a quota without room for a full fetch: back to the queue."""
-    retry_at = iso_utc(now_s + 30.0)
+    retry_at = iso_utc(now_s + FULL_MODE_RECHECK_S)
     error = "waiting for quota room to re-fetch in full mode"
-    return JobOutcome(job.id, job.lease_token, "pending", False, retry_at, error)
+    return JobOutcome(job.id, job.lease_token, JobState.PENDING, False, retry_at, error)
 
 
 def internal_failure(job: ClaimedJob, error: str, policy: RetryPolicy, now_s: float) -> JobOutcome:
     """Our own code failed on this job: treat it as a transient failure, not a loss."""
+    return _retry_or_fail(job, error, policy, now_s)
+
+
+def _retry_or_fail(job: ClaimedJob, error: str, policy: RetryPolicy, now_s: float) -> JobOutcome:
+    """A transient failure that counts: back to pending after a backoff, or `failed`
+    once the attempts are spent."""
     attempt = job.attempts + 1
     if attempt < policy.max_attempts:
         retry_at = iso_utc(now_s + policy.backoff_s(attempt))
-        return JobOutcome(job.id, job.lease_token, "pending", True, retry_at, error)
-    return JobOutcome(job.id, job.lease_token, "failed", True, None, error)
+        return JobOutcome(job.id, job.lease_token, JobState.PENDING, True, retry_at, error)
+    return JobOutcome(job.id, job.lease_token, JobState.FAILED, True, None, error)

@@ -13,27 +13,28 @@ frees. Usage comes from the server's X-TweetIDRateLimit headers when it sends th
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from harvester.config import FilterSettings, QuotaSettings
+from harvester.model import QuotaMode
 
-FULL, ORIGINAL_TWEETS, NO_TWITTER = "full", "original_tweets", "no_twitter"
-MODES = (FULL, ORIGINAL_TWEETS, NO_TWITTER)
 _SERVER_FRESH_S = 120.0  # how long a server count stays the truth without a newer one
 _DEFAULT_TWEETS_PER_ANSWER = 100  # the estimate before any answer was seen in a mode
 _SAMPLES = 200
 
 
-def params_for_mode(filters: FilterSettings, mode: str) -> dict[str, str]:
+def params_for_mode(filters: FilterSettings, mode: QuotaMode) -> dict[str, str]:
     """The fetch query parameters for a mode, on top of the configured filters."""
     params = filters.as_query()
-    if mode == ORIGINAL_TWEETS:
+    if mode == QuotaMode.ORIGINAL_TWEETS:
         post_types = {*filters.post_types, "original_tweets"}
         params["post_types"] = ",".join(sorted(post_types))
-    elif mode == NO_TWITTER:
+    elif mode == QuotaMode.NO_TWITTER:
         if filters.include_sources:
             kept = [source for source in filters.include_sources if source != "twitter"]
             params.pop("include_sources", None)
@@ -59,12 +60,12 @@ class QuotaState:
     server_used: int | None = None
     server_seen_s: float = 0.0
     refused_until_s: float = 0.0
-    in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODES, 0))
-    _samples: dict[str, deque[int]] = field(
-        default_factory=lambda: {mode: deque(maxlen=_SAMPLES) for mode in MODES}
+    in_flight: dict[QuotaMode, int] = field(default_factory=lambda: dict.fromkeys(QuotaMode, 0))
+    _samples: dict[QuotaMode, deque[int]] = field(
+        default_factory=lambda: {mode: deque(maxlen=_SAMPLES) for mode in QuotaMode}
     )
     # (typical, largest) per mode, refreshed as answers arrive, not on every request.
-    _estimates: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _estimates: dict[QuotaMode, tuple[int, int]] = field(default_factory=dict)
     _answers: int = 0
 
     @property
@@ -78,23 +79,23 @@ class QuotaState:
             return self.server_used
         return self.ledger_used + self.unrecorded
 
-    def typical(self, mode: str) -> int:
+    def typical(self, mode: QuotaMode) -> int:
         """Tweets a typical answer in `mode` brings: the 95th percentile of recent ones."""
         return self._estimate(mode)[0]
 
-    def largest(self, mode: str) -> int:
+    def largest(self, mode: QuotaMode) -> int:
         """The most tweets one recent answer in `mode` brought (heavy outputs are rare
         but one alone can be a good part of a small quota)."""
         return self._estimate(mode)[1]
 
-    def _estimate(self, mode: str) -> tuple[int, int]:
+    def _estimate(self, mode: QuotaMode) -> tuple[int, int]:
         cached = self._estimates.get(mode)
         if cached is None:
             cached = self._estimates[mode] = self._compute_estimate(mode)
         return cached
 
-    def _compute_estimate(self, mode: str) -> tuple[int, int]:
-        if mode == NO_TWITTER:
+    def _compute_estimate(self, mode: QuotaMode) -> tuple[int, int]:
+        if mode == QuotaMode.NO_TWITTER:
             return 0, 0
         samples = sorted(self._samples[mode])
         if len(samples) < 10:
@@ -107,25 +108,28 @@ class QuotaState:
         """Tweets the requests in flight may still bring."""
         return sum(count * self.typical(mode) for mode, count in self.in_flight.items())
 
-    def mode(self, now_s: float | None = None) -> str:
+    def mode(self, now_s: float | None = None) -> QuotaMode:
         """The mode for the next request."""
         if self.settings.mode != "auto":
-            return self.settings.mode
+            return QuotaMode(self.settings.mode)
         now_s = time.time() if now_s is None else now_s
         if now_s < self.refused_until_s:
-            return NO_TWITTER
+            return QuotaMode.NO_TWITTER
         committed = self.used(now_s) + self.headroom()
         limit = self.limit
-        if committed + self.largest(FULL) < self.settings.original_tweets_at * limit:
-            return FULL
-        if committed + self.largest(ORIGINAL_TWEETS) < self.settings.no_twitter_at * limit:
-            return ORIGINAL_TWEETS
-        return NO_TWITTER
+        if committed + self.largest(QuotaMode.FULL) < self.settings.original_tweets_at * limit:
+            return QuotaMode.FULL
+        if (
+            committed + self.largest(QuotaMode.ORIGINAL_TWEETS)
+            < self.settings.no_twitter_at * limit
+        ):
+            return QuotaMode.ORIGINAL_TWEETS
+        return QuotaMode.NO_TWITTER
 
-    def started(self, mode: str) -> None:
+    def started(self, mode: QuotaMode) -> None:
         self.in_flight[mode] += 1
 
-    def answered(self, mode: str, tweet_count: int | None) -> None:
+    def answered(self, mode: QuotaMode, tweet_count: int | None) -> None:
         """A request in `mode` ended; `tweet_count` if it brought tweets to charge."""
         self.in_flight[mode] -= 1
         if tweet_count is not None:
@@ -154,68 +158,87 @@ class QuotaState:
 
     def full_mode_usage(self) -> int:
         """The usage below which full mode is chosen again (room for the largest answer)."""
-        return int(self.settings.original_tweets_at * self.limit) - self.largest(FULL)
+        return int(self.settings.original_tweets_at * self.limit) - self.largest(QuotaMode.FULL)
 
-    def up_thresholds(self) -> dict[str, int]:
+    def up_thresholds(self) -> dict[QuotaMode, int]:
         """For each mode above the bottom: the usage below which it is chosen again."""
-        original = int(self.settings.no_twitter_at * self.limit) - self.largest(ORIGINAL_TWEETS)
-        return {FULL: self.full_mode_usage(), ORIGINAL_TWEETS: original}
+        no_twitter_at = int(self.settings.no_twitter_at * self.limit)
+        original = no_twitter_at - self.largest(QuotaMode.ORIGINAL_TWEETS)
+        return {QuotaMode.FULL: self.full_mode_usage(), QuotaMode.ORIGINAL_TWEETS: original}
+
+    def view(self, now_s: float) -> QuotaView:
+        """The daemon's view at `now_s`, as the heartbeat saves it for `status`."""
+        used = self.used(now_s)
+        fresh_server = self.server_used is not None and now_s - self.server_seen_s < _SERVER_FRESH_S
+        return QuotaView(
+            limit=self.limit,
+            used=used,
+            remaining=max(0, self.limit - used),
+            mode=self.mode(now_s),
+            source="server" if fresh_server else "ledger",
+            window_s=self.settings.window_s,
+            refused_until_s=self.refused_until_s or None,
+            up_thresholds=self.up_thresholds(),
+            at_s=now_s,
+        )
 
 
-def quota_snapshot(state: QuotaState, now_s: float) -> dict[str, object]:
-    """The daemon's view, saved for `status`."""
-    used = state.used(now_s)
-    fresh_server = state.server_used is not None and now_s - state.server_seen_s < _SERVER_FRESH_S
-    return {
-        "limit": state.limit,
-        "used": used,
-        "remaining": max(0, state.limit - used),
-        "mode": state.mode(now_s),
-        "source": "server" if fresh_server else "ledger",
-        "window_s": state.settings.window_s,
-        "refused_until_s": state.refused_until_s or None,
-        "up_thresholds": state.up_thresholds(),
-        "at_s": now_s,
-    }
+@dataclass(frozen=True, slots=True)
+class QuotaView:
+    """The daemon's view of the quota at one moment. Saved as JSON in `daemon_state`
+    under `quota`, where `status` reads these very field names."""
+
+    limit: int
+    used: int
+    remaining: int
+    mode: QuotaMode
+    source: str  # "server" (its headers, lately) or "ledger" (our own count)
+    window_s: float
+    refused_until_s: float | None  # after a quota refusal: no Twitter until then
+    up_thresholds: dict[QuotaMode, int]  # per mode above the bottom: usage to return at
+    at_s: float
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
 
 
-def mode_for_usage(used: int, limit: int, settings: QuotaSettings) -> str:
+def mode_for_usage(used: int, limit: int, settings: QuotaSettings) -> QuotaMode:
     """The rung for a usage, without in-flight headroom (for reports)."""
     if settings.mode != "auto":
-        return settings.mode
+        return QuotaMode(settings.mode)
     if used < settings.original_tweets_at * limit:
-        return FULL
+        return QuotaMode.FULL
     if used < settings.no_twitter_at * limit:
-        return ORIGINAL_TWEETS
-    return NO_TWITTER
+        return QuotaMode.ORIGINAL_TWEETS
+    return QuotaMode.NO_TWITTER
 
 
 def next_mode_change(
-    mode: str,
+    mode: QuotaMode,
     used: int,
     settings: QuotaSettings,
-    up_thresholds: dict[str, int],
+    up_thresholds: Mapping[QuotaMode, int],
     *,
     frees_at_s: Callable[[int], float | None],
     charge_rate_per_s: float,
     now_s: float,
-) -> tuple[str | None, float | None]:
+) -> tuple[QuotaMode | None, float | None]:
     """(next mode, when) expected: down the ladder at the recent charging rate, or up
     it as the ledger's charges age out of the window. (None, None) when pinned."""
     if settings.mode != "auto":
         return None, None
-    if mode == FULL:
+    if mode == QuotaMode.FULL:
         if charge_rate_per_s <= 0:
-            return ORIGINAL_TWEETS, None
-        room = max(up_thresholds[FULL] - used, 0)
-        return ORIGINAL_TWEETS, now_s + room / charge_rate_per_s
-    upper = ORIGINAL_TWEETS if mode == NO_TWITTER else FULL
+            return QuotaMode.ORIGINAL_TWEETS, None
+        room = max(up_thresholds[QuotaMode.FULL] - used, 0)
+        return QuotaMode.ORIGINAL_TWEETS, now_s + room / charge_rate_per_s
+    upper = QuotaMode.ORIGINAL_TWEETS if mode == QuotaMode.NO_TWITTER else QuotaMode.FULL
     return upper, frees_at_s(up_thresholds[upper] - 1) or now_s
 
 
-def default_up_thresholds(limit: int, settings: QuotaSettings) -> dict[str, int]:
+def default_up_thresholds(limit: int, settings: QuotaSettings) -> dict[QuotaMode, int]:
     """The usage levels where modes return, for a store without a daemon's view."""
     return {
-        FULL: int(settings.original_tweets_at * limit),
-        ORIGINAL_TWEETS: int(settings.no_twitter_at * limit),
+        QuotaMode.FULL: int(settings.original_tweets_at * limit),
+        QuotaMode.ORIGINAL_TWEETS: int(settings.no_twitter_at * limit),
     }

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 
+from harvester.config import RateSettings
+
 _REFUSAL_COOLDOWN_S = 2.0  # refusals closer together than this are one event
 _FIRST_BACKOFF_S = 1.0
 _MAX_BACKOFF_S = 300.0
@@ -35,6 +37,15 @@ class RatePolicy:
     increase_after_s: float = 10.0
     increase_step: float = 0.1  # a fraction of the configured rate
     min_fraction: float = 1 / 64  # the rate never drops below this share of the configured
+
+    @classmethod
+    def of(cls, rate: RateSettings) -> RatePolicy:
+        return cls(
+            rate.requests_per_s,
+            rate.burst,
+            decrease_factor=rate.decrease_factor,
+            increase_after_s=rate.increase_after_s,
+        )
 
 
 class RateController:

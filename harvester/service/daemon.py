@@ -1,11 +1,11 @@
-"""The daemon: the harvest pipeline (`harvest.Harvest`) run as a service.
+"""The daemon: the harvest pipeline (`harvest.pipeline.Harvest`) run as a service.
 
 It holds an exclusive lock on its store for its whole life, so every job found
 `in_progress` at start belongs to a dead run and goes back to `pending`, and at a
 stop, after the last outcomes are written, the same happens to its own; a stop, a
 rejected key or a kill therefore never loses a job. Around the pipeline it runs the
 service companions: signals (SIGTERM/SIGINT stop, SIGHUP reloads), sd_notify, the
-heartbeat and the optional metrics endpoint.
+heartbeat, the progress display and the optional metrics endpoint.
 """
 
 from __future__ import annotations
@@ -16,33 +16,29 @@ import fcntl
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from harvester.config import ConfigError, Secret, Settings
-from harvester.errors import DaemonLockError
+from harvester.config import Secret, Settings
+from harvester.errors import ConfigError, DaemonLockError
 from harvester.harvest.client import AltmetricClient
-from harvester.harvest.pipeline import EXIT_FAILURE as EXIT_FAILURE
-from harvester.harvest.pipeline import EXIT_KEY_REJECTED as EXIT_KEY_REJECTED
-from harvester.harvest.pipeline import EXIT_OK as EXIT_OK
 from harvester.harvest.pipeline import Harvest
-from harvester.harvest.pipeline import HarvestReport as HarvestReport
+from harvester.harvest.report import HarvestReport
 from harvester.logs import get_logger
-from harvester.model import iso_utc
-from harvester.progress import ProgressLine
-from harvester.service.heartbeat import (
-    ServiceLoop,
-    reload_changes,
-    render_metrics,
-    start_metrics,
-)
+from harvester.model import JobState, iso_utc
+from harvester.service.heartbeat import ServiceLoop
+from harvester.service.metrics import render_metrics, start_metrics
 from harvester.service.notify import Notifier
+from harvester.service.progress import RunProgress
+from harvester.service.reload import changes, reloaded
 from harvester.store import Store
 from harvester.store.aio import AsyncStore
 from harvester.store.schema import pending_migrations
+
+__all__ = ["Daemon", "daemon_lock", "run_daemon"]
+
+UPGRADE_TIMEOUT_USEC = 6 * 3600 * 1_000_000
 
 log = get_logger("harvester.service.daemon")
 
@@ -86,14 +82,62 @@ async def run_daemon(
     is not handled). Without the progress bar (not on a terminal), a
     `harvest.progress` event is logged every `log.progress_every_s`.
     """
-    with daemon_lock(settings.store.path):
-        notifier = Notifier()
+    daemon = Daemon(
+        settings,
+        key,
+        drain=drain,
+        show_progress=show_progress,
+        install_signals=install_signals,
+        reload_settings=reload_settings,
+    )
+    return await daemon.run()
+
+
+class Daemon:
+    """One run of the daemon on one store: the lock, the store, signals, and the
+    harvest with its service companions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        key: Secret,
+        *,
+        drain: bool,
+        show_progress: bool | None = None,
+        install_signals: bool = True,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._key = key
+        self._drain = drain
+        self._show_progress = show_progress
+        self._install = install_signals
+        self._reload_settings = reload_settings
+
+    async def run(self) -> HarvestReport:
+        """Harvest under the store's lock until drained or stopped; the report."""
+        with daemon_lock(self._settings.store.path):
+            notifier = Notifier()
+            try:
+                report = await self._run_on_store(notifier)
+            finally:
+                notifier.close()
+        log.info(
+            "harvest.stop",
+            stopped_by=report.stopped_by,
+            released=report.released,
+            elapsed_s=round(report.elapsed_s, 3),
+            **report.outcomes_by_name(),
+            responses_by_mode=report.modes_by_name(),
+        )
+        return report
+
+    async def _run_on_store(self, notifier: Notifier) -> HarvestReport:
+        """Open the store (upgrading it first if needed), recover the leases of dead
+        runs, and harvest; the store is closed however the run ends."""
+        settings = self._settings
         _announce_upgrade(settings.store.path, notifier)
-        try:
-            store = Store(settings.store.path, derive=settings.store.derive)
-        except BaseException:
-            notifier.close()
-            raise
+        store = Store(settings.store.path, derive=settings.store.derive)
         store_thread = AsyncStore(store)
         try:
             recovered = store.jobs.requeue_leased(expired_only=False)
@@ -102,68 +146,139 @@ async def run_daemon(
             log.info(
                 "harvest.start",
                 store=str(settings.store.path),
-                drain=drain,
+                drain=self._drain,
                 recovered_leases=recovered,
-                pending=counts["pending"],
+                pending=counts[JobState.PENDING],
                 concurrency=settings.workers.concurrency,
                 requests_per_s=settings.rate.requests_per_s,
                 tweet_quota_used=ledger_used,
                 systemd=notifier.enabled,
             )
-            progress = ProgressLine("harvest", counts["pending"], enabled=show_progress)
-            every_s = None if progress.enabled else settings.log.progress_every_s
-            pipeline = _Pipeline(settings, store_thread, notifier, progress, ledger_used, every_s)
+            progress = RunProgress(
+                counts[JobState.PENDING],
+                show=self._show_progress,
+                every_s=settings.log.progress_every_s,
+            )
             try:
-                report = await pipeline.run(key, drain, install_signals, reload_settings)
+                return await self._harvest(store_thread, notifier, progress, ledger_used)
             finally:
                 progress.close()  # later log lines must not make room for a dead bar
         finally:
-            notifier.close()
             store_thread.shutdown()
             store.close()
-    log.info(
-        "harvest.stop",
-        stopped_by=report.stopped_by,
-        released=report.released,
-        elapsed_s=round(report.elapsed_s, 3),
-        **dict(report.outcomes),
-        responses_by_mode=dict(report.modes),
-    )
-    return report
 
+    async def _harvest(
+        self, store: AsyncStore, notifier: Notifier, progress: RunProgress, ledger_used: int
+    ) -> HarvestReport:
+        """The pipeline, with the heartbeat, metrics, signals and progress around it."""
+        settings = self._settings
+        async with AltmetricClient(
+            settings.api.base_url,
+            self._key,
+            timeout_s=settings.api.timeout_s,
+            max_connections=0,  # the workers bound concurrency, which a reload may change
+            legacy_type_names=settings.api.legacy_type_names,
+        ) as client:
+            harvest = Harvest(
+                settings,
+                store,
+                client,
+                drain=self._drain,
+                ledger_used=ledger_used,
+                on_progress=progress.update,
+                on_stopping=notifier.stopping,
+            )
+            service = ServiceLoop(harvest, store, notifier, iso_utc(time.time()))
+            metrics = await self._start_metrics(service)
+            handled = self._install_signals(harvest, service, notifier)
+            run_task = asyncio.create_task(harvest.run(), name="harvest")
+            companions = [
+                asyncio.create_task(service.run(), name="service"),
+                asyncio.create_task(progress.log_events(service.view), name="progress"),
+            ]
+            await asyncio.sleep(0)  # the workers are running now
+            notifier.ready()  # the service's first report follows at once
+            try:
+                return await run_task
+            finally:
+                for task in companions:
+                    task.cancel()
+                await asyncio.gather(*companions, return_exceptions=True)
+                await _report_stopped(service)
+                if metrics is not None:
+                    await metrics.cleanup()
+                _remove_signals(handled)
 
-UPGRADE_TIMEOUT_USEC = 6 * 3600 * 1_000_000
+    async def _start_metrics(self, service: ServiceLoop) -> web.AppRunner | None:
+        if not self._settings.metrics.address:
+            return None
 
+        async def render() -> str:
+            return render_metrics(await service.view())
 
-def progress_figures(view: dict[str, Any]) -> dict[str, Any]:
-    """done, jobs left, the daemon's rate over its last minute and the ETA at it.
+        return await start_metrics(self._settings.metrics.address, render)
 
-    The service's job counts are carried forward from the last count by this run's
-    finished jobs, so pending plus in progress is what is left."""
-    jobs = view["jobs"]
-    left = jobs["pending"] + jobs["in_progress"]
-    rate = view["achieved_per_s"]
-    eta = 0 if left == 0 else round(left / rate) if rate > 0 else None
-    return {
-        "done": jobs["done"],
-        "pending": left,
-        "finished": view["finished"],
-        "achieved_per_s": rate,
-        "eta_s": eta,
-    }
+    # -- signals ------------------------------------------------------------------------
 
+    def _install_signals(
+        self, harvest: Harvest, service: ServiceLoop, notifier: Notifier
+    ) -> list[signal.Signals]:
+        """SIGINT and SIGTERM stop (a second one at once); SIGHUP reloads, if it can."""
+        if not self._install:
+            return []
+        loop = asyncio.get_running_loop()
+        handled = [signal.SIGINT, signal.SIGTERM]
+        for signum in handled:
+            loop.add_signal_handler(signum, _on_stop_signal, harvest, signum.name)
+        if self._reload_settings is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._reload, harvest, service, notifier)
+            handled.append(signal.SIGHUP)
+        return handled
 
-async def log_progress(service: ServiceLoop, every_s: float) -> None:
-    """Off a terminal there is no progress bar: say how far the run is at a steady
-    interval, so a long run is never silent for minutes. Until cancelled."""
-    while True:
-        await asyncio.sleep(every_s)
+    def _reload(self, harvest: Harvest, service: ServiceLoop, notifier: Notifier) -> None:
+        """SIGHUP: re-read the settings; apply what may change in flight (`reload.RELOAD`),
+        or keep the old settings if the new ones are bad."""
+        assert self._reload_settings is not None  # SIGHUP is handled only with it
+        if harvest.stopping:
+            log.warning("harvest.reload_ignored", reason="stopping")
+            return
+        notifier.reloading()
         try:
-            view = await service.view()
-        except Exception:  # the store failed: the service loop logs that at each report
-            view = None
-        if view is not None:
-            log.info("harvest.progress", **progress_figures(view))
+            new = self._reload_settings()
+            changed, restart = changes(harvest.settings, new)
+            harvest.apply_settings(reloaded(harvest.settings, new))
+            log.info("harvest.reloaded", changed=changed, needs_restart=restart)
+        except (ConfigError, OSError, ValueError) as error:
+            log.error("harvest.reload_refused", error=str(error), action="kept the old settings")
+        finally:
+            notifier.ready()
+        service.report_soon()  # the heartbeat and STATUS show the new settings at once
+
+
+def _on_stop_signal(harvest: Harvest, name: str) -> None:
+    """SIGTERM/SIGINT: stop claiming and let in-flight requests finish; a second
+    signal stops at once."""
+    second = harvest.stopping
+    log.warning("harvest.signal", signal=name, action="stop now" if second else "drain")
+    harvest.request_stop(f"signal {name}", immediate=second)
+
+
+def _remove_signals(handled: list[signal.Signals]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in handled:
+        loop.remove_signal_handler(signum)
+    if signal.SIGHUP in handled:
+        # A `systemctl reload` in the last moments must not kill a daemon that
+        # has already stopped cleanly (SIGHUP's default action is to terminate).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+async def _report_stopped(service: ServiceLoop) -> None:
+    """The last heartbeat; a store too broken to take it must not hide the report."""
+    try:
+        await service.report("stopped")
+    except Exception as error:
+        log.error("service.report_failed", error=f"{type(error).__name__}: {error}")
 
 
 def _announce_upgrade(store_path: Path, notifier: Notifier) -> None:
@@ -176,125 +291,3 @@ def _announce_upgrade(store_path: Path, notifier: Notifier) -> None:
             EXTEND_TIMEOUT_USEC=str(UPGRADE_TIMEOUT_USEC),
             STATUS="upgrading the store's schema (one time; a large store takes minutes)",
         )
-
-
-@dataclass
-class _Pipeline:
-    """One run of the harvest with its service companions (signals, systemd, metrics)."""
-
-    settings: Settings
-    store: AsyncStore
-    notifier: Notifier
-    progress: ProgressLine
-    ledger_used: int
-    progress_every_s: float | None  # None: the bar shows progress, no events
-
-    async def run(
-        self,
-        key: Secret,
-        drain: bool,
-        install_signals: bool,
-        reload_settings: Callable[[], Settings] | None,
-    ) -> HarvestReport:
-        settings = self.settings
-        async with AltmetricClient(
-            settings.api.base_url,
-            key,
-            timeout_s=settings.api.timeout_s,
-            max_connections=0,  # the workers bound concurrency, which a reload may change
-            legacy_type_names=settings.api.legacy_type_names,
-        ) as client:
-            harvest = Harvest(
-                settings,
-                self.store,
-                client,
-                drain=drain,
-                progress=self.progress,
-                ledger_used=self.ledger_used,
-            )
-            harvest.on_stopping = self.notifier.stopping
-            service = ServiceLoop(harvest, self.store, self.notifier, iso_utc(time.time()))
-            metrics = await self._start_metrics(service)
-            loop = asyncio.get_running_loop()
-            handled = self._install_signals(
-                loop, harvest, service, install_signals, reload_settings
-            )
-            run_task = asyncio.create_task(harvest.run(), name="harvest")
-            companions = [asyncio.create_task(service.run(), name="service")]
-            if self.progress_every_s is not None:
-                companions.append(asyncio.create_task(log_progress(service, self.progress_every_s)))
-            await asyncio.sleep(0)  # the workers are running now
-            self.notifier.ready()  # the service's first report follows at once
-            try:
-                return await run_task
-            finally:
-                for task in companions:
-                    task.cancel()
-                await asyncio.gather(*companions, return_exceptions=True)
-                await self._report_stopped(service)
-                if metrics is not None:
-                    await metrics.cleanup()
-                self._remove_signals(loop, handled)
-
-    @staticmethod
-    async def _report_stopped(service: ServiceLoop) -> None:
-        """The last heartbeat; a store too broken to take it must not hide the report."""
-        try:
-            await service.report("stopped")
-        except Exception as error:
-            log.error("service.report_failed", error=f"{type(error).__name__}: {error}")
-
-    @staticmethod
-    def _remove_signals(loop: asyncio.AbstractEventLoop, handled: list[signal.Signals]) -> None:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
-        if signal.SIGHUP in handled:
-            # A `systemctl reload` in the last moments must not kill a daemon that
-            # has already stopped cleanly (SIGHUP's default action is to terminate).
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    def _install_signals(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        harvest: Harvest,
-        service: ServiceLoop,
-        install: bool,
-        reload_settings: Callable[[], Settings] | None,
-    ) -> list[signal.Signals]:
-        if not install:
-            return []
-        handled = [signal.SIGINT, signal.SIGTERM]
-        for signum in handled:
-            loop.add_signal_handler(signum, harvest.on_signal, signum.name)
-        if reload_settings is not None:
-            loop.add_signal_handler(signal.SIGHUP, self._reload, harvest, service, reload_settings)
-            handled.append(signal.SIGHUP)
-        return handled
-
-    def _reload(
-        self, harvest: Harvest, service: ServiceLoop, reload_settings: Callable[[], Settings]
-    ) -> None:
-        """SIGHUP: re-read the settings; apply them, or keep the old ones if bad."""
-        if harvest.stopping:
-            log.warning("harvest.reload_ignored", reason="stopping")
-            return
-        self.notifier.reloading()
-        try:
-            new = reload_settings()
-            changed, restart = reload_changes(harvest.settings, new)
-            harvest.apply_settings(new)
-            log.info("harvest.reloaded", changed=changed, needs_restart=restart)
-        except (ConfigError, OSError, ValueError) as error:
-            log.error("harvest.reload_refused", error=str(error), action="kept the old settings")
-        finally:
-            self.notifier.ready()
-        service.report_soon()  # the heartbeat and STATUS show the new settings at once
-
-    async def _start_metrics(self, service: ServiceLoop) -> web.AppRunner | None:
-        if not self.settings.metrics.address:
-            return None
-
-        async def render() -> str:
-            return render_metrics(await service.view())
-
-        return await start_metrics(self.settings.metrics.address, render)

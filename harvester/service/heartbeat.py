@@ -1,12 +1,10 @@
-"""Running as a service: watchdog, status line, heartbeat, reload and metrics.
+"""The heartbeat: what the running daemon says of itself, every few seconds.
 
-The pipeline (`daemon.Harvest`) harvests; this module reports on it. Every few
-seconds the service loop writes a heartbeat (pid, start, rate, mode) and the quota
-view to the store, where `harvester status` reads them, and tells systemd a one-line
-STATUS. It pings the watchdog from the event loop, after the store's thread has
-answered, so a stuck loop or a stuck store stops the pings. SIGHUP re-reads the
-settings and applies what can change in flight. An optional Prometheus endpoint on a
-loopback address serves the same figures.
+The service loop writes a heartbeat (pid, start, rate, mode) and the quota view to
+the store (`daemon_state`), where `harvester status` reads them, and tells systemd a
+one-line STATUS. It pings the watchdog from the event loop, after the store's thread
+has answered, so a stuck loop or a stuck store stops the pings. The same figures
+(`DaemonView`) feed the metrics endpoint and the progress events.
 """
 
 from __future__ import annotations
@@ -18,14 +16,12 @@ import json
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from aiohttp import web
-
-from harvester.config import Settings, metrics_host_port
+from harvester.harvest.report import LiveView
 from harvester.logs import get_logger
-from harvester.model import FINAL_STATES
+from harvester.model import FINAL_STATES, JobState, QuotaMode
 from harvester.service.notify import Notifier
 from harvester.store.aio import AsyncStore
 
@@ -39,17 +35,49 @@ log = get_logger("harvester.service.heartbeat")
 class LiveHarvest(Protocol):
     """What the service needs of the pipeline."""
 
-    def live_view(self) -> dict[str, Any]: ...
+    def live_view(self) -> LiveView: ...
 
 
-def status_line(view: dict[str, Any]) -> str:
+@dataclass(frozen=True, slots=True)
+class DaemonView:
+    """The running daemon at one moment: the pipeline's live view, the store's job
+    counts carried forward to now, and the rate it achieved."""
+
+    live: LiveView
+    jobs: dict[str, int]  # jobs per state (JobState values), all runs
+    achieved_per_s: float  # answers per second over the last minute
+
+    @property
+    def left(self) -> int:
+        """Jobs not finished yet: pending and in progress."""
+        return self.jobs[JobState.PENDING] + self.jobs[JobState.IN_PROGRESS]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The `heartbeat` entry of `daemon_state`; `status` reads these field names."""
+
+    pid: int
+    state: Literal["running", "stopped"]
+    started_at: str
+    heartbeat_at_s: float
+    requests_per_s: float  # allowed now
+    achieved_per_s: float  # over the last minute
+    quota_mode: QuotaMode
+    concurrency: int
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+def status_line(view: DaemonView) -> str:
     """The one line systemd shows under `systemctl status`."""
-    jobs = view["jobs"]
+    jobs, live, quota = view.jobs, view.live, view.live.quota
     return (
-        f"done {jobs['done']:,}, pending {jobs['pending']:,}, "
-        f"{view['finished']:,} finished this run, {view['achieved_per_s']:.2f} req/s "
-        f"(allowed {view['requests_per_s']:.2f}), quota mode {view['quota_mode']} "
-        f"({view['quota_used']:,}/{view['quota_limit']:,} tweet IDs)"
+        f"done {jobs[JobState.DONE]:,}, pending {jobs[JobState.PENDING]:,}, "
+        f"{live.finished:,} finished this run, {view.achieved_per_s:.2f} req/s "
+        f"(allowed {live.requests_per_s:.2f}), quota mode {quota.mode} "
+        f"({quota.used:,}/{quota.limit:,} tweet IDs)"
     )
 
 
@@ -71,7 +99,7 @@ class ServiceLoop:
         watchdog_s = notifier.watchdog_interval_s
         self._tick_s = min(REPORT_EVERY_S, watchdog_s / 2) if watchdog_s else REPORT_EVERY_S
         self._wake = asyncio.Event()
-        self._counted: tuple[float, dict[str, int], Counter[str]] | None = None
+        self._counted: tuple[float, dict[str, int], Counter[JobState]] | None = None
         self._requests_seen: deque[tuple[float, int]] = deque()
 
     def report_soon(self) -> None:
@@ -101,32 +129,31 @@ class ServiceLoop:
             return False
         return True
 
-    async def view(self) -> dict[str, Any]:
+    async def view(self) -> DaemonView:
         """The pipeline's live view, with job counts and the measured request rate."""
-        view = self._harvest.live_view()
-        view["jobs"] = await self._job_counts(view["outcomes"])
-        view["achieved_per_s"] = self._achieved_per_s(sum(view["requests"].values()))
-        return view
+        live = self._harvest.live_view()
+        jobs = await self._job_counts(live.outcomes)
+        return DaemonView(live, jobs, self._achieved_per_s(sum(live.requests.values())))
 
-    async def report(self, state: str) -> None:
+    async def report(self, state: Literal["running", "stopped"]) -> None:
         """Write the heartbeat and the quota view; tell systemd the status line."""
         view = await self.view()
-        heartbeat = {
-            "pid": os.getpid(),
-            "state": state,
-            "started_at": self._started_at,
-            "heartbeat_at_s": time.time(),
-            "requests_per_s": view["requests_per_s"],
-            "achieved_per_s": view["achieved_per_s"],
-            "quota_mode": view["quota_mode"],
-            "concurrency": view["concurrency"],
-        }
+        heartbeat = Heartbeat(
+            pid=os.getpid(),
+            state=state,
+            started_at=self._started_at,
+            heartbeat_at_s=time.time(),
+            requests_per_s=view.live.requests_per_s,
+            achieved_per_s=view.achieved_per_s,
+            quota_mode=view.live.quota.mode,
+            concurrency=view.live.concurrency,
+        )
         await self._store.save_states(
-            {"heartbeat": json.dumps(heartbeat), "quota": json.dumps(view["quota"])}
+            {"heartbeat": heartbeat.to_json(), "quota": view.live.quota.to_json()}
         )
         self._notifier.status(status_line(view))
 
-    async def _job_counts(self, outcomes: Counter[str]) -> dict[str, int]:
+    async def _job_counts(self, outcomes: Counter[JobState]) -> dict[str, int]:
         now_s = time.monotonic()
         if self._counted is None or now_s - self._counted[0] >= JOB_COUNTS_EVERY_S:
             counts = await self._store.counts_by_state()
@@ -137,8 +164,8 @@ class ServiceLoop:
         jobs = dict(counts)
         for state in FINAL_STATES:
             jobs[state] += since[state]
-            jobs["pending"] -= since[state]
-        jobs["pending"] = max(jobs["pending"], 0)
+            jobs[JobState.PENDING] -= since[state]
+        jobs[JobState.PENDING] = max(jobs[JobState.PENDING], 0)
         return jobs
 
     def _achieved_per_s(self, requests_total: int) -> float:
@@ -152,99 +179,3 @@ class ServiceLoop:
         return (
             round((requests_total - first_total) / (now_s - first_s), 3) if now_s > first_s else 0.0
         )
-
-
-# -- reload ------------------------------------------------------------------------------
-
-RESTART_ONLY = (
-    "api.base_url",
-    "api.key_file",
-    "api.timeout_s",
-    "api.legacy_type_names",
-    "store.path",
-    "store.derive",
-    "workers.lease_s",
-    "metrics.address",
-    "log.level",
-    "log.progress_every_s",
-)
-
-
-APPLIED_IN_FLIGHT = ("rate", "workers", "filters", "quota")  # Harvest.apply_settings
-
-
-def reload_changes(old: Settings, new: Settings) -> tuple[dict[str, Any], list[str]]:
-    """What a reload changes: ({key: new value} applied in flight, [keys that changed
-    but need a restart]), compared once, section by section."""
-    applied: dict[str, Any] = {}
-    restart: list[str] = []
-    for section in ("api", "rate", "workers", "store", "filters", "quota", "metrics", "log"):
-        before = dataclasses.asdict(getattr(old, section))
-        for key, value in dataclasses.asdict(getattr(new, section)).items():
-            dotted = f"{section}.{key}"
-            if before[key] == value:
-                continue
-            if dotted in RESTART_ONLY or section not in APPLIED_IN_FLIGHT:
-                restart.append(dotted)
-            else:
-                applied[dotted] = value
-    return applied, restart
-
-
-# -- metrics -----------------------------------------------------------------------------
-
-
-def render_metrics(view: dict[str, Any]) -> str:
-    """Prometheus text exposition of the daemon's figures."""
-    lines = [
-        "# HELP harvester_jobs Jobs in the store per state.",
-        "# TYPE harvester_jobs gauge",
-        *(f'harvester_jobs{{state="{state}"}} {count}' for state, count in view["jobs"].items()),
-        "# HELP harvester_requests_total Fetch answers since start, per outcome.",
-        "# TYPE harvester_requests_total counter",
-        *(
-            f'harvester_requests_total{{outcome="{outcome}"}} {count}'
-            for outcome, count in sorted(view["requests"].items())
-        ),
-        "# HELP harvester_rate_requests_per_second The request rate currently allowed.",
-        "# TYPE harvester_rate_requests_per_second gauge",
-        f"harvester_rate_requests_per_second {view['requests_per_s']}",
-        "# HELP harvester_tweet_quota_used Tweet IDs used in the quota window.",
-        "# TYPE harvester_tweet_quota_used gauge",
-        f"harvester_tweet_quota_used {view['quota_used']}",
-        "# HELP harvester_tweet_quota_limit Tweet IDs allowed in the quota window.",
-        "# TYPE harvester_tweet_quota_limit gauge",
-        f"harvester_tweet_quota_limit {view['quota_limit']}",
-        "# HELP harvester_quota_mode The fetch mode of the quota ladder (1 = current).",
-        "# TYPE harvester_quota_mode gauge",
-        *(
-            f'harvester_quota_mode{{mode="{mode}"}} {int(mode == view["quota_mode"])}'
-            for mode in ("full", "original_tweets", "no_twitter")
-        ),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-async def start_metrics(address: str, render: Callable[[], Awaitable[str]]) -> web.AppRunner:
-    """Serve `render()` at http://ADDRESS/metrics (loopback only, checked by config)."""
-    host, port = metrics_host_port(address)
-
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(
-            text=await render(),
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff"},
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    log.info("harvest.metrics", address=f"http://{address}/metrics")
-    return runner

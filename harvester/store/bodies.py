@@ -30,6 +30,9 @@ BODY_COLUMNS = "b.codec, b.dictionary_id, b.data, b.size_bytes"
 class BodyStore:
     """Compressed bodies on one connection, and the dictionary they are compressed with."""
 
+    train_after_bodies = TRAIN_AFTER_BODIES  # tests lower it to see training happen
+    train_sample_bodies = TRAIN_SAMPLE_BODIES
+
     def __init__(
         self,
         conn: sqlite3.Connection,
@@ -106,7 +109,7 @@ class BodyStore:
         did. Bodies stored before it stay as they are (they decompress without it).
         Optional work: whatever goes wrong, nothing stored is touched, and the next
         try waits for as many new bodies again."""
-        if self.codec.dictionary is not None or self._untrained < TRAIN_AFTER_BODIES:
+        if self.codec.dictionary is not None or self._untrained < self.train_after_bodies:
             return False
         self._untrained = 0
         try:
@@ -126,7 +129,7 @@ class BodyStore:
         rows = self.conn.execute(
             f"SELECT {BODY_COLUMNS} FROM bodies AS b WHERE size_bytes > 256"
             " ORDER BY id DESC LIMIT ?",
-            (TRAIN_SAMPLE_BODIES,),
+            (self.train_sample_bodies,),
         ).fetchall()
         samples = []
         for row in rows:

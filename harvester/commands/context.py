@@ -1,0 +1,44 @@
+"""What every command is given: the global options (`--config`, `--db`), and the
+settings and store they lead to.
+
+A command loads its settings when it asks for them, after checking its own
+arguments, so a bad argument is named before a bad config file is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harvester.config import Settings, load_settings
+from harvester.errors import CommandError
+from harvester.logs import configure_logging
+from harvester.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """The global options of one `harvester` command."""
+
+    config_path: Path | None = None  # --config; None: ./harvester.toml if present
+    db_path: Path | None = None  # --db, over store.path
+
+    def read_settings(self) -> Settings:
+        """The settings, loaded and checked afresh (ConfigError if they are wrong)."""
+        return load_settings(self.config_path, db_override=self.db_path)
+
+    def settings(self) -> Settings:
+        """The settings, with logging configured as they say."""
+        settings = self.read_settings()
+        configure_logging(settings.log.level)
+        return settings
+
+    def open_store(self, *, read_only: bool) -> Store:
+        """The configured store; read-only, it must exist (see Store)."""
+        return Store(self.settings().store.path, read_only=read_only)
+
+
+def require_store(path: Path) -> None:
+    """Commands other than `enqueue` work on a store that exists; see Store too."""
+    if not path.exists():
+        raise CommandError(f"no store at {path} (check --db or store.path; `enqueue` creates one)")

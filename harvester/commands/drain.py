@@ -1,0 +1,52 @@
+"""What `harvester run` tells its caller once the daemon has stopped.
+
+The daemon is the service's (`service.daemon.run_daemon`); the CLI runs it and hands
+its report here, to become the exit code the README promises: 3 for a rejected key,
+4 for a drained queue that left jobs `failed`, 0 for any graceful stop.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harvester.harvest.report import HarvestReport
+from harvester.model import ExitCode, JobState
+from harvester.store import Store
+
+
+def run_verdict(report: HarvestReport, *, drain: bool, store_path: Path) -> ExitCode:
+    """The exit code of `run [--drain]` that ended with `report`, said in words on
+    stderr when it is not plain success."""
+    if report.exit_code == ExitCode.KEY_REJECTED:
+        print(
+            "harvester run: API key rejected (HTTP 403); unfinished jobs stay pending",
+            file=sys.stderr,
+        )
+    if drain and report.exit_code == ExitCode.OK:
+        return drain_verdict(store_path, report.stopped_by)
+    return report.exit_code
+
+
+def drain_verdict(path: Path, stopped_by: str) -> ExitCode:
+    """A drain that ran to its end exits 0 only if every job ended `done` or
+    `not_found`: scripts that chain on it must not mistake a partly failed harvest for
+    success. A drain stopped by SIGTERM/SIGINT is a graceful stop and exits 0, as
+    every stop does (issue 3's contract); it says what it left."""
+    if stopped_by != "drained":
+        print(
+            f"harvester run: stopped by {stopped_by} before the queue was drained; "
+            "unfinished jobs stay pending",
+            file=sys.stderr,
+        )
+        return ExitCode.OK
+    with Store(path, read_only=True) as store:
+        failed = store.jobs.counts_by_state()[JobState.FAILED]
+    if failed:
+        print(
+            f"harvester run: drained, but {failed:,} jobs ended failed "
+            "(`harvester status` shows why; `harvester retry` requeues them)",
+            file=sys.stderr,
+        )
+        return ExitCode.JOBS_FAILED
+    return ExitCode.OK

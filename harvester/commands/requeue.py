@@ -1,0 +1,49 @@
+"""Finished jobs back to `pending`, for the daemon to fetch again: `refresh` (a new
+snapshot of answers older than an age), `retry` (jobs that ended in one state, with a
+fresh attempt budget) and `backfill --twitter` (answers fetched in a degraded quota
+mode, again in full mode)."""
+
+from __future__ import annotations
+
+from harvester.commands.context import Invocation
+from harvester.errors import CommandError
+from harvester.model import ExitCode, JobState
+from harvester.store import Store
+from harvester.store.tables import jobs_to_refresh, parse_age
+
+
+def cmd_refresh(invocation: Invocation, older_than: str, *, where: str | None) -> ExitCode:
+    """`harvester refresh --older-than AGE [--where SQL]`."""
+    try:
+        older_than_s = parse_age(older_than)
+    except ValueError as error:
+        raise CommandError(f"--older-than: {error}") from None
+    path = invocation.settings().store.path
+    count = 0
+    with (
+        Store(path, must_exist=True) as store,  # first: it may upgrade
+        Store(path, read_only=True) as reader,
+    ):
+        for job_ids in jobs_to_refresh(reader, older_than_s, where):
+            count += store.jobs.requeue_done(job_ids)
+    print(f"requeued {count:,} outputs for a new snapshot (latest older than {older_than})")
+    return ExitCode.OK
+
+
+def cmd_retry(invocation: Invocation, state: JobState) -> ExitCode:
+    """`harvester retry [--state failed|not_found|done]`."""
+    with Store(invocation.settings().store.path, must_exist=True) as store:
+        count = store.jobs.retry(state)
+    print(f"requeued {count:,} {state} jobs")
+    return ExitCode.OK
+
+
+def cmd_backfill(invocation: Invocation) -> ExitCode:
+    """`harvester backfill --twitter`."""
+    with Store(invocation.settings().store.path, must_exist=True) as store:
+        count = store.jobs.queue_backfill()
+    print(
+        f"queued {count:,} outputs for a full re-fetch; the daemon runs them when the "
+        "tweet quota has room"
+    )
+    return ExitCode.OK

@@ -1,0 +1,52 @@
+"""`harvester simulate`: the bundled API simulator, served on loopback until Ctrl-C,
+with the flags that make it a bad day's API (latency, a rate limit, faults)."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+from harvester.errors import CommandError
+from harvester.model import ExitCode
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_simulate(
+    host: str,
+    port: int,
+    *,
+    key: str,
+    latency_ms: float,
+    body_pool: int,
+    rate_limit: float | None,
+    rate_limit_burst: int,
+    rate_limit_status: int,
+    retry_after: bool,
+    fault_rate: float,
+) -> ExitCode:
+    """`harvester simulate [--host H] [--port N] ...`: exit 1 for a bad flag value."""
+    from harvester.sim.server import SimulatorSettings, serve
+
+    if host not in LOOPBACK_HOSTS:
+        raise CommandError("the simulator serves loopback only (--host 127.0.0.1 or ::1)")
+    if body_pool < 0 or latency_ms < 0:
+        raise CommandError("--body-pool and --latency-ms must not be negative")
+    if not 0 <= fault_rate <= 1:
+        raise CommandError("--fault-rate must be between 0 and 1")
+    if rate_limit is not None and (rate_limit <= 0 or rate_limit_burst < 1):
+        raise CommandError("--rate-limit must be > 0 and --rate-limit-burst >= 1")
+    settings = SimulatorSettings(
+        key=key,
+        latency_s=latency_ms / 1000,
+        record_sent=False,
+        body_pool=body_pool,
+        rate_limit_per_s=rate_limit,
+        rate_limit_burst=rate_limit_burst,
+        rate_limit_status=rate_limit_status,
+        send_retry_after=retry_after,
+        fault_rate=fault_rate,
+    )
+    with suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings, host, port))
+    return ExitCode.OK

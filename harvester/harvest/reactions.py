@@ -1,0 +1,139 @@
+"""What the whole harvest does about one answer, beyond the job it answered.
+
+The job's own next state is `policy.decide`'s; these are the consequences for every
+worker at once:
+
+- a rejected key (HTTP 401/403): said once, and the harvest stops now, exit code 3;
+- a rate-limit refusal (420/429): every worker pauses and the rate drops (AIMD);
+  any other answer lets the rate climb back after a quiet spell;
+- a tweet-quota refusal: no Twitter until the ledger says enough charges aged out;
+- an allowance running out (`X-Hourly/DailyRateLimit-Remaining: 0`): sleep to the
+  next hour or day boundary;
+- the server's count of the tweet quota (`X-TweetIDRateLimit-*`), which wins over ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from harvester.harvest.client import FetchResult
+from harvester.harvest.quota import QuotaState
+from harvester.harvest.ratelimit import RateController
+from harvester.logs import get_logger
+from harvester.model import ClaimedJob, Outcome, iso_utc
+from harvester.store.aio import AsyncStore
+
+QUOTA_REFUSAL_HOLD_S = 60.0  # no Twitter for this long at least, until the ledger answers
+QUOTA_UNKNOWN_HOLD_S = 3600.0  # when the ledger shows room the server denies: an hour
+ALLOWANCE_PAUSE_SAID_S = 60.0  # a pause longer than this was already announced
+
+log = get_logger("harvester.harvest.reactions")
+
+
+class Reactions:
+    """The pipeline's answers to answers. The event loop owns it, as it does the rate
+    controller and the quota state it steers."""
+
+    def __init__(
+        self,
+        rate: RateController,
+        quota: QuotaState,
+        store: AsyncStore,
+        *,
+        on_key_rejected: Callable[[], None],
+    ) -> None:
+        self._rate = rate
+        self._quota = quota
+        self._db = store
+        self._on_key_rejected = on_key_rejected
+        self._key_rejected = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def react(self, job: ClaimedJob, result: FetchResult) -> None:
+        """Whole-daemon consequences of one answer to `job`."""
+        outcome = result.outcome
+        if outcome is Outcome.UNAUTHORIZED:
+            self._key_refused(result)
+        elif outcome is Outcome.RATE_LIMITED:
+            self._rate_limited(result)
+        elif outcome is Outcome.QUOTA_EXHAUSTED:
+            self._quota_refused(job)
+        else:
+            self._rate.on_accepted()
+        self._watch_allowance(result)
+        self._quota.server_says(
+            result.limits.tweet_limit, result.limits.tweet_remaining, time.time()
+        )
+
+    def cancel(self) -> None:
+        """Stop the background work (learning when the quota frees) at the run's end."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _key_refused(self, result: FetchResult) -> None:
+        if self._key_rejected:
+            return  # said once is enough
+        self._key_rejected = True
+        log.error(
+            "harvest.key_rejected",
+            http_status=result.http_status,
+            message="API key rejected: the API refused the key (HTTP 403); stopping",
+        )
+        self._on_key_rejected()
+
+    def _rate_limited(self, result: FetchResult) -> None:
+        """Pause every worker and lower the rate; said when the rate changes."""
+        rate_before = self._rate.rate_per_s
+        pause_s = self._rate.on_rate_limited(result.limits.retry_after_s)
+        if self._rate.rate_per_s != rate_before:
+            log.warning(
+                "harvest.rate_limited",
+                pause_s=round(pause_s, 2),
+                requests_per_s=round(self._rate.rate_per_s, 3),
+            )
+
+    def _quota_refused(self, job: ClaimedJob) -> None:
+        """The tweet-ID quota is spent: no Twitter until the ledger says it frees."""
+        first = time.time() >= self._quota.refused_until_s
+        self._quota.refused(time.time() + QUOTA_REFUSAL_HOLD_S)  # until the store answers
+        if first:
+            log.warning(
+                "harvest.quota_refused",
+                id_type=job.id_type,
+                identifier=job.identifier,
+                action="switching to no_twitter",
+            )
+            self._background(self._learn_when_quota_frees())
+
+    async def _learn_when_quota_frees(self) -> None:
+        """Hold no_twitter until enough charges age out for full mode's largest answer.
+
+        If our ledger already shows that room, the server counts more than we do (the
+        key is shared, or older charges): hold for an hour, or the window if shorter.
+        """
+        window_s = self._quota.settings.window_s
+        frees_at_s = await self._db.ledger_frees_at(window_s, self._quota.full_mode_usage())
+        until_s = frees_at_s or time.time() + min(window_s, QUOTA_UNKNOWN_HOLD_S)
+        self._quota.refused_until_s = until_s
+        log.warning("harvest.quota_refused_until", until=iso_utc(until_s))
+
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _watch_allowance(self, result: FetchResult) -> None:
+        """Sleep to the next hour/day boundary once the API says none is left."""
+        limits = result.limits
+        already_paused = self._rate.paused_for_s > ALLOWANCE_PAUSE_SAID_S
+        pause_s = self._rate.on_remaining(limits.hourly_remaining, limits.daily_remaining)
+        if pause_s and not already_paused:
+            log.warning(
+                "harvest.allowance_spent",
+                pause_s=round(pause_s),
+                hourly_remaining=limits.hourly_remaining,
+                daily_remaining=limits.daily_remaining,
+            )

@@ -1,0 +1,53 @@
+"""What a harvest says of itself: its final report, and the live view of a run.
+
+Plain records, so the service (heartbeat, STATUS line, metrics, progress) and the CLI
+read typed fields rather than dicts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from harvester.harvest.quota import QuotaView
+from harvester.model import FINAL_STATES, ExitCode, JobState, Outcome, QuotaMode
+
+
+@dataclass
+class HarvestReport:
+    """How a run ended and what it did; `run_daemon` returns it."""
+
+    stopped_by: str = "running"  # "drained", "signal SIGTERM", "key rejected", ...
+    exit_code: ExitCode = ExitCode.OK
+    outcomes: Counter[JobState] = field(default_factory=Counter)  # jobs written, per state
+    modes: Counter[QuotaMode] = field(default_factory=Counter)  # responses stored, per mode
+    released: int = 0  # jobs in progress put back to pending at the end
+    elapsed_s: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        """Jobs that reached a final state in this run."""
+        return sum(self.outcomes[state] for state in FINAL_STATES)
+
+    def outcomes_by_name(self) -> dict[str, int]:
+        """`outcomes` with plain-text keys, for log events."""
+        return {str(state): count for state, count in self.outcomes.items()}
+
+    def modes_by_name(self) -> dict[str, int]:
+        """`modes` with plain-text keys, for log events."""
+        return {str(mode): count for mode, count in self.modes.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    """A running harvest at one moment: what the service reports (heartbeat, systemd's
+    STATUS line, metrics, progress)."""
+
+    finished: int  # jobs that reached a final state in this run
+    outstanding: int  # claimed jobs whose outcome is not written yet
+    concurrency: int  # workers configured (a reload may change it)
+    requests_per_s: float  # the rate allowed now (AIMD may hold it below the configured)
+    requests: Mapping[Outcome, int]  # answers since start, per outcome
+    outcomes: Counter[JobState]  # jobs written in this run, per state
+    quota: QuotaView
