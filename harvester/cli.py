@@ -36,12 +36,13 @@ from harvester.commands.status import cmd_status
 from harvester.commands.verify import cmd_verify
 from harvester.config import load_api_key
 from harvester.errors import HarvesterError
-from harvester.logs import register_secret
+from harvester.logs import register_secret, say
 from harvester.model import FINAL_STATES, ExitCode, JobState
-from harvester.service.daemon import daemon_lock, run_daemon
+from harvester.service.daemon import run_daemon
 from harvester.store.connection import explain_sqlite_error
 
 INTERRUPTED = 128 + signal.SIGINT  # the exit status shells give a Ctrl-C
+TERMINATED = 128 + signal.SIGTERM
 
 Handler = Callable[[argparse.Namespace, Invocation], int]
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     is a HarvesterError, reported in one line as 1; so are SQLite's and the OS's."""
     args = build_parser().parse_args(argv)
     invocation = Invocation(config_path=args.config, db_path=args.db)
+    if args.command not in _OWN_SIGTERM:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return COMMANDS[args.command].handle(args, invocation)
     except HarvesterError as error:
@@ -69,13 +72,28 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         return _failed(args.command, f"{error.strerror or error}{where}")
     except KeyboardInterrupt:
-        print(f"harvester {args.command}: interrupted", file=sys.stderr)
+        say(f"harvester {args.command}: interrupted", priority="warning")
         return INTERRUPTED
+    except Terminated:
+        say(f"harvester {args.command}: terminated", priority="warning")
+        return TERMINATED
 
 
 def _failed(command: str, message: str) -> ExitCode:
-    print(f"harvester {command}: {message}", file=sys.stderr)
+    say(f"harvester {command}: {message}")
     return ExitCode.FAILURE
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so temporary files are removed on the way."""
+
+
+def _raise_terminated(_signal: int, _frame: object) -> None:
+    raise Terminated
+
+
+# These run event loops that handle SIGTERM themselves (the daemon drains on it).
+_OWN_SIGTERM = frozenset(("run", "simulate", "demo"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +239,7 @@ def _derive_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _derive(args: argparse.Namespace, invocation: Invocation) -> int:
-    return cmd_derive(invocation, rebuild=args.rebuild, daemon_lock=daemon_lock)
+    return cmd_derive(invocation, rebuild=args.rebuild)
 
 
 def _refresh_arguments(parser: argparse.ArgumentParser) -> None:

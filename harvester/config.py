@@ -239,6 +239,8 @@ def _coerce(key: str, default: Any, raw: Any) -> Any:
     if not isinstance(raw, str):
         raise ConfigError(f"{key} must be a string, not {raw!r}")
     if key in ("api.key_file", "store.path"):
+        if not raw.strip():
+            raise ConfigError(f"{key} is empty: give a file's path, or leave the key out")
         return Path(raw).expanduser()
     return raw
 

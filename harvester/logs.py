@@ -136,3 +136,17 @@ def configure_logging(
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+MESSAGE_CHARS = 200
+
+
+def say(text: str, *, priority: str = "error") -> None:
+    """One line of the CLI's own on stderr (a message, not a log event): under
+    journald with its syslog priority, so `journalctl -p` sees it; on a terminal above
+    the progress bar; never longer than MESSAGE_CHARS (a long value the user gave is
+    cut in the middle, keeping how the message starts and the advice it ends with)."""
+    if len(text) > MESSAGE_CHARS:
+        text = text[: MESSAGE_CHARS - 61] + "…" + text[-60:]
+    prefix = f"<{SYSLOG_PRIORITIES[priority]}>" if is_journal(sys.stderr) else ""
+    write_above(sys.stderr, f"{prefix}{text}\n")

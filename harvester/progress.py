@@ -40,10 +40,12 @@ class ProgressLine:
         self._started_s = time.monotonic()
         self._last_draw_s = 0.0
         self._line = ""  # the text on screen, "" until the first draw
+        self._latest: tuple[int, str] = (0, "")  # the last update, drawn or not
 
     def update(self, completed: int, note: str = "", *, force: bool = False) -> None:
         if not self.enabled:
             return
+        self._latest = (completed, note)
         now_s = time.monotonic()
         if not force and now_s - self._last_draw_s < 0.1:
             return
@@ -84,6 +86,8 @@ class ProgressLine:
     def close(self) -> None:
         """End the bar's line; later writes no longer make room for it."""
         global _showing
+        if self.enabled and self._line:
+            self.update(*self._latest, force=True)  # the final count, not the last drawn
         with _lock:
             if _showing is self:
                 _showing = None

@@ -2,14 +2,13 @@
 have none yet; `--rebuild` empties them first. The raw store is never touched.
 
 A plain `derive` may run beside the daemon. A rebuild must not: answers the daemon
-derives meanwhile would be emptied away or left out, so it takes the daemon's lock,
-which the CLI hands in (the lock is the service's, and commands never import it).
+derives meanwhile would be emptied away or left out, so it takes the store's lock.
+Nor may a rebuild start while any stored body is damaged: it would empty the derived
+rows of that answer and could not derive them again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from harvester.commands.context import Invocation, require_store
@@ -17,13 +16,10 @@ from harvester.errors import CommandError, DaemonLockError
 from harvester.model import ExitCode
 from harvester.progress import ProgressLine
 from harvester.store import Store, derived
-
-StoreLock = Callable[[Path], AbstractContextManager[None]]
-"""`service.daemon.daemon_lock`: held, no daemon runs on the store (DaemonLockError
-if one does)."""
+from harvester.store.lock import daemon_lock
 
 
-def cmd_derive(invocation: Invocation, *, rebuild: bool, daemon_lock: StoreLock) -> ExitCode:
+def cmd_derive(invocation: Invocation, *, rebuild: bool) -> ExitCode:
     """`harvester derive [--rebuild]`."""
     path = invocation.settings().store.path
     require_store(path)  # before the lock, which would create a file beside it
@@ -42,6 +38,7 @@ def cmd_derive(invocation: Invocation, *, rebuild: bool, daemon_lock: StoreLock)
 def _derive(path: Path, *, rebuild: bool) -> ExitCode:
     with Store(path, must_exist=True) as store:
         if rebuild:
+            _refuse_damaged_bodies(store)
             derived.clear_all(store.conn)
         progress = ProgressLine("derive")
         if progress.enabled:
@@ -50,5 +47,19 @@ def _derive(path: Path, *, rebuild: bool) -> ExitCode:
             store.conn, store.bodies, lambda done, skipped: progress.update(done + skipped)
         )
         progress.close()
-    print(f"derived {done:,} answers; {skipped:,} were not JSON objects and were skipped")
+    print(
+        f"derived {done:,} answers; {skipped:,} were skipped (not a JSON object, or a "
+        "damaged body: `harvester verify` names those)"
+    )
     return ExitCode.OK
+
+
+def _refuse_damaged_bodies(store: Store) -> None:
+    """Every body must decompress before the derived tables are emptied (one pass of
+    decompression, which the rebuild repeats anyway)."""
+    damaged = sum(1 for _, problem in store.bodies.iter_checks() if problem is not None)
+    if damaged:
+        raise CommandError(
+            f"{damaged:,} stored bodies are damaged (`harvester verify` lists them): "
+            "derive --rebuild would drop their derived rows, so nothing was changed"
+        )

@@ -7,10 +7,10 @@ its report here, to become the exit code the README promises: 3 for a rejected k
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from harvester.harvest.report import HarvestReport
+from harvester.logs import say
 from harvester.model import ExitCode, JobState
 from harvester.store import Store
 
@@ -19,9 +19,9 @@ def run_verdict(report: HarvestReport, *, drain: bool, store_path: Path) -> Exit
     """The exit code of `run [--drain]` that ended with `report`, said in words on
     stderr when it is not plain success."""
     if report.exit_code == ExitCode.KEY_REJECTED:
-        print(
+        say(
             "harvester run: API key rejected (HTTP 403); unfinished jobs stay pending",
-            file=sys.stderr,
+            priority="error",
         )
     if drain and report.exit_code == ExitCode.OK:
         return drain_verdict(store_path, report.stopped_by)
@@ -34,19 +34,19 @@ def drain_verdict(path: Path, stopped_by: str) -> ExitCode:
     success. A drain stopped by SIGTERM/SIGINT is a graceful stop and exits 0, as
     every stop does (issue 3's contract); it says what it left."""
     if stopped_by != "drained":
-        print(
+        say(
             f"harvester run: stopped by {stopped_by} before the queue was drained; "
             "unfinished jobs stay pending",
-            file=sys.stderr,
+            priority="warning",
         )
         return ExitCode.OK
     with Store(path, read_only=True) as store:
         failed = store.jobs.counts_by_state()[JobState.FAILED]
     if failed:
-        print(
+        say(
             f"harvester run: drained, but {failed:,} jobs ended failed "
             "(`harvester status` shows why; `harvester retry` requeues them)",
-            file=sys.stderr,
+            priority="warning",
         )
         return ExitCode.JOBS_FAILED
     return ExitCode.OK

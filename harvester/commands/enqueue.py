@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
 
 from harvester.commands.context import Invocation
 from harvester.errors import CommandError, IdentifierError, NotTextError
@@ -25,7 +26,9 @@ from harvester.progress import ProgressLine
 from harvester.store import Store
 
 MAX_LINE_CHARS = 4096
-SNIFF_BYTES = 64 * 1024
+SNIFF_BYTES = 64 * 1024  # looked at for UTF-8
+SCAN_BYTES = 1 << 20  # scanned for NUL bytes, a chunk at a time
+SPOOL_IN_MEMORY_BYTES = 64 << 20
 REJECTS_SHOWN = 20
 MESSAGE_CHARS = 200
 
@@ -63,7 +66,8 @@ def _new_store_kept_if_used(path: Path) -> Iterator[Store]:
     """Open (or create) the store for `enqueue`; a store this run created but put
     nothing into is removed again, so a mistyped `--db` or a file of rejects leaves
     no stray file behind."""
-    is_new = not path.exists()
+    real_path = path.resolve()  # through a symlink: the link itself is the user's
+    is_new = not real_path.exists()
     store = Store(path)
     try:
         yield store
@@ -73,7 +77,7 @@ def _new_store_kept_if_used(path: Path) -> Iterator[Store]:
         if unused:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 with suppress(FileNotFoundError):
-                    path.with_name(path.name + suffix).unlink()
+                    real_path.with_name(real_path.name + suffix).unlink()
 
 
 @contextmanager
@@ -96,38 +100,52 @@ def _input(name: str) -> Iterator[IO[str]]:
 
 
 def open_identifier_text(raw: BinaryIO, name: str) -> IO[str]:
-    """The input as UTF-8 text, after a look at its first 64 KiB.
+    """The input as UTF-8 text, once all of it has been seen to be text.
 
-    A binary file (NUL bytes: gzip, UTF-16, a spreadsheet) or one that is not UTF-8
-    throughout would otherwise yield a wall of rejects, one a line; it gets one
-    message instead. Works on pipes too: the bytes looked at are replayed.
+    A binary file (NUL bytes anywhere: gzip, UTF-16, a spreadsheet) or one whose
+    first 64 KiB are not UTF-8 would otherwise yield a wall of rejects, one a line,
+    and queue whatever lines happened to parse; it gets one message and queues
+    nothing. So the whole input is read once before the first line is parsed: a file
+    in place (a NUL scan at disk speed), a pipe or terminal into a spooled copy.
     """
-    head = _read_up_to(raw, SNIFF_BYTES)
+    source = raw if _seekable(raw) else _spooled(raw)
+    head = source.read(SNIFF_BYTES)
     _check_text(head, name)
-    # A short head means the input ended: read no further (a terminal would wait for
-    # a second Ctrl-D).
-    rest = raw if len(head) == SNIFF_BYTES else None
-    replayed = io.BufferedReader(_Replayed(head, rest), buffer_size=SNIFF_BYTES)
-    return io.TextIOWrapper(replayed, encoding="utf-8", errors="replace", newline=None)
+    while chunk := source.read(SCAN_BYTES):
+        if b"\x00" in chunk:
+            raise NotTextError(_not_text(name))
+    source.seek(0)
+    return io.TextIOWrapper(source, encoding="utf-8", errors="replace", newline=None)
 
 
-def _read_up_to(raw: BinaryIO, size: int) -> bytes:
-    """Up to `size` bytes, stopping at the first end of input (one read at a time:
-    a buffered read would wait at a terminal for a second Ctrl-D)."""
+def _seekable(raw: BinaryIO) -> bool:
+    try:
+        return raw.seekable()
+    except (OSError, ValueError):
+        return False
+
+
+def _spooled(raw: BinaryIO) -> BinaryIO:
+    """A pipe's or terminal's bytes, kept in memory up to 64 MiB, then on disk. One
+    read at a time: a buffered read would wait at a terminal for a second Ctrl-D."""
+    copy = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115
     read_once = getattr(raw, "read1", raw.read)
-    chunks, remaining = [], size
-    while remaining > 0 and (chunk := read_once(remaining)):
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+    while chunk := read_once(SCAN_BYTES):
+        copy.write(chunk)
+    copy.seek(0)
+    return cast(BinaryIO, copy)
+
+
+def _not_text(name: str) -> str:
+    return (
+        f"{name} is not a text file (it holds NUL bytes; UTF-16 or binary?): "
+        "expected UTF-8 text, one identifier per line"
+    )
 
 
 def _check_text(head: bytes, name: str) -> None:
     if b"\x00" in head:
-        raise NotTextError(
-            f"{name} is not a text file (it holds NUL bytes; UTF-16 or binary?): "
-            "expected UTF-8 text, one identifier per line"
-        )
+        raise NotTextError(_not_text(name))
     lines = [line for line in head.splitlines()[:-1] or head.splitlines() if line.strip()]
     undecodable = sum(1 for line in lines if not _is_utf8(line))
     if lines and undecodable * 2 > len(lines):
@@ -143,29 +161,6 @@ def _is_utf8(line: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-class _Replayed(io.RawIOBase):
-    """`head`, then whatever `rest` still holds: a stream read once, as if unread."""
-
-    def __init__(self, head: bytes, rest: BinaryIO | None) -> None:
-        self._head = memoryview(head)
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._head:
-            count = min(len(buffer), len(self._head))
-            buffer[:count] = self._head[:count]
-            self._head = self._head[count:]
-            return count
-        if self._rest is None:
-            return 0
-        data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from harvester.commands.context import Invocation
 from harvester.commands.formats import parse_body, rows_as_csv, rows_as_jsonl, rows_as_parquet
 from harvester.commands.output import refuse_store_files, replace_on_success, text_output
 from harvester.errors import CommandError
+from harvester.logs import say
 from harvester.model import ExitCode
 from harvester.progress import ProgressLine
 from harvester.store import Store
@@ -60,6 +61,7 @@ def cmd_export(
             with text_output(output) as out:
                 count = writers[output_format](rows, out, progress.update)
         progress.close()
+        _warn_of_damage(store)
     print(f"exported {count:,} rows of {table}", file=sys.stderr)
     return ExitCode.OK
 
@@ -76,8 +78,19 @@ def _export_jobs(
         with text_output(output) as out:
             count = writer(store, out, progress.update)
         progress.close()
+        _warn_of_damage(store)
     print(f"exported {count:,} records", file=sys.stderr)
     return ExitCode.OK
+
+
+def _warn_of_damage(store: Store) -> None:
+    """Damaged bodies are exported as null rather than stopping the export; say so."""
+    if store.bodies.damaged_reads:
+        say(
+            f"harvester export: {store.bodies.damaged_reads:,} stored bodies are damaged and "
+            "were exported as null (`harvester verify` lists them)",
+            priority="warning",
+        )
 
 
 def export_records(store: Store, *, with_body: bool) -> Iterator[dict[str, Any]]:

@@ -22,5 +22,9 @@ def cmd_query(invocation: Invocation, sql: str, *, output_format: QueryFormat) -
     writers = {"table": rows_as_table, "csv": rows_as_csv, "json": rows_as_json}
     with invocation.open_store(read_only=True) as store:
         rows = run_query(store, sql)
+        if not rows.columns:  # comments, `;`, or a statement that returns nothing
+            raise CommandError(
+                "the SQL holds no statement that returns rows (only comments or ';'?)"
+            )
         writers[output_format](rows, sys.stdout, lambda _count: None)
     return ExitCode.OK

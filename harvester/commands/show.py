@@ -44,18 +44,20 @@ def cmd_show(
         "size_bytes": response["size_bytes"],
         "request_params": json.loads(response["request_params"] or "{}"),
     }
-    answer = parse_body(response["body"])
+    parsed = parse_body(response["body"])
+    # A JSON answer as JSON; any other (a 404's `Not Found`) as the text it is.
+    answer = parsed if parsed is not None else response["body"].decode("utf-8", "replace")
     if as_json:
         print(json.dumps({**metadata, "body": answer}, indent=2, ensure_ascii=False))
         return ExitCode.OK
-    # The answer alone on stdout, so `harvester show ... | jq` works; the rest aside.
+    # The answer alone on stdout, so `harvester show ... | jq` works; the rest aside,
+    # on two lines of readable length.
+    names = ("type", "identifier", "state", "http_status", "fetched_at", "mode")
+    print("  ".join(f"{name}={metadata[name]}" for name in names), file=sys.stderr)
     print(
-        "  ".join(f"{name}={value}" for name, value in metadata.items() if name != "request_params")
-        + f"  params={response['request_params']}",
+        f"sha256={metadata['sha256']}  size_bytes={metadata['size_bytes']}"
+        f"  params={response['request_params']}",
         file=sys.stderr,
     )
-    if answer is None:
-        print(response["body"].decode("utf-8", "replace"))  # a 404's text
-    else:
-        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    print(json.dumps(answer, indent=2, ensure_ascii=False) if parsed is not None else answer)
     return ExitCode.OK

@@ -4,6 +4,7 @@ with the flags that make it a bad day's API (latency, a rate limit, faults)."""
 from __future__ import annotations
 
 import asyncio
+import math
 from contextlib import suppress
 
 from harvester.errors import CommandError
@@ -28,6 +29,14 @@ def cmd_simulate(
     """`harvester simulate [--host H] [--port N] ...`: exit 1 for a bad flag value."""
     from harvester.sim.server import SimulatorSettings, serve
 
+    if not 0 <= port <= 65535:
+        raise CommandError("--port must be between 0 (any free port) and 65535")
+    if not key:
+        raise CommandError("--key must not be empty: clients must send some key")
+    if not math.isfinite(latency_ms):
+        raise CommandError("--latency-ms must be a number of milliseconds")
+    if rate_limit_burst < 1:
+        raise CommandError("--rate-limit-burst must be at least 1")
     if host not in LOOPBACK_HOSTS:
         raise CommandError("the simulator serves loopback only (--host 127.0.0.1 or ::1)")
     if body_pool < 0 or latency_ms < 0:

@@ -193,6 +193,8 @@ def _process_exists(pid: int) -> bool:
 def eta_s(jobs: Mapping[JobState, int], rate_per_s: float | None) -> float | None:
     """Seconds until the jobs left are done at the running daemon's rate; None when
     no daemon runs or it has stored nothing lately (no rate, no prediction)."""
+    if rate_per_s is None:
+        return None  # no daemon: nothing will get done, so no time to predict
     left = jobs[JobState.PENDING] + jobs[JobState.IN_PROGRESS]
     if left == 0:
         return 0.0

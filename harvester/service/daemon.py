@@ -11,17 +11,15 @@ heartbeat, the progress display and the optional metrics endpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from harvester.config import Secret, Settings
-from harvester.errors import ConfigError, DaemonLockError
+from harvester.errors import ConfigError
 from harvester.harvest.client import AltmetricClient
 from harvester.harvest.pipeline import Harvest
 from harvester.harvest.report import HarvestReport
@@ -34,6 +32,7 @@ from harvester.service.progress import RunProgress
 from harvester.service.reload import changes, reloaded
 from harvester.store import Store
 from harvester.store.aio import AsyncStore
+from harvester.store.lock import daemon_lock
 from harvester.store.schema import pending_migrations
 
 __all__ = ["Daemon", "daemon_lock", "run_daemon"]
@@ -41,30 +40,6 @@ __all__ = ["Daemon", "daemon_lock", "run_daemon"]
 UPGRADE_TIMEOUT_USEC = 6 * 3600 * 1_000_000
 
 log = get_logger("harvester.service.daemon")
-
-
-@contextlib.contextmanager
-def daemon_lock(store_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock beside the store for the daemon's lifetime.
-
-    The kernel drops a flock when its process dies, however it dies, so a crashed
-    daemon never leaves a stale lock behind; and while we hold it, every job found
-    `in_progress` at start belongs to a dead run and can safely be requeued.
-    """
-    real_path = store_path.resolve()  # one lock per store, whatever path names it
-    lock_path = real_path.with_name(real_path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DaemonLockError(
-                f"another harvester daemon is already running on {store_path}"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 async def run_daemon(

@@ -30,6 +30,7 @@ BODY_COLUMNS = "b.codec, b.dictionary_id, b.data, b.size_bytes"
 class BodyStore:
     """Compressed bodies on one connection, and the dictionary they are compressed with."""
 
+    damaged_reads = 0  # bodies that failed to decompress on this connection
     train_after_bodies = TRAIN_AFTER_BODIES  # tests lower it to see training happen
     train_sample_bodies = TRAIN_SAMPLE_BODIES
 
@@ -76,7 +77,11 @@ class BodyStore:
         """The bytes as received (BodyCorrupt if damaged); takes BODY_COLUMNS."""
         if not self.codec.knows(dictionary_id):
             self.codec = self._load_codec()  # trained by the daemon since we opened
-        return self.codec.decompress(codec, dictionary_id, data, size_bytes)
+        try:
+            return self.codec.decompress(codec, dictionary_id, data, size_bytes)
+        except BodyCorrupt:
+            self.damaged_reads += 1  # readers that skip a damaged body can say so
+            raise
 
     def of_response(self, response_id: int) -> bytes:
         row = self.conn.execute(

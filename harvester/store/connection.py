@@ -73,6 +73,8 @@ def explain_sqlite_error(error: Exception) -> str:
 def check_store_path(path: Path, *, must_exist: bool) -> None:
     """A mistyped path must never become a new, empty store: only `enqueue` creates
     one, and only in a directory that already exists."""
+    if str(path) in ("", "."):
+        raise StoreError("no store path: --db or store.path is empty")
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a store file")
     if must_exist and not path.exists():
@@ -81,10 +83,11 @@ def check_store_path(path: Path, *, must_exist: bool) -> None:
         raise StoreError(f"no directory {path.parent} for the store {path.name}")
 
 
-def check_is_store(path: Path, tables: list[str], *, must_exist: bool) -> None:
-    """Refuse someone else's database (our migrations would add tables to it) and an
-    empty file where a store was expected."""
-    if not tables and not must_exist:
+def check_is_store(path: Path, tables: list[str], *, existed: bool) -> None:
+    """Refuse someone else's database (our migrations would add tables to it) and any
+    file that was there already but is no store, an empty one included: only a file
+    this very open creates becomes a new store."""
+    if not tables and not existed:
         return  # a new store
     if not {"jobs", "_sqlite_migrations"} <= set(tables):
         raise StoreError(f"{path} is not a harvester store (it has no jobs or migrations table)")

@@ -51,10 +51,11 @@ class Store:
         self.derive = derive  # fill the derived tables in `record`
         expected = read_only or must_exist
         check_store_path(path, must_exist=expected)
+        existed = path.exists()
         try:
             self.conn = connect(path, read_only=read_only)
             self.db = Database(self.conn, execute_plugins=False)
-            check_is_store(path, self.db.table_names(), must_exist=expected)
+            check_is_store(path, self.db.table_names(), existed=existed)
             if not read_only:
                 self.db.enable_wal()
                 migrations.apply(self.db)

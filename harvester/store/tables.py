@@ -170,7 +170,8 @@ def jobs_to_refresh(
     `latest_outputs` row matches a `--where` expression. The expression is checked
     here, before any chunk is given out, so a bad one requeues nothing."""
     lock_read_only(store)
-    cutoff = iso_utc(time.time() - older_than_s)
+    # An age beyond the epoch selects nothing, rather than a date that cannot be written.
+    cutoff = iso_utc(max(time.time() - older_than_s, 0.0))
     filter_ = None
     if where is not None:
         filter_ = make_filter(store, "latest_outputs", where)

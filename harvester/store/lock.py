@@ -1,0 +1,36 @@
+"""The store's lock file (`STORE.lock`): held by the daemon for its lifetime, and by
+the few commands that must not run beside it (`derive --rebuild`). It is one of the
+store's own files, beside the `-wal` and `-shm` that SQLite keeps."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+from harvester.errors import DaemonLockError
+
+
+@contextlib.contextmanager
+def daemon_lock(store_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the store for the daemon's lifetime.
+
+    The kernel drops a flock when its process dies, however it dies, so a crashed
+    daemon never leaves a stale lock behind; and while we hold it, every job found
+    `in_progress` at start belongs to a dead run and can safely be requeued.
+    """
+    real_path = store_path.resolve()  # one lock per store, whatever path names it
+    lock_path = real_path.with_name(real_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DaemonLockError(
+                f"another harvester daemon is already running on {store_path}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
