@@ -1,6 +1,6 @@
 """Turn a file of identifiers into pending jobs, in bulk.
 
-Lines stream through the parser into `Store.add_jobs`, which inserts in large
+Lines stream through the parser into `store.jobs.add`, which inserts in large
 batches, so a million lines take seconds and memory stays flat. Bad lines never stop
 the run: each is reported with its line number and reason, and the good ones are
 queued. Every line is bounded before it is parsed.
