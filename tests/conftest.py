@@ -1,11 +1,13 @@
-"""Shared fixtures: real SQLite files in a temporary directory."""
+"""Fixtures any test may use: stores in a temporary directory, the simulator, stores
+harvested from it, a mocked API and systemd's end of the notify socket. The functions
+behind them, and everything else the tests share, are in helpers.py."""
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import time
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,45 +15,11 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aioresponses import aioresponses
-from sqlite_utils import Database
+from helpers import KEY, NotifyListener, harvest_from_simulator, harvest_store
 from yarl import URL
 
-from harvester.model import iso_utc
+from harvester.sim.server import Simulator, SimulatorSettings
 from harvester.store import Store
-from harvester.store.schema import migrations
-
-
-def stored_responses(db_path: Path) -> list[tuple[str, str, str, int, str, bytes]]:
-    """Every stored response as (type, identifier, state, status, sha256, body), the
-    body uncompressed by the store, as `show` and `export` see it."""
-    with Store(db_path, read_only=True) as store:
-        rows = store.conn.execute(
-            """SELECT r.id, j.id_type, j.identifier, j.state, r.http_status, r.sha256
-               FROM responses AS r JOIN jobs AS j ON j.id = r.job_id ORDER BY r.id"""
-        ).fetchall()
-        return [(*row[1:], store.bodies.of_response(row[0])) for row in rows]
-
-
-def build_pre_compression_store(db_path: Path, bodies: list[bytes]) -> None:
-    """A store as versions before schema m004 left it: raw bodies inside `responses`.
-    A body of b"Not Found" is stored as a 404, any other as a done 200."""
-    database = Database(db_path)
-    migrations.apply(database, stop_before="m004_compressed_bodies")
-    now = iso_utc(time.time())
-    for n, body in enumerate(bodies, start=1):
-        status = 404 if body == b"Not Found" else 200
-        database.execute(
-            "INSERT INTO jobs (id, id_type, identifier, state, next_attempt_at, created_at,"
-            " updated_at) VALUES (?, 'doi', ?, ?, ?, ?, ?)",
-            (n, f"10.5150/old.{n}", "done" if status == 200 else "not_found", now, now, now),
-        )
-        database.execute(
-            "INSERT INTO responses (job_id, http_status, sha256, size_bytes, request_params,"
-            " fetched_at, body) VALUES (?, ?, ?, ?, '{}', ?, ?)",
-            (n, status, hashlib.sha256(body).hexdigest(), len(body), now, body),
-        )
-    database.conn.commit()
-    database.close()
 
 
 @pytest.fixture
@@ -63,6 +31,51 @@ def db_path(tmp_path: Path) -> Path:
 def store(db_path: Path) -> Iterator[Store]:
     with Store(db_path) as opened:
         yield opened
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    """The bundled simulator on loopback, answering to `KEY`."""
+    async with Simulator(SimulatorSettings(key=KEY)) as running:
+        yield running
+
+
+@pytest.fixture
+async def harvested(db_path: Path) -> Path:
+    """The store at `db_path`, 40 outputs harvested into it from the simulator."""
+    await harvest_from_simulator(db_path, 40)
+    return db_path
+
+
+@pytest.fixture(scope="session")
+def harvested_by_cli(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """Stores of `count` outputs harvested by the real CLI (`helpers.harvest_store`),
+    each size built once a session: take a copy (`helpers.copy_store`) to change one."""
+    built: dict[int, Path] = {}
+
+    def harvested_store(count: int) -> Path:
+        if count not in built:
+            built[count] = harvest_store(tmp_path_factory.mktemp(f"harvested{count}"), count)
+        return built[count]
+
+    return harvested_store
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: unix socket paths hold at most 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="hv", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def listener(short_dir: Path) -> AsyncIterator[NotifyListener]:
+    """systemd's end of $NOTIFY_SOCKET, listening at `short_dir/notify`."""
+    opened = NotifyListener(short_dir / "notify")
+    async with opened:
+        yield opened
+    opened.close()
 
 
 class _CompatResponse(ClientResponse):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import grimp
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "harvester"
 PACKAGE_DIR = ROOT / PACKAGE
 

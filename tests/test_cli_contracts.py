@@ -8,24 +8,29 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import KEY, Terminal, cli_env, config_for, harvester, harvester_async
-from harvested import copy_store, harvest_store
+from helpers import (
+    HARVESTER,
+    KEY,
+    Terminal,
+    cli_env,
+    config_for,
+    copy_store,
+    harvester,
+    harvester_async,
+    start_harvester,
+)
 
 from harvester.sim.server import Simulator, SimulatorSettings
 
 
-@pytest.fixture(scope="module")
-def harvested(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return harvest_store(tmp_path_factory.mktemp("harvested"), count=12)
-
-
 @pytest.fixture
-def db(harvested: Path, tmp_path: Path) -> Path:
-    return copy_store(harvested, tmp_path)
+def db(harvested_by_cli: Callable[[int], Path], tmp_path: Path) -> Path:
+    """A copy of a store of 12 outputs harvested by the CLI."""
+    return copy_store(harvested_by_cli(12), tmp_path)
 
 
 # -- mistyped paths -------------------------------------------------------------------------
@@ -141,7 +146,7 @@ async def test_drain_with_failed_jobs_exits_4(tmp_path: Path) -> None:
         assert (
             harvester("--db", str(db), "enqueue", stdin="10.1000/f1\n10.1000/f2\n").returncode == 0
         )
-        config = config_for(tmp_path, simulator.base_url, "max_attempts = 1")
+        config = config_for(tmp_path, simulator.base_url, max_attempts=1)
         process = await _run_async("--config", str(config), "--db", str(db), "run", "--drain")
     assert process[0] == 4, process[2]
     assert "2 jobs ended failed" in process[2]
@@ -166,11 +171,9 @@ async def test_drain_stopped_by_a_signal_is_a_graceful_stop(tmp_path: Path) -> N
         ids = "".join(f"10.1000/slow.{n}\n" for n in range(200))
         assert harvester("--db", str(db), "enqueue", stdin=ids).returncode == 0
         config = config_for(tmp_path, simulator.base_url)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "harvester", "--config", str(config), "--db", str(db),
-            "run", "--drain",
-            env=cli_env({"ALTMETRIC_API_KEY": KEY}),
-            stderr=asyncio.subprocess.PIPE,
+        process = await start_harvester(
+            "--config", str(config), "--db", str(db), "run", "--drain",
+            env={"ALTMETRIC_API_KEY": KEY}, stdout=None,
         )  # fmt: skip
         assert process.stderr is not None
         while b"harvest.start" not in await process.stderr.readline():
@@ -253,7 +256,7 @@ def test_a_file_that_is_not_text_gets_one_message(
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s.db").exists()
     piped = subprocess.run(
-        [sys.executable, "-m", "harvester", "--db", str(tmp_path / "s.db"), "enqueue"],
+        [*HARVESTER, "--db", str(tmp_path / "s.db"), "enqueue"],
         input=content, capture_output=True, env=cli_env(), check=False,
     )  # fmt: skip
     assert piped.returncode == 1 and message in piped.stderr.decode()

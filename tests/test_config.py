@@ -1,15 +1,19 @@
-"""Settings: TOML loading, validation messages and where the key may come from."""
+"""Settings: TOML loading, validation messages, where the key may come from, and the
+metrics address."""
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from harvester.config import Secret, load_api_key, load_settings, settings_from_mapping
 from harvester.errors import ConfigError
 
-EXAMPLE = Path(__file__).parent.parent / "config" / "harvester.example.toml"
+EXAMPLE = ROOT / "config" / "harvester.example.toml"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -175,3 +179,30 @@ def test_unreadable_key_file_is_an_error(tmp_path: Path) -> None:
 
 def test_secret_hides_itself() -> None:
     assert repr(Secret("abc")) == "Secret('***')"
+
+
+# -- the metrics endpoint ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("0.0.0.0:9108", "loopback"),
+        ("192.168.1.5:9108", "loopback"),
+        ("127.0.0.1", "HOST:PORT"),
+        ("127.0.0.1:70000", "HOST:PORT"),
+        ("localhost:abc", "HOST:PORT"),
+    ],
+)
+def test_a_metrics_address_off_loopback_or_malformed_is_refused(
+    tmp_path: Path, address: str, message: str
+) -> None:
+    config = tmp_path / "h.toml"
+    config.write_text(f'[metrics]\naddress = "{address}"\n')
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config)
+
+
+def test_metrics_are_off_by_default() -> None:
+    with contextlib.chdir(tempfile.gettempdir()):
+        assert load_settings(None).metrics.address == ""

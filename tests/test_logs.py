@@ -14,65 +14,35 @@ import os
 import re
 import signal
 import struct
-import sys
 import termios
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import Terminal
+from helpers import KEY, Terminal, daemon_config, dois, queue, start_harvester
 
-from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
 from harvester.progress import ERASE_LINE, ProgressLine
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store import Store
 
-KEY = "logs-key-5151"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
 
-def write_config(
+def logs_config(
     path: Path, base_url: str, *, rate: float, max_attempts: int = 5, progress_every_s: float = 60
 ) -> None:
-    path.write_text(f"""
-[api]
-base_url = "{base_url}"
-timeout_s = 2
-[rate]
-requests_per_s = {rate}
-burst = 2
-[workers]
-concurrency = 4
-max_attempts = {max_attempts}
-backoff_base_s = 0.05
-backoff_max_s = 0.2
-drain_deadline_s = 2
-[log]
-progress_every_s = {progress_every_s}
-""")
+    daemon_config(
+        path,
+        base_url,
+        rate=rate,
+        workers={"max_attempts": max_attempts, "drain_deadline_s": 2},
+        log={"progress_every_s": progress_every_s},
+    )
 
 
 def queued_store(path: Path, count: int) -> Path:
-    with Store(path) as store:
-        store.jobs.add([Identifier("doi", f"10.5151/logs.{n}") for n in range(count)])
-    return path
-
-
-def harvester_argv(config: Path, db: Path, *command: str) -> list[str]:
-    return [sys.executable, "-m", "harvester", "--config", str(config), "--db", str(db), *command]
-
-
-def environment(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
-    return {**base, "ALTMETRIC_API_KEY": KEY, **extra}
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[Simulator]:
-    async with Simulator(SimulatorSettings(key=KEY, record_sent=False)) as sim:
-        yield sim
+    return queue(path, dois(count, "10.5151/logs."))
 
 
 @pytest.fixture
@@ -100,10 +70,9 @@ async def run_until_stopped(config: Path, db: Path, log_path: Path, journal_stre
     """The daemon on an empty queue, its stderr the file `log_path`, stopped by SIGTERM
     (a warning) once it logged its first progress event (its signal handlers are in)."""
     with log_path.open("wb") as stderr:
-        daemon = await asyncio.create_subprocess_exec(
-            *harvester_argv(config, db, "run"),
-            env=environment(JOURNAL_STREAM=journal_stream),
-            stdout=asyncio.subprocess.DEVNULL,
+        daemon = await start_harvester(
+            *("--config", str(config), "--db", str(db), "run"),
+            env={"ALTMETRIC_API_KEY": KEY, "JOURNAL_STREAM": journal_stream},
             stderr=stderr,
         )
     try:
@@ -126,7 +95,7 @@ async def test_on_journalds_stream_each_line_starts_with_its_syslog_priority(
     simulator: Simulator, tmp_path: Path
 ) -> None:
     config, db, log_path = tmp_path / "h.toml", queued_store(tmp_path / "s.db", 0), tmp_path / "j"
-    write_config(config, simulator.base_url, rate=10, progress_every_s=0.05)
+    logs_config(config, simulator.base_url, rate=10, progress_every_s=0.05)
     log_path.touch()  # its device and inode are the "journal stream" the daemon is given
 
     text = await run_until_stopped(config, db, log_path, device_inode(log_path))
@@ -146,7 +115,7 @@ async def test_a_journal_stream_that_is_not_our_stderr_adds_no_prefix(
     """$JOURNAL_STREAM is inherited by children whose stderr is elsewhere (a file, a
     pipe): it counts only when it names the very file stderr is."""
     config, db, log_path = tmp_path / "h.toml", queued_store(tmp_path / "s.db", 0), tmp_path / "f"
-    write_config(config, simulator.base_url, rate=10, progress_every_s=0.05)
+    logs_config(config, simulator.base_url, rate=10, progress_every_s=0.05)
     elsewhere = tmp_path / "journal"
     elsewhere.touch()
 
@@ -216,7 +185,7 @@ async def test_on_a_terminal_log_lines_go_above_the_progress_bar(tmp_path: Path)
     config, db = tmp_path / "h.toml", queued_store(tmp_path / "s.db", 300)
     faults = SimulatorSettings(key=KEY, record_sent=False, fault_rate=0.2, fault_kinds=("500",))
     async with Simulator(faults) as sim:
-        write_config(config, sim.base_url, rate=150, max_attempts=20, progress_every_s=0.05)
+        logs_config(config, sim.base_url, rate=150, max_attempts=20, progress_every_s=0.05)
         terminal = Terminal(
             *("--config", str(config), "--db", str(db), "run", "--drain"),
             env={"ALTMETRIC_API_KEY": KEY},
@@ -250,12 +219,10 @@ async def test_off_a_terminal_progress_is_logged_at_a_steady_interval(
     simulator: Simulator, tmp_path: Path
 ) -> None:
     config, db = tmp_path / "h.toml", queued_store(tmp_path / "s.db", 150)
-    write_config(config, simulator.base_url, rate=100, progress_every_s=0.2)
-    daemon = await asyncio.create_subprocess_exec(
-        *harvester_argv(config, db, "run", "--drain"),
-        env=environment(),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    logs_config(config, simulator.base_url, rate=100, progress_every_s=0.2)
+    daemon = await start_harvester(
+        *("--config", str(config), "--db", str(db), "run", "--drain"),
+        env={"ALTMETRIC_API_KEY": KEY},
     )
     _, err = await asyncio.wait_for(daemon.communicate(), timeout=60)
     assert daemon.returncode == 0, err.decode()[-2000:]
@@ -289,4 +256,5 @@ def test_the_bar_fits_the_terminals_width() -> None:
     shown = os.read(controller, 4096).decode()
     os.close(controller)
     assert shown.startswith(ERASE_LINE + "harvest [")
-    assert len(shown.removeprefix(ERASE_LINE).rstrip("\r\n")) == 39
+    draws = shown.rstrip("\r\n").split(ERASE_LINE)[1:]  # closing draws the final count
+    assert draws and all(len(draw) == 39 for draw in draws), draws

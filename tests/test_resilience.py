@@ -5,50 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
-import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import stored_responses
+from helpers import KEY, dois, drain, queue, rows, start_harvester, stored_responses, write_config
 
-from harvester.config import (
-    ApiSettings,
-    RateSettings,
-    Secret,
-    Settings,
-    StoreSettings,
-    WorkerSettings,
-)
-from harvester.identifiers import Identifier
-from harvester.service.daemon import run_daemon
+from harvester.config import ApiSettings, RateSettings, Settings, StoreSettings, WorkerSettings
 from harvester.sim import universe
 from harvester.sim.gates import FAULT_KINDS
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store import Store
-
-KEY = "resilience-key-77"
-
-
-def dois(count: int, prefix: str) -> list[Identifier]:
-    return [Identifier("doi", f"10.7777/{prefix}.{n}") for n in range(count)]
-
-
-def queue(db_path: Path, identifiers: list[Identifier]) -> None:
-    with Store(db_path) as store:
-        store.jobs.add(identifiers)
-
-
-def rows(db_path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def assert_each_job_stored_once_and_right(db_path: Path, expected_jobs: int) -> None:
@@ -69,7 +37,7 @@ def assert_each_job_stored_once_and_right(db_path: Path, expected_jobs: int) -> 
 async def test_a_fault_storm_ends_with_every_job_right(db_path: Path) -> None:
     sim_settings = SimulatorSettings(key=KEY, fault_rate=0.2, slow_s=1.5, seed=7)
     async with Simulator(sim_settings) as simulator:
-        queue(db_path, dois(300, "storm"))
+        queue(db_path, dois(300, "10.7777/storm."))
         settings = Settings(
             api=ApiSettings(base_url=simulator.base_url, timeout_s=0.5),
             rate=RateSettings(requests_per_s=1000, burst=20),
@@ -78,9 +46,7 @@ async def test_a_fault_storm_ends_with_every_job_right(db_path: Path) -> None:
             ),
             store=StoreSettings(path=db_path),
         )
-        report = await run_daemon(
-            settings, Secret(KEY), drain=True, show_progress=False, install_signals=False
-        )
+        report = await drain(settings)
         assert simulator.faults is not None
         injected = simulator.faults.injected
     assert report.exit_code == 0
@@ -92,7 +58,7 @@ async def test_a_fault_storm_ends_with_every_job_right(db_path: Path) -> None:
 async def test_a_server_rate_limit_costs_a_handful_of_refusals_then_none(db_path: Path) -> None:
     sim_settings = SimulatorSettings(key=KEY, rate_limit_per_s=20, rate_limit_burst=2)
     async with Simulator(sim_settings) as simulator:
-        queue(db_path, dois(120, "limited"))
+        queue(db_path, dois(120, "10.7777/limited."))
         settings = Settings(  # configured at twice what the server allows
             api=ApiSettings(base_url=simulator.base_url, timeout_s=5),
             rate=RateSettings(requests_per_s=40, burst=1),
@@ -100,9 +66,7 @@ async def test_a_server_rate_limit_costs_a_handful_of_refusals_then_none(db_path
             store=StoreSettings(path=db_path),
         )
         started = time.monotonic()
-        await run_daemon(
-            settings, Secret(KEY), drain=True, show_progress=False, install_signals=False
-        )
+        await drain(settings)
         elapsed_s = time.monotonic() - started
         gate = simulator.rate_limit
         assert gate is not None
@@ -120,35 +84,19 @@ async def slow_simulator() -> AsyncIterator[Simulator]:
 
 
 def config_file(tmp_path: Path, base_url: str, drain_deadline_s: float = 10) -> Path:
-    path = tmp_path / "h.toml"
-    path.write_text(f"""
-[api]
-base_url = "{base_url}"
-timeout_s = 5
-[rate]
-requests_per_s = 200
-burst = 5
-[workers]
-concurrency = 8
-drain_deadline_s = {drain_deadline_s}
-""")
-    return path
+    return write_config(
+        tmp_path / "h.toml",
+        base_url,
+        api={"timeout_s": 5},
+        rate={"requests_per_s": 200, "burst": 5},
+        workers={"concurrency": 8, "drain_deadline_s": drain_deadline_s},
+    )
 
 
 async def start_daemon(config: Path, db_path: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "harvester",
-        "--config",
-        str(config),
-        "--db",
-        str(db_path),
-        "run",
-        "--drain",
-        env={**os.environ, "ALTMETRIC_API_KEY": KEY},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    return await start_harvester(
+        *("--config", str(config), "--db", str(db_path), "run", "--drain"),
+        env={"ALTMETRIC_API_KEY": KEY},
     )
 
 
@@ -164,7 +112,7 @@ async def wait_for_responses(db_path: Path, count: int, timeout_s: float = 30) -
 async def test_sigkill_then_restart_stores_every_job_exactly_once(
     slow_simulator: Simulator, tmp_path: Path, db_path: Path
 ) -> None:
-    queue(db_path, dois(200, "kill"))
+    queue(db_path, dois(200, "10.7777/kill."))
     config = config_file(tmp_path, slow_simulator.base_url)
     first = await start_daemon(config, db_path)
     await wait_for_responses(db_path, 40)
@@ -182,7 +130,7 @@ async def test_sigkill_then_restart_stores_every_job_exactly_once(
 async def test_sigterm_drains_within_the_deadline_and_exits_0(
     slow_simulator: Simulator, tmp_path: Path, db_path: Path
 ) -> None:
-    queue(db_path, dois(300, "term"))
+    queue(db_path, dois(300, "10.7777/term."))
     config = config_file(tmp_path, slow_simulator.base_url, drain_deadline_s=3)
     daemon = await start_daemon(config, db_path)
     await wait_for_responses(db_path, 20)
@@ -200,7 +148,7 @@ async def test_sigterm_drains_within_the_deadline_and_exits_0(
 
 async def test_a_second_sigint_stops_at_once(tmp_path: Path, db_path: Path) -> None:
     async with Simulator(SimulatorSettings(key=KEY, latency_s=4.0, record_sent=False)) as sim:
-        queue(db_path, dois(50, "int"))
+        queue(db_path, dois(50, "10.7777/int."))
         config = config_file(tmp_path, sim.base_url, drain_deadline_s=30)
         daemon = await start_daemon(config, db_path)
         assert daemon.stderr is not None

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import KEY, cli_env, harvester
-from harvested import copy_store, harvest_store
+from helpers import KEY, cli_env, copy_store, harvest_store, harvester
 
 from harvester.model import iso_utc
 from harvester.store import Store

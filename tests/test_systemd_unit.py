@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from harvester.config import CREDENTIAL_NAME, WorkerSettings
 
-UNIT = Path(__file__).parent.parent / "systemd" / "altmetric-harvester.service"
+UNIT = ROOT / "systemd" / "altmetric-harvester.service"
 INSTALLED_BINARY = "/opt/altmetric-harvester/bin/harvester"
 
 

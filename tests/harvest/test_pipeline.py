@@ -1,4 +1,5 @@
-"""End to end: the daemon against the simulator on loopback, into a real SQLite file."""
+"""The harvest end to end: the daemon against the simulator on loopback, into a real
+SQLite file; bad answers retried, never stored as done; leases and keys kept right."""
 
 from __future__ import annotations
 
@@ -6,40 +7,26 @@ import dataclasses
 import hashlib
 import io
 import json
-import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import stored_responses
+from helpers import KEY, dois, drain, queue, rows, stored_responses
 
 from harvester.cli import main
 from harvester.config import (
     ApiSettings,
     RateSettings,
-    Secret,
     Settings,
     StoreSettings,
     WorkerSettings,
 )
-from harvester.errors import DaemonLockError
 from harvester.harvest.policy import decide
 from harvester.identifiers import Identifier
 from harvester.logs import configure_logging, get_logger, register_secret
 from harvester.model import ExitCode
-from harvester.service.daemon import daemon_lock, run_daemon
 from harvester.sim import universe
-from harvester.sim.server import FetchRequest, Gate, Simulator, SimulatorSettings, text_response
-from harvester.store import Store
-
-KEY = "test-key-9f8e7d"
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[Simulator]:
-    async with Simulator(SimulatorSettings(key=KEY)) as running:
-        yield running
+from harvester.sim.server import FetchRequest, Gate, Simulator, text_response
 
 
 def settings_for(base_url: str, db_path: Path, **workers: float) -> Settings:
@@ -52,35 +39,15 @@ def settings_for(base_url: str, db_path: Path, **workers: float) -> Settings:
     )
 
 
-def queue(db_path: Path, identifiers: list[Identifier]) -> None:
-    with Store(db_path) as store:
-        store.jobs.add(identifiers)
-
-
-def dois(count: int, prefix: str = "t") -> list[Identifier]:
-    return [Identifier("doi", f"10.5555/{prefix}.{n}") for n in range(count)]
-
-
-def rows(db_path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
 async def harvest(settings: Settings, key: str = KEY) -> int:
-    report = await run_daemon(
-        settings, Secret(key), drain=True, show_progress=False, install_signals=False
-    )
-    return report.exit_code
+    return (await drain(settings, key)).exit_code
 
 
 async def test_full_harvest_stores_exactly_the_bytes_sent(
     simulator: Simulator, db_path: Path
 ) -> None:
     identifiers = [
-        *dois(280),
+        *dois(280, "10.5555/t."),
         Identifier("doi", "10.5555/odd#chars?100%<x>caf\u00e9"),
         *(Identifier("pmid", str(1000 + n)) for n in range(20)),
     ]
@@ -108,7 +75,7 @@ async def test_full_harvest_stores_exactly_the_bytes_sent(
 async def test_a_rejected_key_stops_the_daemon_and_consumes_no_job(
     simulator: Simulator, db_path: Path
 ) -> None:
-    queue(db_path, dois(200))
+    queue(db_path, dois(200, "10.5555/t."))
     exit_code = await harvest(settings_for(simulator.base_url, db_path), key="wrong-key")
     assert exit_code == ExitCode.KEY_REJECTED
     assert rows(db_path, "SELECT state, count(*), sum(attempts) FROM jobs GROUP BY state") == [
@@ -154,7 +121,7 @@ async def test_bad_bodies_are_retried_and_never_stored_as_done(
     simulator: Simulator, db_path: Path
 ) -> None:
     simulator.gates.append(bad_body_gate(bad_answers_per_identifier=4))
-    identifiers = [i for i in dois(60, "bad") if universe.is_known(i.id_type, i.value)]
+    identifiers = [i for i in dois(60, "10.5555/bad.") if universe.is_known(i.id_type, i.value)]
     queue(db_path, identifiers)
     settings = settings_for(simulator.base_url, db_path, max_attempts=5)
     assert await harvest(settings) == 0
@@ -170,7 +137,7 @@ async def test_bad_bodies_past_max_attempts_fail_with_the_error_kept(
     simulator: Simulator, db_path: Path
 ) -> None:
     simulator.gates.append(bad_body_gate(bad_answers_per_identifier=99))
-    queue(db_path, dois(20, "fail"))
+    queue(db_path, dois(20, "10.5555/fail."))
     assert await harvest(settings_for(simulator.base_url, db_path, max_attempts=2)) == 0
     [(state, count, attempts)] = rows(
         db_path, "SELECT state, count(*), max(attempts) FROM jobs GROUP BY state"
@@ -191,7 +158,7 @@ async def test_server_errors_retry_then_succeed(simulator: Simulator, db_path: P
         return text_response(503, "temporarily unavailable")
 
     simulator.gates.append(first_try_fails)
-    queue(db_path, dois(40, "flaky"))
+    queue(db_path, dois(40, "10.5555/flaky."))
     assert await harvest(settings_for(simulator.base_url, db_path)) == 0
     assert rows(db_path, "SELECT count(*) FROM jobs WHERE state IN ('done', 'not_found')") == [
         (40,)
@@ -199,35 +166,12 @@ async def test_server_errors_retry_then_succeed(simulator: Simulator, db_path: P
     assert rows(db_path, "SELECT min(attempts), max(attempts) FROM jobs") == [(2, 2)]
 
 
-async def test_verify_catches_a_corrupted_byte(
-    simulator: Simulator, db_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    queue(db_path, dois(30, "v"))
-    await harvest(settings_for(simulator.base_url, db_path))
-    assert main(["--db", str(db_path), "verify"]) == 0
-    conn = sqlite3.connect(db_path)
-    response_id, body_id, data = conn.execute(
-        """SELECT r.id, b.id, b.data FROM responses r JOIN bodies b ON b.id = r.body_id
-           WHERE r.http_status = 200 AND b.codec = 'zstd' LIMIT 1"""
-    ).fetchone()
-    flipped = bytearray(data)  # one bit of the compressed bytes on disk
-    flipped[len(flipped) // 2] ^= 0x01
-    conn.execute("UPDATE bodies SET data = ? WHERE id = ?", (bytes(flipped), body_id))
-    conn.commit()
-    conn.close()
-    capsys.readouterr()
-    assert main(["--db", str(db_path), "verify"]) == 1
-    output = capsys.readouterr().out
-    assert f"MISMATCH response {response_id} " in output
-    assert "1 mismatches" in output
-
-
 async def test_the_key_never_reaches_the_logs(simulator: Simulator, db_path: Path) -> None:
     captured = io.StringIO()
     configure_logging("debug", stream=captured, json_lines=True)
     register_secret(KEY)
     simulator.gates.append(bad_body_gate(bad_answers_per_identifier=1))
-    queue(db_path, dois(30, "log"))
+    queue(db_path, dois(30, "10.5555/log."))
     await harvest(settings_for(simulator.base_url, db_path))
     await harvest(settings_for(simulator.base_url, db_path), key=KEY + "x")  # a 403 run, too
     get_logger("test").error("deliberate", url=f"http://h/v1/fetch?key={KEY}", detail=[KEY])
@@ -245,7 +189,7 @@ async def test_jobs_waiting_longer_than_their_lease_are_not_fetched_twice(
 ) -> None:
     # 12 jobs at 2 requests/s wait up to 6 s for a token, longer than the 2 s lease:
     # the lease sweep must leave this run's own claims alone.
-    queue(db_path, dois(12, "lease"))
+    queue(db_path, dois(12, "10.5555/lease."))
     settings = settings_for(simulator.base_url, db_path, lease_s=2.0)
     settings = dataclasses.replace(
         settings,
@@ -272,7 +216,7 @@ async def test_odd_retry_after_and_echoed_keys_do_no_harm(
         return None
 
     simulator.gates.append(awkward)
-    queue(db_path, dois(6, "odd"))
+    queue(db_path, dois(6, "10.5555/odd."))
     settings = settings_for(simulator.base_url, db_path, max_attempts=1)
     assert await harvest(settings) == 0
     errors = [error for (error,) in rows(db_path, "SELECT last_error FROM jobs")]
@@ -280,18 +224,6 @@ async def test_odd_retry_after_and_echoed_keys_do_no_harm(
     assert all("key=***" in error for error in errors)  # failed on the echoing 500
     assert main(["--db", str(db_path), "status", "--json"]) == 0
     assert KEY not in capsys.readouterr().out
-
-
-def test_a_second_daemon_is_refused_even_through_a_symlink(tmp_path: Path) -> None:
-    real = tmp_path / "real.db"
-    real.touch()
-    (tmp_path / "link.db").symlink_to(real)
-    with (
-        daemon_lock(real),
-        pytest.raises(DaemonLockError, match="already running"),
-        daemon_lock(tmp_path / "link.db"),
-    ):
-        pass
 
 
 async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
@@ -307,7 +239,7 @@ async def test_a_worker_error_retries_the_job_instead_of_stranding_it(
         return real_decide(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr("harvester.harvest.workers.decide", flaky_decide)
-    identifiers = [i for i in dois(10, "bug") if universe.is_known(i.id_type, i.value)]
+    identifiers = [i for i in dois(10, "10.5555/bug.") if universe.is_known(i.id_type, i.value)]
     queue(db_path, identifiers)
     assert await harvest(settings_for(simulator.base_url, db_path, max_attempts=3)) == 0
     assert rows(db_path, "SELECT DISTINCT state FROM jobs") == [("done",)]

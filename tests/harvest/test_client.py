@@ -1,26 +1,28 @@
-"""Client edge cases: how each kind of answer is classified, and the key kept secret."""
+"""The client: how each kind of answer is classified, the key kept secret, and the
+tweet IDs read from a body."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 
 import pytest
 from aioresponses import aioresponses
+from helpers import ODD_KEY
 
 from harvester.config import Secret
-from harvester.harvest.client import AltmetricClient, parse_retry_after
+from harvester.harvest.client import AltmetricClient, parse_retry_after, read_body, tweet_ids
 from harvester.model import Outcome
 
 BASE = "http://api.test/v1"
-KEY = "k3y/with+odd&chars"
 ANY_FETCH = re.compile(r"^http://api\.test/v1/fetch/.*$")
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[AltmetricClient]:
-    async with AltmetricClient(BASE, Secret(KEY), timeout_s=2, max_connections=4) as opened:
+    async with AltmetricClient(BASE, Secret(ODD_KEY), timeout_s=2, max_connections=4) as opened:
         yield opened
 
 
@@ -76,14 +78,14 @@ async def test_request_url_encodes_identifier_filters_and_key(
     [(method, url)] = list(mock_api.requests)
     assert method == "GET"
     assert url.raw_path == "/v1/fetch/doi/10.1000/a%23b%3Fc"
-    assert url.query["key"] == KEY
+    assert url.query["key"] == ODD_KEY
     assert url.query["exclude_sources"] == "twitter"
     assert url.fragment == ""
 
 
 async def test_legacy_type_names_are_sent_when_configured(mock_api: aioresponses) -> None:
     async with AltmetricClient(
-        BASE, Secret(KEY), timeout_s=2, max_connections=1, legacy_type_names=True
+        BASE, Secret(ODD_KEY), timeout_s=2, max_connections=1, legacy_type_names=True
     ) as legacy:
         mock_api.get(ANY_FETCH, status=200, body=b"{}")
         await legacy.fetch("arxiv", "2101.00001")
@@ -119,10 +121,10 @@ def test_retry_after_as_http_date() -> None:
 async def test_network_errors_never_carry_the_key(
     client: AltmetricClient, mock_api: aioresponses
 ) -> None:
-    mock_api.get(ANY_FETCH, exception=ConnectionResetError(f"reset while sending key={KEY}"))
+    mock_api.get(ANY_FETCH, exception=ConnectionResetError(f"reset while sending key={ODD_KEY}"))
     result = await client.fetch("doi", "10.1000/x")
     assert result.outcome is Outcome.NETWORK_ERROR
-    assert KEY not in (result.error or "")
+    assert ODD_KEY not in (result.error or "")
 
 
 async def test_timeouts_are_network_errors(client: AltmetricClient, mock_api: aioresponses) -> None:
@@ -160,7 +162,7 @@ async def test_a_truncated_body_is_a_bad_response(reply: bytes) -> None:
     async with (
         server,
         AltmetricClient(
-            f"http://127.0.0.1:{port}/v1", Secret(KEY), timeout_s=5, max_connections=1
+            f"http://127.0.0.1:{port}/v1", Secret(ODD_KEY), timeout_s=5, max_connections=1
         ) as real,
     ):
         result = await real.fetch("doi", "10.1000/x")
@@ -172,8 +174,36 @@ async def test_connection_refused_is_a_network_error() -> None:
     server.close()
     await server.wait_closed()
     async with AltmetricClient(
-        f"http://127.0.0.1:{port}/v1", Secret(KEY), timeout_s=2, max_connections=1
+        f"http://127.0.0.1:{port}/v1", Secret(ODD_KEY), timeout_s=2, max_connections=1
     ) as real:
         result = await real.fetch("doi", "10.1000/x")
     assert result.outcome is Outcome.NETWORK_ERROR
-    assert KEY not in (result.error or "")
+    assert ODD_KEY not in (result.error or "")
+
+
+def test_tweet_ids_are_read_from_the_body_only() -> None:
+    body = json.dumps(
+        {
+            "counts": {"twitter": {"posts_count": 3}},
+            "posts": {
+                "twitter": [
+                    {"tweet_id": "427349187978489856", "author": {}},
+                    {"tweet_id": 5},
+                    {"tweet_id": "not-a-number"},
+                ],
+                "news": [{"title": "x"}],
+            },
+        }
+    ).encode()
+    ids = tweet_ids(body)
+    assert ids[:2] == (427349187978489856, 5)
+    assert len(ids) == 3 and 0 <= ids[2] < 2**63
+    assert tweet_ids(b'{"posts": {"news": []}}') == ()
+    assert tweet_ids(b'{"altmetric_id": 1}') == ()
+    # The one-pass reader agrees, and still judges validity.
+    assert read_body(body) == (None, ids)
+    assert read_body(b'{"posts": {"twitter": "odd"}}') == (None, ())
+    assert read_body(b'{"posts": {"twitter": [{"tweet_id": 1}]}, "x": [1,,2]}')[0] == (
+        "invalid JSON body"
+    )
+    assert read_body(b'[{"posts": 1}]')[0] == "JSON body is not an object"

@@ -1,28 +1,38 @@
-"""`export` never writes over the store and never leaves a truncated file; on a
-terminal (a real pseudo-terminal) it works and shows its progress."""
+"""`export`: every table round-trips through CSV, JSON lines and Parquet; it never
+writes over the store and never leaves a truncated file; on a terminal (a real
+pseudo-terminal) it works and shows its progress."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
 import os
 import resource
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
-from cli_helpers import cli_env, harvester, run_on_a_terminal
-from harvested import copy_store, harvest_store
+from helpers import (
+    HARVESTER,
+    cli_env,
+    copy_store,
+    harvester,
+    rows,
+    run_main,
+    run_on_a_terminal,
+)
 
-
-@pytest.fixture(scope="module")
-def harvested(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return harvest_store(tmp_path_factory.mktemp("harvested"))
+from harvester.store import Store
 
 
 @pytest.fixture
-def db(harvested: Path, tmp_path: Path) -> Path:
-    return copy_store(harvested, tmp_path)
+def db(harvested_by_cli: Callable[[int], Path], tmp_path: Path) -> Path:
+    """A copy of a store of 40 outputs harvested by the CLI."""
+    return copy_store(harvested_by_cli(40), tmp_path)
 
 
 def fingerprint(directory: Path) -> dict[str, str]:
@@ -124,7 +134,7 @@ def test_a_full_disk_mid_export_leaves_no_partial_file(db: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
 
     result = subprocess.run(
-        [sys.executable, "-m", "harvester", "--db", str(db), "export", "--format", "jsonl",
+        [*HARVESTER, "--db", str(db), "export", "--format", "jsonl",
          "--table", "bodies", "--output", str(target)],
         env=cli_env(), capture_output=True, text=True, preexec_fn=limit_file_size, check=False,
     )  # fmt: skip
@@ -160,3 +170,106 @@ def test_export_table_works_on_a_terminal(db: Path, output_format: str) -> None:
     assert "exported 40 rows of outputs" in shown
     assert "[" in shown and "/40" in shown  # the progress bar, with the row count
     assert target.stat().st_size > 0
+
+
+# -- every table, every format, in process ---------------------------------------------------
+
+
+EXPORTED = ("outputs", "counts", "readers", "score_context", "mentions", "latest_outputs", "jobs")
+
+
+@pytest.mark.parametrize("table", EXPORTED)
+async def test_export_round_trips_csv_jsonl_and_parquet(
+    harvested: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str
+) -> None:
+    columns = [row[1] for row in rows(harvested, f"PRAGMA table_info({table})")]
+    expected = rows(harvested, f"SELECT * FROM {table}")
+    assert expected  # something to compare
+
+    code, out, _ = run_main(
+        capsys, "--db", str(harvested), "export", "--format", "jsonl", "--table", table
+    )
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [tuple(record[name] for name in columns) for record in records] == expected
+
+    code, out, _ = run_main(
+        capsys, "--db", str(harvested), "export", "--format", "csv", "--table", table
+    )
+    parsed = list(csv.reader(io.StringIO(out)))
+    assert parsed[0] == columns
+    assert parsed[1:] == [["" if v is None else str(v) for v in row] for row in expected]
+
+    target = tmp_path / f"{table}.parquet"
+    code, _, _ = run_main(
+        capsys,
+        "--db",
+        str(harvested),
+        "export",
+        "--format",
+        "parquet",
+        "--table",
+        table,
+        "--output",
+        str(target),
+    )
+    assert code == 0
+    read_back = pq.read_table(target)
+    assert read_back.column_names == columns
+    assert [tuple(row.values()) for row in read_back.to_pylist()] == expected
+
+
+async def test_export_where_filters_and_bodies_come_out_uncompressed(
+    harvested: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_main(
+        capsys,
+        "--db",
+        str(harvested),
+        "export",
+        "--format",
+        "jsonl",
+        "--table",
+        "outputs",
+        "--where",
+        "score > 20 AND journal IS NOT NULL",
+    )
+    assert code == 0
+    scores = [json.loads(line)["score"] for line in out.splitlines()]
+    assert scores and min(scores) > 20
+    assert (
+        len(scores)
+        == rows(harvested, "SELECT count(*) FROM outputs WHERE score > 20 AND journal IS NOT NULL")[
+            0
+        ][0]
+    )
+
+    code, out, _ = run_main(
+        capsys, "--db", str(harvested), "export", "--format", "jsonl", "--table", "bodies"
+    )
+    with Store(harvested, read_only=True) as store:
+        for line in out.splitlines():
+            record = json.loads(line)
+            assert "data" not in record
+            [(response_id,)] = store.conn.execute(
+                "SELECT min(id) FROM responses WHERE body_id = ?", (record["id"],)
+            ).fetchall()
+            assert record["body"].encode() == store.bodies.of_response(response_id)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--table", "nope"), "no table or view 'nope'"),
+        (("--table", "jobs", "--where", "no_such_column = 1"), "no such column"),
+        (("--table", "jobs", "--where", "1); DELETE FROM jobs; --"), "--where"),
+        (("--where", "1 = 1"), "need --table"),
+    ],
+)
+async def test_export_refuses_bad_tables_and_where_clauses(
+    harvested: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    jobs = rows(harvested, "SELECT count(*) FROM jobs")
+    code, _, err = run_main(capsys, "--db", str(harvested), "export", "--format", "csv", *args)
+    assert code == 1 and message in err
+    assert rows(harvested, "SELECT count(*) FROM jobs") == jobs

@@ -12,14 +12,15 @@ import io
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_derived import harvest_from_simulator
+from helpers import harvest_from_simulator
+from helpers import harvester as run_harvester
+from helpers import rows as query
 
 from harvester.errors import QueryError
 from harvester.model import iso_utc
@@ -52,11 +53,6 @@ def db(template: Path, tmp_path: Path) -> Path:
     return target
 
 
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as c:
-        return c.execute(sql).fetchall()
-
-
 def in_scope(db: Path) -> set[int]:
     """What `refresh --older-than 30d` may requeue: done, latest answer older than 30d."""
     cutoff = iso_utc(time.time() - 30 * 86_400)
@@ -85,14 +81,8 @@ def fingerprint(db: Path) -> str:
 
 
 def harvester(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harvester", "--db", str(db), *args],
-        capture_output=True,
-        text=True,
-        cwd=db.parent,
-        timeout=120,
-        check=False,
-    )
+    """`harvester --db DB ARGS`, run in the store's directory."""
+    return run_harvester("--db", str(db), *args, cwd=db.parent)
 
 
 def refresh(db: Path, where: str, age: str = AGE) -> subprocess.CompletedProcess[str]:

@@ -1,14 +1,15 @@
-"""The tweet-ID quota: ledger, ladder, refusals, recovery, backfill."""
+"""The tweet-ID quota: the ladder of modes, refusals, recovery and backfill, alone and
+against the simulator's quota."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from helpers import KEY, drain, queue, rows
 
 from harvester.cli import main
 from harvester.config import (
@@ -16,22 +17,15 @@ from harvester.config import (
     FilterSettings,
     QuotaSettings,
     RateSettings,
-    Secret,
     Settings,
     StoreSettings,
     WorkerSettings,
 )
-from harvester.harvest.client import read_body, tweet_ids
 from harvester.harvest.quota import QuotaState, params_for_mode
-from harvester.harvest.report import HarvestReport
 from harvester.identifiers import Identifier
-from harvester.model import JobOutcome, JobState, QuotaMode, StoredResponse, iso_utc
-from harvester.service.daemon import run_daemon
+from harvester.model import JobState, QuotaMode
 from harvester.sim import universe
 from harvester.sim.server import Simulator, SimulatorSettings
-from harvester.store import Store
-
-KEY = "quota-key-31"
 
 
 def twitter_heavy(count: int, low: int = 100, high: int = 500) -> list[Identifier]:
@@ -47,14 +41,6 @@ def twitter_heavy(count: int, low: int = 100, high: int = 500) -> list[Identifie
     return found
 
 
-def rows(db_path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
 def settings_for(base_url: str, db_path: Path, quota: QuotaSettings) -> Settings:
     return Settings(
         api=ApiSettings(base_url=base_url, timeout_s=5),
@@ -65,41 +51,7 @@ def settings_for(base_url: str, db_path: Path, quota: QuotaSettings) -> Settings
     )
 
 
-async def harvest(settings: Settings) -> HarvestReport:
-    return await run_daemon(
-        settings, Secret(KEY), drain=True, show_progress=False, install_signals=False
-    )
-
-
 # -- units -------------------------------------------------------------------------------
-
-
-def test_tweet_ids_are_read_from_the_body_only() -> None:
-    body = json.dumps(
-        {
-            "counts": {"twitter": {"posts_count": 3}},
-            "posts": {
-                "twitter": [
-                    {"tweet_id": "427349187978489856", "author": {}},
-                    {"tweet_id": 5},
-                    {"tweet_id": "not-a-number"},
-                ],
-                "news": [{"title": "x"}],
-            },
-        }
-    ).encode()
-    ids = tweet_ids(body)
-    assert ids[:2] == (427349187978489856, 5)
-    assert len(ids) == 3 and 0 <= ids[2] < 2**63
-    assert tweet_ids(b'{"posts": {"news": []}}') == ()
-    assert tweet_ids(b'{"altmetric_id": 1}') == ()
-    # The one-pass reader agrees, and still judges validity.
-    assert read_body(body) == (None, ids)
-    assert read_body(b'{"posts": {"twitter": "odd"}}') == (None, ())
-    assert read_body(b'{"posts": {"twitter": [{"tweet_id": 1}]}, "x": [1,,2]}')[0] == (
-        "invalid JSON body"
-    )
-    assert read_body(b'[{"posts": 1}]')[0] == "JSON body is not an object"
 
 
 def test_params_for_each_mode() -> None:
@@ -140,56 +92,6 @@ def test_a_pinned_mode_is_kept() -> None:
     assert state.mode() == QuotaMode.ORIGINAL_TWEETS
 
 
-def outcome_with_tweets(
-    job: object, tweets: tuple[int, ...], mode: str = QuotaMode.FULL
-) -> JobOutcome:
-    response = StoredResponse(200, b"{}", "{}", mode, iso_utc(time.time()), tweets)
-    return JobOutcome(job.id, job.lease_token, "done", True, response=response)  # type: ignore[attr-defined]
-
-
-def test_the_ledger_charges_each_id_once_and_prunes_the_window(store: Store) -> None:
-    store.jobs.add([Identifier("doi", f"10.1000/{n}") for n in range(3)])
-    first, second, third = store.jobs.claim(3, lease_s=60)
-    result = store.record([outcome_with_tweets(first, (1, 2, 3))], ledger_window_s=60)
-    assert (result.charged, result.pruned) == (3, 0)
-    assert store.record([outcome_with_tweets(second, (2, 3, 4))], 60).charged == 1
-    assert store.ledger.count(60) == 4
-    store.conn.execute(
-        "UPDATE tweet_ledger SET charged_at_s = charged_at_s - 100 WHERE tweet_id IN (1, 2)"
-    )
-    assert store.ledger.frees_at(60, target_used=2) is None  # two already aged out
-    assert store.ledger.count(60) == 2
-    result = store.record([outcome_with_tweets(third, (1,))], ledger_window_s=60)
-    assert (result.charged, result.pruned) == (1, 2)  # aged out, so charged again
-    assert store.ledger.count(60) == 3
-
-
-def test_ledger_frees_at_is_the_aging_of_the_right_charge(store: Store) -> None:
-    now_s = time.time()
-    store.conn.executemany(
-        "INSERT INTO tweet_ledger VALUES (?, ?)", [(n, now_s - 50 + n) for n in range(10)]
-    )
-    frees = store.ledger.frees_at(60, target_used=7)  # 3 must age out: the third oldest
-    assert frees == pytest.approx(now_s - 50 + 2 + 60)
-
-
-def test_backfill_picks_jobs_whose_latest_response_is_degraded(store: Store) -> None:
-    store.jobs.add([Identifier("doi", f"10.1000/b{n}") for n in range(3)])
-    jobs = store.jobs.claim(3, lease_s=60)
-    store.record(
-        [
-            outcome_with_tweets(jobs[0], (), QuotaMode.NO_TWITTER),
-            outcome_with_tweets(jobs[1], (), QuotaMode.ORIGINAL_TWEETS),
-            outcome_with_tweets(jobs[2], (), QuotaMode.FULL),
-        ]
-    )
-    assert store.jobs.queue_backfill() == 2
-    assert store.jobs.claim(5, lease_s=60, backfill=False) == []
-    backfilled = store.jobs.claim(5, lease_s=60, backfill=True)
-    assert {job.id for job in backfilled} == {jobs[0].id, jobs[1].id}
-    assert all(job.needs_full for job in backfilled)
-
-
 # -- against the simulator's quota ----------------------------------------------------
 
 
@@ -201,10 +103,9 @@ async def test_the_ladder_degrades_before_the_wall_and_backfill_completes(
     quota = QuotaSettings(limit=5_000, window_s=window_s)
     identifiers = twitter_heavy(40)
     async with Simulator(sim_settings) as simulator:
-        with Store(db_path) as store:
-            store.jobs.add(identifiers)
+        queue(db_path, identifiers)
         settings = settings_for(simulator.base_url, db_path, quota)
-        report = await harvest(settings)
+        report = await drain(settings)
         gate = simulator.tweet_quota
         assert gate is not None
         modes = [mode for (mode,) in rows(db_path, "SELECT mode FROM responses ORDER BY id")]
@@ -224,7 +125,7 @@ async def test_the_ladder_degrades_before_the_wall_and_backfill_completes(
         degraded = -1  # outputs whose latest answer is not in full mode, once counted
         for _ in range(12):  # one window's worth of full fetches at a time
             await asyncio.sleep(window_s)
-            await harvest(settings)
+            await drain(settings)
             degraded = rows(
                 db_path,
                 """SELECT count(*) FROM jobs j WHERE (SELECT mode FROM
@@ -244,17 +145,16 @@ async def test_refetching_an_output_charges_nothing_and_status_reports_the_quota
     sim_settings = SimulatorSettings(key=KEY, tweet_quota=100_000, tweet_quota_window_s=3600)
     quota = QuotaSettings(limit=100_000, window_s=3600)
     async with Simulator(sim_settings) as simulator:
-        with Store(db_path) as store:
-            store.jobs.add(twitter_heavy(5))
+        queue(db_path, twitter_heavy(5))
         settings = settings_for(simulator.base_url, db_path, quota)
-        await harvest(settings)
+        await drain(settings)
         gate = simulator.tweet_quota
         assert gate is not None
         used_before = gate.used(time.monotonic())
         ledger_before = rows(db_path, "SELECT count(*) FROM tweet_ledger")[0][0]
         assert used_before == ledger_before > 0
         assert main(["--db", str(db_path), "retry", "--state", "done"]) == 0
-        await harvest(settings)
+        await drain(settings)
         assert gate.used(time.monotonic()) == used_before
         assert rows(db_path, "SELECT count(*) FROM tweet_ledger")[0][0] == ledger_before
         assert rows(db_path, "SELECT count(*) FROM responses WHERE mode = 'full'") == [(10,)]
@@ -284,9 +184,8 @@ async def test_a_quota_refusal_switches_to_no_twitter_without_costing_an_attempt
         for n in range(990):
             gate._charged_at[f"x{n}"] = time.monotonic()
             gate._charges.append((time.monotonic(), f"x{n}"))
-        with Store(db_path) as store:
-            store.jobs.add(twitter_heavy(6))
-        report = await harvest(settings_for(simulator.base_url, db_path, quota))
+        queue(db_path, twitter_heavy(6))
+        report = await drain(settings_for(simulator.base_url, db_path, quota))
         assert 1 <= gate.refusals <= 4  # only the requests already in flight
     assert report.outcomes[JobState.DONE] == 6
     assert rows(db_path, "SELECT max(attempts) FROM jobs") == [(1,)]

@@ -1,0 +1,56 @@
+"""`refresh` and `retry`: jobs put back in the queue (`backfill`: harvest/test_quota.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from helpers import harvest_from_simulator, harvester, rows, run_main
+
+
+async def test_refresh_requeues_old_snapshots_matching_the_where(
+    harvested: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = rows(harvested, "SELECT count(*) FROM jobs WHERE state = 'done'")[0][0]
+    code, out, _ = run_main(capsys, "--db", str(harvested), "refresh", "--older-than", "30d")
+    assert code == 0 and "requeued 0 outputs" in out  # all fetched just now
+    journal = rows(harvested, "SELECT journal FROM outputs WHERE journal IS NOT NULL LIMIT 1")
+    [(name,)] = journal
+    in_journal = rows(harvested, f"SELECT count(*) FROM latest_outputs WHERE journal = '{name}'")[
+        0
+    ][0]
+    code, out, _ = run_main(
+        capsys,
+        "--db",
+        str(harvested),
+        "refresh",
+        "--older-than",
+        "0s",
+        "--where",
+        f"journal = '{name}'",
+    )
+    assert code == 0 and f"requeued {in_journal} outputs" in out
+    states = dict(rows(harvested, "SELECT state, count(*) FROM jobs GROUP BY state"))
+    assert states["pending"] == in_journal and states["done"] == done - in_journal
+
+    await harvest_from_simulator(harvested, 40)  # the daemon takes the new snapshots
+    assert (
+        rows(
+            harvested,
+            "SELECT count(*) FROM outputs GROUP BY job_id HAVING count(*) > 1",
+        )
+        == [(2,)] * in_journal
+    )
+
+
+def test_retry_puts_failed_jobs_back(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    harvester("--db", str(db), "enqueue", stdin="10.1000/a\n10.1000/b\n")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE jobs SET state = 'failed', attempts = 5, last_error = 'HTTP 500'")
+    conn.commit()
+    result = harvester("--db", str(db), "retry", "--state", "failed")
+    assert result.returncode == 0 and "requeued 2 failed jobs" in result.stdout
+    assert conn.execute("SELECT state, attempts FROM jobs").fetchall() == [("pending", 0)] * 2
+    conn.close()

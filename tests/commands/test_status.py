@@ -1,0 +1,188 @@
+"""`status` never misleads: no prediction without a daemon, an ETA taken at the running
+daemon's own rate (never at a rate left over from earlier runs), and a daemon told
+alive only by a fresh heartbeat of a live process.
+
+The stores of the first tests hold the answers of an earlier run, harvested for real
+from the simulator and dated a minute back; `status` runs as a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import KEY, dois, harvester_async, queue, start_harvester, write_config
+
+from harvester.cli import main
+from harvester.identifiers import Identifier
+from harvester.model import iso_utc
+from harvester.sim.server import Simulator
+from harvester.store import Store
+
+EARLIER = 900  # answers of the earlier run: 3/s over the last 5 minutes
+
+
+def config_at_rate(path: Path, base_url: str, *, rate: float) -> None:
+    write_config(
+        path,
+        base_url,
+        rate={"requests_per_s": rate, "burst": 1 if rate < 10 else 16},
+        workers={"concurrency": 2 if rate < 10 else 16, "drain_deadline_s": 0.5},
+    )
+
+
+async def harvester(*args: str) -> tuple[int, str, str]:
+    return await harvester_async(*args, env={"ALTMETRIC_API_KEY": KEY})
+
+
+async def status(config: Path, db: Path) -> tuple[dict[str, Any], str]:
+    code, as_json, err = await harvester(
+        "--config", str(config), "--db", str(db), "status", "--json"
+    )
+    assert code == 0, err
+    code, text, err = await harvester("--config", str(config), "--db", str(db), "status")
+    assert code == 0, err
+    assert KEY not in as_json + text
+    return json.loads(as_json), text
+
+
+async def store_after_an_earlier_run(simulator: Simulator, tmp_path: Path) -> tuple[Path, Path]:
+    """A store whose earlier run harvested EARLIER answers a minute ago, with 100
+    jobs queued since; the config points at the simulator, fast."""
+    config, db = tmp_path / "h.toml", tmp_path / "s.db"
+    config_at_rate(config, simulator.base_url, rate=2000)
+    queue(db, dois(EARLIER, "10.6262/old."))
+    code, _, err = await harvester("--config", str(config), "--db", str(db), "run", "--drain")
+    assert code == 0, err[-2000:]
+    with Store(db) as store:
+        store.conn.execute("UPDATE responses SET fetched_at = ?", (iso_utc(time.time() - 60),))
+        store.conn.commit()
+        store.jobs.add(dois(100, "10.6262/new."))
+    return config, db
+
+
+async def test_without_a_daemon_status_predicts_nothing(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    config, db = await store_after_an_earlier_run(simulator, tmp_path)
+
+    document, text = await status(config, db)
+
+    assert document["daemon"]["running"] is False
+    assert document["jobs"]["pending"] == 100
+    assert document["throughput_per_s"]["last_5m"] == EARLIER / 300  # history, still told
+    assert document["eta_s"] is None
+    assert document["quota"]["next_mode"] is None
+    assert document["quota"]["next_change_at"] is None
+    assert document["quota"]["mode"] == "full" and document["quota"]["used"] > 0
+    assert "next:" not in text
+    assert "eta" not in text
+    assert "(earlier runs; no daemon is running)" in text
+
+
+async def test_with_a_daemon_the_eta_is_at_its_own_rate(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """The earlier run stored 3 answers a second over the last 5 minutes; this daemon
+    is allowed 0.5 a second. The ETA is at this daemon's rate: at most 1/s, as status
+    counts its answers over at least a second since it started."""
+    config, db = await store_after_an_earlier_run(simulator, tmp_path)
+    config_at_rate(config, simulator.base_url, rate=0.5)
+    daemon = await start_harvester(
+        *("--config", str(config), "--db", str(db), "run"),
+        env={"ALTMETRIC_API_KEY": KEY},
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            document, text = await status(config, db)
+            if document["daemon"]["running"] and document["eta_s"] is not None:
+                break
+            assert time.monotonic() < deadline, document
+            await asyncio.sleep(0.1)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(daemon.wait(), timeout=20)
+
+    left = document["jobs"]["pending"] + document["jobs"]["in_progress"]
+    assert document["throughput_per_s"]["last_5m"] >= EARLIER / 300  # the earlier run
+    assert document["eta_s"] >= left  # at 1/s or less, not at 3/s
+    assert "eta for the jobs left at this daemon's recent rate" in text
+    assert "no daemon is running" not in text
+    assert document["quota"]["next_mode"] == "original_tweets"  # the ladder, predicted
+
+
+# -- status reads whatever heartbeat the store holds ---------------------------------------
+
+
+def heartbeat(pid: int, age_s: float, state: str = "running") -> str:
+    return json.dumps(
+        {
+            "pid": pid,
+            "state": state,
+            "started_at": "2026-11-20T10:00:00.000000Z",
+            "heartbeat_at_s": time.time() - age_s,
+            "requests_per_s": 2.0,
+            "achieved_per_s": 1.5,
+            "quota_mode": "original_tweets",
+            "concurrency": 3,
+        }
+    )
+
+
+def status_of(db: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:
+    assert main(["--db", str(db), "status", "--json"]) == 0
+    as_json = capsys.readouterr().out
+    assert main(["--db", str(db), "status"]) == 0
+    return json.loads(as_json)["daemon"], capsys.readouterr().out
+
+
+def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid, pid = int(ended.stdout), os.getpid()
+    with Store(db_path) as store:
+        store.jobs.add([Identifier("doi", "10.4242/hb.1")])
+    live = (
+        f"running (pid {pid}, since 2026-11-20T10:00:00.000000Z, 1.50 req/s of 2 allowed, "
+        "concurrency 3, quota mode original_tweets)"
+    )
+    cases = [
+        ("not json at all", False, "daemon not running\n"),
+        (json.dumps({"pid": "many"}), False, "daemon not running\n"),
+        (heartbeat(pid, age_s=1), True, live),
+        (heartbeat(pid, age_s=120), False, f"not running (last heartbeat 0:02:00 ago, pid {pid})"),
+        (heartbeat(pid, age_s=1, state="stopped"), False, "not running (last heartbeat 0:00:01"),
+        (
+            heartbeat(dead_pid, age_s=1),
+            False,
+            f"not running (last heartbeat 0:00:01 ago, pid {dead_pid})",
+        ),
+        (heartbeat(0, age_s=1), False, "not running (last heartbeat"),
+    ]
+    for saved, running, shown in cases:
+        with Store(db_path) as store:
+            store.state.save({"heartbeat": saved})
+        daemon, table = status_of(db_path, capsys)
+        assert daemon["running"] is running, saved
+        assert shown in table, (saved, table)
+    for quota in ("[1, 2]", json.dumps({"at_s": time.time(), "limit": "lots"}), "{"):
+        with Store(db_path) as store:
+            store.state.save({"quota": quota})
+        assert main(["--db", str(db_path), "status", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["quota"]["source"] == "ledger"

@@ -1,0 +1,212 @@
+"""The derived tables: each answer read into rows as it is stored, a snapshot per
+fetch, the latest marked, and the raw JSON always the truth they are checked against."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import harvest_from_simulator, rows, store_answer
+
+from harvester.identifiers import Identifier
+from harvester.model import JobOutcome, StoredResponse, iso_utc
+from harvester.store import Store, derived
+
+
+def answer(posts: dict[str, list[dict[str, Any]]], score: float) -> bytes:
+    return json.dumps(
+        {"altmetric_id": 5, "altmetric_score": {"score": score}, "posts": posts}
+    ).encode()
+
+
+def test_a_changed_refetch_keeps_both_snapshots_and_an_identical_one_adds_no_body(
+    store: Store,
+) -> None:
+    doi = Identifier("doi", "10.5150/history")
+    tweet = {"tweet_id": "101", "author": {"tweeter_id": "1"}}
+    blog = {"url": "https://blog.example/a", "title": "Old title"}
+    first = store_answer(store, doi, answer({"twitter": [tweet], "blogs": [blog]}, 1.0))
+    newer_blog = {**blog, "title": "New title"}
+    second_body = answer({"blogs": [newer_blog], "news": [{"url": "https://n.example/1"}]}, 4.5)
+    second = store_answer(store, doi, second_body)
+    third = store_answer(store, doi, second_body)  # identical bytes
+
+    assert rows(store, "SELECT count(*) FROM responses") == [(3,)]
+    assert rows(store, "SELECT count(*) FROM bodies") == [(2,)]
+    assert rows(store, "SELECT body_id FROM responses ORDER BY id") == [(1,), (2,), (2,)]
+    assert rows(store, "SELECT response_id, score FROM outputs ORDER BY 1") == [
+        (first, 1.0),
+        (second, 4.5),
+        (third, 4.5),
+    ]
+    assert rows(store, "SELECT response_id, score FROM latest_outputs") == [(third, 4.5)]
+    mentions = rows(
+        store,
+        "SELECT source, post_key, title, first_response_id, last_response_id"
+        " FROM mentions ORDER BY source",
+    )
+    assert mentions == [
+        ("blogs", "https://blog.example/a", "New title", first, third),
+        ("news", "https://n.example/1", None, second, third),
+        ("twitter", "101", None, first, first),  # gone after the first snapshot
+    ]
+
+
+# -- derived rows against the raw JSON, for a real harvest ------------------------------
+
+
+def loose(value: Any) -> Any:
+    """The simulator, like the API, sends some counts as text and -1 for unknown."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None if value in (-1, "-1") else value
+
+
+def expected_rows(raw: dict[str, Any]) -> dict[str, Any]:
+    """What the derived tables should hold for one simulator answer, read from its JSON
+    here independently of harvester.snapshot."""
+    counts = raw.get("counts", {})
+    score = raw.get("altmetric_score", {})
+    return {
+        "title": raw["citation"].get("title"),
+        "journal": raw["citation"].get("journal"),
+        "score": score.get("score"),
+        "counts": {
+            (source, loose(entry.get("posts_count")), loose(entry.get("unique_users_count")))
+            for source, entry in counts.items()
+            if source not in ("readers", "total")
+        },
+        "readers": {(name, loose(value)) for name, value in counts.get("readers", {}).items()},
+        "contexts": {
+            (name, entry["rank"], entry["sample_size"], entry["percentile"])
+            for name, entry in score.get("context_for_score", {}).items()
+        },
+        "mentions": {
+            (source, str(post.get("tweet_id") or post["url"]))
+            for source, posts in raw.get("posts", {}).items()
+            for post in posts
+        },
+    }
+
+
+def derived_rows(store: Store, response_id: int, job_id: int) -> dict[str, Any]:
+    [(title, journal, score)] = rows(
+        store, f"SELECT title, journal, score FROM outputs WHERE response_id = {response_id}"
+    )
+    return {
+        "title": title,
+        "journal": journal,
+        "score": score,
+        "counts": set(
+            rows(
+                store,
+                "SELECT source, posts_count, unique_users_count FROM counts"
+                f" WHERE response_id = {response_id}",
+            )
+        ),
+        "readers": set(
+            rows(
+                store,
+                f"SELECT reference_manager, readers FROM readers WHERE response_id = {response_id}",
+            )
+        ),
+        "contexts": set(
+            rows(
+                store,
+                "SELECT context, rank, sample_size, percentile FROM score_context"
+                f" WHERE response_id = {response_id}",
+            )
+        ),
+        "mentions": set(
+            rows(store, f"SELECT source, post_key FROM mentions WHERE job_id = {job_id}")
+        ),
+    }
+
+
+async def test_derived_rows_match_the_raw_json_of_a_simulator_harvest(db_path: Path) -> None:
+    await harvest_from_simulator(db_path, 60)
+    with Store(db_path, read_only=True) as store:
+        answers = rows(store, "SELECT id, job_id FROM responses WHERE http_status = 200")
+        assert len(answers) >= 50
+        for response_id, job_id in answers:
+            raw = json.loads(store.bodies.of_response(response_id))
+            assert derived_rows(store, response_id, job_id) == expected_rows(raw), response_id
+        assert rows(store, "SELECT count(*) FROM outputs") == [(len(answers),)]
+        sample = rows(store, "SELECT count(*) FROM mentions")[0][0]
+    assert sample > 60  # the harvest carried mentions to compare
+
+
+# -- what cannot be derived --------------------------------------------------------------
+
+
+def test_an_answer_that_cannot_be_derived_is_still_stored_raw(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in deriving")
+
+    body = answer({"news": [{"url": "https://n.example/2"}]}, 2.0)
+    with monkeypatch.context() as patched:
+        patched.setattr(derived, "insert_snapshot", broken)
+        store.jobs.add([Identifier("doi", "10.5150/bug")])
+        [job] = store.jobs.claim(1, lease_s=60)
+        response = StoredResponse(200, body, "{}", "full", iso_utc(time.time()))
+        result = store.record(
+            [JobOutcome(job.id, job.lease_token, "done", True, response=response)]
+        )
+    assert result.written == 1 and "RuntimeError: a bug in deriving" in result.underived[0]
+    assert rows(store, "SELECT state FROM jobs") == [("done",)]
+    assert store.bodies.of_response(1) == body
+    assert rows(store, "SELECT count(*) FROM outputs") == [(0,)]
+    assert derived.derive_missing(store.conn, store.bodies) == (
+        1,
+        0,
+    )  # derive tries again, and now succeeds
+    assert rows(store, "SELECT score FROM outputs") == [(2.0,)]
+
+
+def test_numbers_too_big_for_sqlite_are_dropped_not_fatal(store: Store) -> None:
+    body = json.dumps(
+        {
+            "altmetric_id": 10**30,
+            "counts": {"news": {"posts_count": "1e300", "unique_users_count": "²"}},
+            "posts": {"twitter": [{"tweet_id": "9" * 40, "author": {"tweeter_id": "1"}}]},
+        }
+    ).encode()
+    response_id = store_answer(store, Identifier("doi", "10.5150/huge"), body)
+    assert rows(store, f"SELECT altmetric_id FROM outputs WHERE response_id = {response_id}") == [
+        (None,)
+    ]
+    assert rows(store, "SELECT posts_count, unique_users_count FROM counts") == [(None, None)]
+    assert rows(store, "SELECT post_key, tweet_id FROM mentions") == [("9" * 40, None)]
+
+
+def test_the_latest_snapshot_is_the_highest_response_whatever_the_order_derived(
+    store: Store,
+) -> None:
+    doi = Identifier("doi", "10.5150/order")
+    ids = [store_answer(store, doi, answer({}, score)) for score in (1.0, 2.0, 3.0)]
+    other = store_answer(store, Identifier("doi", "10.5150/other"), answer({}, 9.0))
+    assert rows(store, "SELECT response_id FROM latest_outputs ORDER BY 1") == [
+        (ids[2],),
+        (other,),
+    ]
+    derived.clear_all(store.conn)
+    with store.transaction() as conn:
+        for response_id in (ids[2], ids[0], ids[1]):  # newest first, as a rebuild racing
+            body = store.bodies.of_response(response_id)  # the daemon might meet them
+            assert (
+                derived.derive_answer(
+                    conn, response_id=response_id, job_id=1, fetched_at="t", mode="full", body=body
+                )
+                is None
+            )
+    assert rows(store, "SELECT response_id, is_latest FROM outputs ORDER BY 1") == [
+        (ids[0], 0),
+        (ids[1], 0),
+        (ids[2], 1),
+    ]
+    assert rows(store, "SELECT response_id, score FROM latest_outputs") == [(ids[2], 3.0)]

@@ -1,0 +1,56 @@
+"""The store as tables: ages for `refresh`, and the tools researchers open it with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datasette.app import Datasette
+from helpers import rows
+
+from harvester.store.tables import parse_age
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30d", 2_592_000), ("12h", 43_200), ("90m", 5_400), ("1d12h", 129_600)]
+)
+def test_parse_age(text: str, seconds: float) -> None:
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "30", "d", "-1d", "1y", "3 days"])
+def test_parse_age_refuses_what_is_not_an_age(text: str) -> None:
+    with pytest.raises(ValueError, match="not an age"):
+        parse_age(text)
+
+
+# -- the tools researchers use ------------------------------------------------------------------
+
+
+async def test_the_store_opens_in_datasette_as_is(harvested: Path) -> None:
+    datasette = Datasette([str(harvested)])
+    name = harvested.stem
+    listing = await datasette.client.get(f"/{name}.json")
+    assert listing.status_code == 200
+    tables = {entry["name"] for entry in listing.json()["tables"]}
+    assert {"jobs", "responses", "bodies", "outputs", "counts", "mentions"} <= tables
+    latest = await datasette.client.get(f"/{name}/latest_outputs.json?_shape=array&_size=5")
+    assert latest.status_code == 200 and len(latest.json()) == 5
+    assert {"altmetric_id", "score", "journal"} <= set(latest.json()[0])
+
+
+async def test_sqlite_utils_lists_the_tables(harvested: Path) -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).parent / "sqlite-utils"), "tables", str(harvested), "--counts"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = {entry["table"]: entry["count"] for entry in json.loads(result.stdout)}
+    assert listed["outputs"] == rows(harvested, "SELECT count(*) FROM outputs")[0][0]
+    assert {"score_context", "readers", "zstd_dictionaries"} <= set(listed)
