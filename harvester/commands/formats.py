@@ -7,13 +7,14 @@ rows it wrote and calls `on_row` with the count so far (a progress bar's feed).
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 from collections.abc import Callable
 from typing import IO, Any
 
 from harvester.errors import ParquetUnavailable
-from harvester.store.tables import Rows, plain_value
+from harvester.store.tables import Rows
 
 TABLE_MAX_ROWS = 1_000
 TABLE_MAX_CELL = 48
@@ -165,3 +166,10 @@ def parse_body(body: bytes | None) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def plain_value(value: Any) -> Any:
+    """A cell as JSON and CSV can carry it: BLOBs become base64 text."""
+    if isinstance(value, bytes | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value

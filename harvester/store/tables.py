@@ -13,8 +13,6 @@ whatever the expression does, the requeue gets a subset of the candidates.
 
 from __future__ import annotations
 
-import base64
-import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -28,8 +26,6 @@ from harvester.store.filters import Filter, filtering, make_filter, quoted
 from harvester.store.readonly import SQL_ERRORS, explain, fetch, lock, lock_read_only
 
 FETCH_ROWS = 1_000
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 
 
 @dataclass(frozen=True)
@@ -135,23 +131,7 @@ def _uncompressed_bodies(
     return Rows([*kept, "body"], [*kept_types, "TEXT"], uncompressed())
 
 
-def plain_value(value: Any) -> Any:
-    """A cell as JSON and CSV can carry it: BLOBs become base64 text."""
-    if isinstance(value, bytes | memoryview):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return value
-
-
 # -- refresh -------------------------------------------------------------------------------
-
-
-def parse_age(text: str) -> float:
-    """Seconds in an age such as `30d`, `12h`, `90m`, `2w`, `1d12h` or `0s` (all)."""
-    cleaned = text.strip().lower()
-    parts = _DURATION.findall(cleaned)
-    if not parts or _DURATION.sub("", cleaned).strip():
-        raise ValueError(f"{text!r} is not an age (try 30d, 12h, 90m or 2w)")
-    return sum(float(amount) * _UNIT_S[unit] for amount, unit in parts)
 
 
 # The command's own conditions; a --where is never part of this statement.

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import harvest_from_simulator, harvester, rows, run_main
 
+from harvester.commands.requeue import parse_age
+
 
 async def test_refresh_requeues_old_snapshots_matching_the_where(
     harvested: Path, capsys: pytest.CaptureFixture[str]
@@ -54,3 +56,16 @@ def test_retry_puts_failed_jobs_back(tmp_path: Path) -> None:
     assert result.returncode == 0 and "requeued 2 failed jobs" in result.stdout
     assert conn.execute("SELECT state, attempts FROM jobs").fetchall() == [("pending", 0)] * 2
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30d", 2_592_000), ("12h", 43_200), ("90m", 5_400), ("1d12h", 129_600)]
+)
+def test_parse_age(text: str, seconds: float) -> None:
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "30", "d", "-1d", "1y", "3 days"])
+def test_parse_age_refuses_what_is_not_an_age(text: str) -> None:
+    with pytest.raises(ValueError, match="not an age"):
+        parse_age(text)

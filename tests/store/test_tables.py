@@ -1,4 +1,4 @@
-"""The store as tables: ages for `refresh`, and the tools researchers open it with."""
+"""The store as tables: the tools researchers open it with."""
 
 from __future__ import annotations
 
@@ -8,25 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from datasette.app import Datasette
 from helpers import rows
-
-from harvester.store.tables import parse_age
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("30d", 2_592_000), ("12h", 43_200), ("90m", 5_400), ("1d12h", 129_600)]
-)
-def test_parse_age(text: str, seconds: float) -> None:
-    assert parse_age(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "30", "d", "-1d", "1y", "3 days"])
-def test_parse_age_refuses_what_is_not_an_age(text: str) -> None:
-    with pytest.raises(ValueError, match="not an age"):
-        parse_age(text)
-
 
 # -- the tools researchers use ------------------------------------------------------------------
 
