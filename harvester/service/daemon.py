@@ -35,7 +35,7 @@ from harvester.store.aio import AsyncStore
 from harvester.store.lock import daemon_lock
 from harvester.store.schema import pending_migrations
 
-__all__ = ["Daemon", "daemon_lock", "run_daemon"]
+__all__ = ["Daemon", "run_daemon"]
 
 UPGRADE_TIMEOUT_USEC = 6 * 3600 * 1_000_000
 
