@@ -92,8 +92,8 @@ def _raise_terminated(_signal: int, _frame: object) -> None:
     raise Terminated
 
 
-# These run event loops that handle SIGTERM themselves (the daemon drains on it).
-_OWN_SIGTERM = frozenset(("run", "simulate", "demo"))
+# The daemon handles SIGTERM itself: it drains in-flight requests, then exits 0.
+_OWN_SIGTERM = frozenset(("run",))
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILURE = 1  # a failure the message explains
     USAGE = 2  # argparse's
-    KEY_REJECTED = 3  # HTTP 403; systemd's RestartPreventExitStatus=3: a bad key will not heal
+    KEY_REJECTED = 3  # HTTP 401/403; systemd's RestartPreventExitStatus=3: a bad key won't heal
     JOBS_FAILED = 4  # `run --drain` drained the queue but left jobs in `failed`
 
 

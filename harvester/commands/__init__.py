@@ -6,6 +6,6 @@ failure it expects is raised as a `HarvesterError` for the CLI to report.
 
 Beside them: `context` (the global options and the settings and store they lead to),
 `formats` (rows and answers on their way out) and `output` (where exports write).
-Commands sit beside the service, never above it: where one needs the daemon or its
-lock, the CLI hands it in.
+Commands sit beside the service, never above it: `demo`, which needs the daemon,
+gets it from the CLI; `derive --rebuild` takes the store's own lock (`store.lock`).
 """

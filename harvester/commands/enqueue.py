@@ -21,8 +21,9 @@ from typing import IO, BinaryIO, cast
 from harvester.commands.context import Invocation
 from harvester.errors import CommandError, IdentifierError, NotTextError
 from harvester.identifiers import Identifier, canonical_type, parse_line
+from harvester.logs import MESSAGE_CHARS
 from harvester.model import ExitCode
-from harvester.progress import ProgressLine
+from harvester.progress import ProgressLine, write_above
 from harvester.store import Store
 
 MAX_LINE_CHARS = 4096
@@ -30,7 +31,6 @@ SNIFF_BYTES = 64 * 1024  # looked at for UTF-8
 SCAN_BYTES = 1 << 20  # scanned for NUL bytes, a chunk at a time
 SPOOL_IN_MEMORY_BYTES = 64 << 20
 REJECTS_SHOWN = 20
-MESSAGE_CHARS = 200
 
 
 def cmd_enqueue(
@@ -176,21 +176,24 @@ class RejectionReport:
     def add(self, rejection: Rejection) -> None:
         self._count += 1
         if self._count <= self.shown:
-            self.stream.write(_fit(f"line {rejection.line_number}: {rejection.reason}", rejection))
+            self._write(_fit(f"line {rejection.line_number}: {rejection.reason}", rejection))
         else:
             self._unshown[rejection.reason] += 1
 
     def summarise(self) -> None:
         if not self._unshown:
             return
-        self.stream.write(f"... and {sum(self._unshown.values()):,} more rejected lines:\n")
+        self._write(f"... and {sum(self._unshown.values()):,} more rejected lines:\n")
         for reason, count in self._unshown.most_common(10):
-            self.stream.write(_shorten(f"  {count:,} {reason}", MESSAGE_CHARS) + "\n")
+            self._write(_shorten(f"  {count:,} {reason}", MESSAGE_CHARS) + "\n")
         others = sum(self._unshown.values()) - sum(
             count for _, count in self._unshown.most_common(10)
         )
         if others:
-            self.stream.write(f"  {others:,} for other reasons\n")
+            self._write(f"  {others:,} for other reasons\n")
+
+    def _write(self, text: str) -> None:
+        write_above(self.stream, text)  # never glued onto the progress bar
 
 
 def _fit(prefix: str, rejection: Rejection) -> str:

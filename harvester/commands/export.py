@@ -74,7 +74,9 @@ def _export_jobs(
         raise CommandError("--where and --format parquet need --table NAME")
     writer = write_jsonl if output_format == "jsonl" else write_csv
     with Store(path, read_only=True) as store:
-        progress = ProgressLine("export", store.responses.count())
+        progress = ProgressLine("export")
+        if progress.enabled:  # a scan: only when a bar will show it
+            progress.total = store.responses.count_jobs()
         with text_output(output) as out:
             count = writer(store, out, progress.update)
         progress.close()

@@ -43,8 +43,8 @@ def cmd_simulate(
         raise CommandError("--body-pool and --latency-ms must not be negative")
     if not 0 <= fault_rate <= 1:
         raise CommandError("--fault-rate must be between 0 and 1")
-    if rate_limit is not None and (rate_limit <= 0 or rate_limit_burst < 1):
-        raise CommandError("--rate-limit must be > 0 and --rate-limit-burst >= 1")
+    if rate_limit is not None and rate_limit <= 0:
+        raise CommandError("--rate-limit must be more than 0 requests a second")
     settings = SimulatorSettings(
         key=key,
         latency_s=latency_ms / 1000,

@@ -11,6 +11,7 @@ redacted of the key as a last guard.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import time
 from collections.abc import Mapping
@@ -226,11 +227,8 @@ def _is_utf8(body: bytes) -> bool:
 
 def tweet_ids(body: bytes) -> tuple[int, ...]:
     """The tweet IDs in a fetch answer, as integers; an ID that is not a decimal number
-    fitting 63 bits is folded into one by hashing, so it is still counted once."""
-    return _tweet_ids_carefully(body)
-
-
-def _tweet_ids_carefully(body: bytes) -> tuple[int, ...]:
+    fitting 63 bits is folded into one by a stable hash, so it is counted once, in this
+    run and every later one."""
     try:
         posts = _TWEETS_DECODER.decode(body).posts
     except msgspec.DecodeError:
@@ -244,7 +242,9 @@ def _as_ledger_key(tweet_id: str | int) -> int:
     text = str(tweet_id)
     if text.isascii() and text.isdigit() and int(text) <= _MAX_KEY:
         return int(text)
-    return hash(("tweet", text)) & _MAX_KEY
+    # Not hash(): Python salts it per process, so a restart would charge the ID again.
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & _MAX_KEY
 
 
 # Top-level keys as str, every value kept as raw bytes: msgspec still checks the whole

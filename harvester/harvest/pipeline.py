@@ -228,6 +228,8 @@ class Harvest:
             self._fail("store error")
             return
         self._leases.written(outcomes)
+        if result.written < len(outcomes):  # another process requeued them meanwhile
+            log.warning("harvest.leases_lost", outcomes_discarded=len(outcomes) - result.written)
         for problem in result.underived:
             log.warning("harvest.derive_failed", problem=problem, action="stored raw only")
         tweet_count = sum(len(o.response.tweet_ids) for o in outcomes if o.response is not None)

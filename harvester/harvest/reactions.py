@@ -115,10 +115,14 @@ class Reactions:
         key is shared, or older charges): hold for an hour, or the window if shorter.
         """
         window_s = self._quota.settings.window_s
-        frees_at_s = await self._db.ledger_frees_at(window_s, self._quota.full_mode_usage())
+        try:
+            frees_at_s = await self._db.ledger_frees_at(window_s, self._quota.full_mode_usage())
+        except Exception as error:  # the store failed: keep the hold we have, and say so
+            log.error("harvest.quota_hold_unknown", error=f"{type(error).__name__}: {error}")
+            return
         until_s = frees_at_s or time.time() + min(window_s, QUOTA_UNKNOWN_HOLD_S)
-        self._quota.refused_until_s = until_s
-        log.warning("harvest.quota_refused_until", until=iso_utc(until_s))
+        self._quota.refused(until_s)  # never shortens a hold set meanwhile
+        log.warning("harvest.quota_refused_until", until=iso_utc(self._quota.refused_until_s))
 
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -30,7 +30,6 @@ from harvester.service.metrics import render_metrics, start_metrics
 from harvester.service.notify import Notifier
 from harvester.service.progress import RunProgress
 from harvester.service.reload import changes, reloaded
-from harvester.store import Store
 from harvester.store.aio import AsyncStore
 from harvester.store.lock import daemon_lock
 from harvester.store.schema import pending_migrations
@@ -112,12 +111,11 @@ class Daemon:
         runs, and harvest; the store is closed however the run ends."""
         settings = self._settings
         _announce_upgrade(settings.store.path, notifier)
-        store = Store(settings.store.path, derive=settings.store.derive)
-        store_thread = AsyncStore(store)
+        store_thread = await AsyncStore.open(settings.store.path, derive=settings.store.derive)
         try:
-            recovered = store.jobs.requeue_leased(expired_only=False)
-            ledger_used = store.ledger.count(settings.quota.window_s)
-            counts = store.jobs.counts_by_state()
+            recovered = await store_thread.requeue_all_leased()
+            ledger_used = await store_thread.ledger_count(settings.quota.window_s)
+            counts = await store_thread.counts_by_state()
             log.info(
                 "harvest.start",
                 store=str(settings.store.path),
@@ -140,7 +138,6 @@ class Daemon:
                 progress.close()  # later log lines must not make room for a dead bar
         finally:
             store_thread.shutdown()
-            store.close()
 
     async def _harvest(
         self, store: AsyncStore, notifier: Notifier, progress: RunProgress, ledger_used: int

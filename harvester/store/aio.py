@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from harvester.model import ClaimedJob, JobOutcome, RecordResult
@@ -22,9 +23,22 @@ T = TypeVar("T")
 class AsyncStore:
     """What the daemon asks of the store, each call awaited off the event loop."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, executor: ThreadPoolExecutor | None = None) -> None:
         self.store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    @classmethod
+    async def open(cls, path: Path, *, derive: bool) -> AsyncStore:
+        """Open (and, if need be, upgrade) the store on its own thread: an upgrade of
+        a large store takes minutes, and the event loop must go on meanwhile."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        loop = asyncio.get_running_loop()
+        try:
+            store = await loop.run_in_executor(executor, lambda: Store(path, derive=derive))
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        return cls(store, executor)
 
     async def _run(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -45,6 +59,9 @@ class AsyncStore:
     async def queue_outlook(self, *, backfill: bool) -> tuple[int, str | None]:
         return await self._run(self.store.jobs.outlook, backfill=backfill)
 
+    async def ledger_count(self, window_s: float) -> int:
+        return await self._run(self.store.ledger.count, window_s)
+
     async def counts_by_state(self) -> dict[str, int]:
         return await self._run(self.store.jobs.counts_by_state)
 
@@ -60,4 +77,6 @@ class AsyncStore:
         await self._run(self.store.state.save, entries)
 
     def shutdown(self) -> None:
+        """Finish what was asked, stop the thread, close the store."""
         self._executor.shutdown(wait=True)
+        self.store.close()

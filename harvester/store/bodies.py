@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 from harvester.errors import BodyCorrupt
+from harvester.model import iso_utc
 from harvester.store.codec import (
     TRAIN_AFTER_BODIES,
     TRAIN_SAMPLE_BODIES,
@@ -144,4 +145,4 @@ class BodyStore:
 
 
 def _now_text() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return iso_utc(time.time())  # the one format of the store's times

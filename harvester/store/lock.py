@@ -22,7 +22,6 @@ def daemon_lock(store_path: Path) -> Iterator[None]:
     """
     real_path = store_path.resolve()  # one lock per store, whatever path names it
     lock_path = real_path.with_name(real_path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -62,6 +62,10 @@ class Responses:
     def count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM responses").fetchone()[0])
 
+    def count_jobs(self) -> int:
+        """Jobs with at least one response (one record each in `iter_latest`)."""
+        return int(self._conn.execute("SELECT count(DISTINCT job_id) FROM responses").fetchone()[0])
+
     def since(self, since_s: float) -> int:
         """Responses fetched at or after a Unix time."""
         return int(

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import harvester, rows
+from helpers import Terminal, harvester, rows
 
 
 def test_enqueue_counts_dedupes_and_reports_rejects(tmp_path: Path) -> None:
@@ -145,3 +145,16 @@ def test_existing_stores_keep_their_old_spellings(tmp_path: Path) -> None:
             ("arxiv", "math/0309136"),
         ]
     )
+
+
+def test_rejected_lines_never_glue_onto_the_progress_bar(tmp_path: Path) -> None:
+    """The bar is drawn after each batch of 200,000; a reject reported after it must
+    start a line of its own on the terminal."""
+    source = tmp_path / "ids.txt"
+    with source.open("w") as out:
+        out.writelines(f"10.1000/bar.{n}\n" for n in range(250_000))
+        out.write("junk-after-the-first-batch\n")
+    code, shown = Terminal("--db", str(tmp_path / "s.db"), "enqueue", str(source)).finish()
+    assert code == 1, shown
+    at = shown.index("line 250001: ")
+    assert shown[:at].endswith(("\n", "\x1b[2K")), repr(shown[max(at - 80, 0) : at + 20])

@@ -46,3 +46,17 @@ async def test_simulate_can_enforce_a_rate_limit() -> None:
         assert statuses[0] in (200, 404) and statuses[1:] == [429, 429]
         assert retry_after[1:] == ["1", "1"]
         assert all(value is not None for value in hourly)
+
+
+async def test_sigterm_stops_the_simulator_with_a_word_and_143() -> None:
+    process = await start_harvester(
+        "simulate", "--port", "0", "--key", "k",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    await asyncio.wait_for(process.stdout.readline(), timeout=30)  # serving
+    process.terminate()
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 143
+    assert "harvester simulate: terminated" in err.decode()
+    assert "Traceback" not in err.decode()

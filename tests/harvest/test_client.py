@@ -3,9 +3,13 @@ tweet IDs read from a body."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -207,3 +211,25 @@ def test_tweet_ids_are_read_from_the_body_only() -> None:
         "invalid JSON body"
     )
     assert read_body(b'[{"posts": 1}]')[0] == "JSON body is not an object"
+
+
+def test_a_tweet_id_that_is_not_a_number_gets_the_same_ledger_key_in_every_process() -> None:
+    """Python salts hash() per process: a key from it would charge the ID again after
+    every restart."""
+    body = b'{"posts": {"twitter": [{"tweet_id": "abc-not-a-number"}, {"tweet_id": "42"}]}}'
+    program = (
+        f"import sys; from harvester.harvest.client import tweet_ids; print(tweet_ids({body!r}))"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", program],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(keys) == 1
+    first, second = ast.literal_eval(keys.pop())
+    assert second == 42 and 0 <= first < 2**63
