@@ -92,8 +92,10 @@ def _raise_terminated(_signal: int, _frame: object) -> None:
     raise Terminated
 
 
-# The daemon handles SIGTERM itself: it drains in-flight requests, then exits 0.
-_OWN_SIGTERM = frozenset(("run",))
+# Left to SIGTERM's own way: `run`'s daemon drains in-flight requests and exits 0
+# (so does `demo`'s); `simulate` writes nothing, so ending at once loses nothing, and
+# unwinding through its event loop would wait on aiohttp's shutdown instead.
+_OWN_SIGTERM = frozenset(("run", "simulate", "demo"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ async def test_simulate_can_enforce_a_rate_limit() -> None:
         assert all(value is not None for value in hourly)
 
 
-async def test_sigterm_stops_the_simulator_with_a_word_and_143() -> None:
+async def test_sigterm_stops_the_simulator_at_once() -> None:
     process = await start_harvester(
         "simulate", "--port", "0", "--key", "k",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -56,7 +56,6 @@ async def test_sigterm_stops_the_simulator_with_a_word_and_143() -> None:
     assert process.stdout is not None
     await asyncio.wait_for(process.stdout.readline(), timeout=30)  # serving
     process.terminate()
-    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 143
-    assert "harvester simulate: terminated" in err.decode()
+    _, err = await asyncio.wait_for(process.communicate(), timeout=10)
+    assert process.returncode == -15
     assert "Traceback" not in err.decode()
