@@ -51,7 +51,7 @@ class RunFigures:
 class SimulatorProcess:
     """`harvester simulate` in a child process on a free loopback port."""
 
-    def __init__(self, latency_ms: float) -> None:
+    def __init__(self, latency_ms: float, body_pool: int | None = None) -> None:
         self.process = subprocess.Popen(
             [
                 *HARVESTER,
@@ -63,7 +63,7 @@ class SimulatorProcess:
                 "--latency-ms",
                 str(latency_ms),
                 "--body-pool",
-                str(BODY_POOL),
+                str(BODY_POOL if body_pool is None else body_pool),
             ],
             stdout=subprocess.PIPE,
             text=True,

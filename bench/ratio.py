@@ -34,9 +34,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harvest import KEY, SimulatorProcess  # the same simulator set-up as bench/harvest.py
+
 from harvester.store import Store
 
-KEY = "bench-key"
 HARVESTER = [sys.executable, "-m", "harvester"]
 NAIVE = [sys.executable, str(Path(__file__).with_name("naive.py"))]
 CONCURRENCY = 64
@@ -56,35 +57,6 @@ class Run:
     not_found: int
     cpu_s: float
     wall_s: float
-
-
-class SimulatorProcess:
-    """`harvester simulate` in a child process on a free loopback port."""
-
-    def __init__(self, body_pool: int) -> None:
-        self.process = subprocess.Popen(
-            [
-                *HARVESTER,
-                "simulate",
-                "--port",
-                "0",
-                "--key",
-                KEY,
-                "--latency-ms",
-                "0",
-                "--body-pool",
-                str(body_pool),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        self.base_url = line.split(" on ")[1].split()[0]
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 def measured(command: list[str], what: str) -> tuple[str, float, float]:
@@ -202,7 +174,7 @@ def main() -> None:
         ids.write_text("".join(f"10.{1000 + n % 9000}/r.{n}\n" for n in range(count)))
         empty = directory / "empty.txt"
         empty.write_text("")
-        simulator = SimulatorProcess(SMOKE_BODY_POOL if args.smoke else BODY_POOL)
+        simulator = SimulatorProcess(0, SMOKE_BODY_POOL if args.smoke else BODY_POOL)
         try:
             for round_number in range(rounds):
                 shift = round_number % len(CONTENDERS)
