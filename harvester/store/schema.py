@@ -4,7 +4,9 @@ next.
 
 m001-m003: the job queue, responses, the tweet ledger. m004: bodies compressed apart
 from the responses that point at them (one body per distinct answer). m005: the
-derived tables researchers query (`harvester derive --rebuild` rebuilds them).
+derived tables researchers query (`harvester derive --rebuild` rebuilds them). m006:
+tweets in a compact table of their own, `mentions` a view (`upgrade_mentions`). m007:
+the tweet ledger as one row per charge, `tweet_ledger` a view (`upgrade_ledger`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from harvester.model import JobState
+from harvester.store import upgrade_ledger, upgrade_mentions
 from harvester.store.codec import BodyCodec
 
 migrations = Migrations("altmetric-harvester")
@@ -261,6 +264,16 @@ def m005_derived_tables(db: Database) -> None:
             WHERE posted_on IS NOT NULL""",
     ):
         db.execute(statement)
+
+
+@migrations()
+def m006_compact_mentions(db: Database) -> None:
+    upgrade_mentions.migrate(db)
+
+
+@migrations()
+def m007_tweet_charges(db: Database) -> None:
+    upgrade_ledger.migrate(db)
 
 
 def pending_migrations(path: Path) -> list[str]:
