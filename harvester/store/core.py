@@ -32,6 +32,7 @@ from harvester.store.connection import (
     explain_sqlite_error,
     transaction,
 )
+from harvester.store.derived import Answer, derive_answers
 from harvester.store.jobs import JobQueue
 from harvester.store.ledger import TweetLedger
 from harvester.store.responses import Responses
@@ -100,6 +101,7 @@ class Store:
         now_s = time.time()
         now = iso_utc(now_s)
         written = charged = pruned = 0
+        to_derive: list[Answer] = []
         underived: list[str] = []
         with self.transaction() as conn:
             if ledger_window_s is not None:
@@ -111,9 +113,19 @@ class Store:
                 response = outcome.response
                 if response is None:
                     continue
-                problem = self.responses.insert(conn, outcome.job_id, response, derive=self.derive)
-                if problem:
-                    underived.append(problem)
+                response_id = self.responses.insert(conn, outcome.job_id, response)
+                if self.derive and response.http_status == 200:
+                    to_derive.append(
+                        Answer(
+                            response_id,
+                            outcome.job_id,
+                            response.fetched_at,
+                            response.mode,
+                            response.body,
+                        )
+                    )
                 charged += self.ledger.charge(conn, response.tweet_ids, now_s)
+            if to_derive:
+                underived = derive_answers(conn, to_derive).problems
         self.bodies.train_if_due()
         return RecordResult(written, charged, pruned, tuple(underived))

@@ -1,8 +1,8 @@
 """Writing the derived tables (schema m005) from answers; part of the store.
 
-The daemon's `Store.record` derives each answer in the transaction that stores it
-(`derive_answer`); `harvester derive` catches up (`derive_missing`) or rebuilds
-(`clear_all`, then `derive_missing`). Mentions are upserted with the first and last
+The daemon's `Store.record` derives a batch of answers in the transaction that stores
+them (`derive_answers`); `harvester derive` catches up (`derive_missing`) or rebuilds
+(`clear_all`, then `derive_missing`). Posts are upserted with the first and last
 snapshot that carried them, taking the smaller first and the larger last, so
 snapshots may be derived in any order and the result is the same.
 """
@@ -10,113 +10,140 @@ snapshots may be derived in any order and the result is the same.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from harvester.errors import BodyCorrupt
 from harvester.store.bodies import BODY_COLUMNS, BodyStore
 from harvester.store.connection import transaction
 from harvester.store.snapshot import Snapshot, snapshot_of
+from harvester.store.upgrade_mentions import compact_author
 
-DERIVED_TABLES = ("mentions", "score_context", "readers", "counts", "outputs")
+Row = tuple[Any, ...]
 
-_UPSERT_MENTION = """
-    INSERT INTO mentions (job_id, source, post_key, url, title, posted_on, author_name,
-                          author_id, tweet_id, first_response_id, last_response_id)
+# Children first: emptied in this order, the foreign keys never see an orphan.
+DERIVED_TABLES = ("tweets", "posts", "score_context", "readers", "counts", "outputs")
+
+# A snapshot is the latest of its output unless a higher response of it is already
+# derived; the older latest is unflagged after the batch (_UNFLAG_OLDER).
+_INSERT_OUTPUT = """
+    INSERT INTO outputs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+        ?15, ?16, ?17,
+        NOT EXISTS (SELECT 1 FROM outputs WHERE job_id = ?2 AND response_id > ?1))
+"""
+_UNFLAG_OLDER = (
+    "UPDATE outputs SET is_latest = 0 WHERE job_id = ? AND is_latest AND response_id < ?"
+)
+
+# A post is stored once per output with the first and last snapshots that carried it:
+# the smaller first and the larger last win, and the other columns come from the
+# later one, so snapshots may be derived in any order with the same result. (SET
+# expressions all read the row as it was before the update.)
+_NEWER = "excluded.last_response_id > last_response_id"
+_UPSERT_TWEET = f"""
+    INSERT INTO tweets VALUES (?1, ?2, {compact_author("?3")}, ?4, ?5)
+    ON CONFLICT (job_id, tweet_id) DO UPDATE SET
+        first_response_id = min(first_response_id, excluded.first_response_id),
+        last_response_id = max(last_response_id, excluded.last_response_id),
+        author_id = iif({_NEWER}, excluded.author_id, author_id)
+"""
+_UPSERT_POST = f"""
+    INSERT INTO posts (job_id, source, post_key, url, title, posted_on, author_name,
+                       author_id, tweet_id, first_response_id, last_response_id)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (job_id, source, post_key) DO UPDATE SET
         first_response_id = min(first_response_id, excluded.first_response_id),
         last_response_id = max(last_response_id, excluded.last_response_id),
-        url = iif(excluded.last_response_id > last_response_id, excluded.url, url),
-        title = iif(excluded.last_response_id > last_response_id, excluded.title, title),
-        posted_on = iif(excluded.last_response_id > last_response_id,
-                        excluded.posted_on, posted_on),
-        author_name = iif(excluded.last_response_id > last_response_id,
-                          excluded.author_name, author_name),
-        author_id = iif(excluded.last_response_id > last_response_id,
-                        excluded.author_id, author_id)
+        url = iif({_NEWER}, excluded.url, url),
+        title = iif({_NEWER}, excluded.title, title),
+        posted_on = iif({_NEWER}, excluded.posted_on, posted_on),
+        author_name = iif({_NEWER}, excluded.author_name, author_name),
+        author_id = iif({_NEWER}, excluded.author_id, author_id)
 """
 
 
-def derive_answer(
-    conn: sqlite3.Connection,
-    *,
-    response_id: int,
-    job_id: int,
-    fetched_at: str,
-    mode: str,
-    body: bytes,
-) -> str | None:
-    """Derive one stored 200 answer, in a savepoint of the caller's transaction; the
-    problem, if it could not be (the answer stays stored raw either way). An answer
-    that is not a JSON object has nothing to derive and is no problem."""
-    conn.execute("SAVEPOINT derive")
-    problem = None
-    try:
-        snapshot = snapshot_of(body)
+class Answer(NamedTuple):
+    """A stored 200 answer, to be derived."""
+
+    response_id: int
+    job_id: int
+    fetched_at: str
+    mode: str
+    body: bytes
+
+
+class Derived(NamedTuple):
+    derived: int  # answers that now have derived rows
+    problems: list[str]  # why each of the others that should have could not
+
+
+def derive_answers(conn: sqlite3.Connection, answers: Sequence[Answer]) -> Derived:
+    """Derive a batch of stored answers inside the caller's transaction: every answer
+    read first, then one statement per table for the whole batch. If the batch's
+    rows fail (a value SQLite refuses), it is rolled back and retried an answer at a
+    time, so one bad answer costs only itself. An answer that is not a JSON object
+    has nothing to derive and is no problem; one that fails stays stored raw, for
+    `harvester derive` to try again."""
+    problems: list[str] = []
+    snapshots: list[tuple[Answer, Snapshot]] = []
+    for answer in answers:
+        try:
+            snapshot = snapshot_of(answer.body)
+        except Exception as error:
+            problems.append(_problem(answer, error))
+            continue
         if snapshot is not None:
-            insert_snapshot(
-                conn,
-                response_id=response_id,
-                job_id=job_id,
-                fetched_at=fetched_at,
-                mode=mode,
-                snapshot=snapshot,
-            )
-    except Exception as error:
-        conn.execute("ROLLBACK TO derive")
-        problem = f"response {response_id}: {type(error).__name__}: {error}"
-    conn.execute("RELEASE derive")
-    return problem
+            snapshots.append((answer, snapshot))
+    conn.execute("SAVEPOINT derive_batch")
+    try:
+        insert_rows(conn, snapshots)
+        derived = len(snapshots)
+    except Exception:
+        conn.execute("ROLLBACK TO derive_batch")
+        derived = _insert_one_at_a_time(conn, snapshots, problems)
+    conn.execute("RELEASE derive_batch")
+    return Derived(derived, problems)
 
 
-def insert_snapshot(
-    conn: sqlite3.Connection,
-    *,
-    response_id: int,
-    job_id: int,
-    fetched_at: str,
-    mode: str,
-    snapshot: Snapshot,
-) -> None:
-    """Write one answer's derived rows (the caller holds the transaction)."""
-    ids = (response_id, job_id)
-    is_latest = _take_latest(conn, response_id, job_id)
-    conn.execute(
-        "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (*ids, *snapshot.output, fetched_at, mode, is_latest),
-    )
-    if snapshot.counts:
-        conn.executemany(
-            "INSERT INTO counts VALUES (?, ?, ?, ?, ?)", [(*ids, *row) for row in snapshot.counts]
-        )
-    if snapshot.readers:
-        conn.executemany(
-            "INSERT INTO readers VALUES (?, ?, ?, ?)", [(*ids, *row) for row in snapshot.readers]
-        )
-    if snapshot.contexts:
-        conn.executemany(
-            "INSERT INTO score_context VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*ids, *row) for row in snapshot.contexts],
-        )
-    if snapshot.mentions:
-        conn.executemany(
-            _UPSERT_MENTION,
-            [(job_id, *row, response_id, response_id) for row in snapshot.mentions],
-        )
+def _insert_one_at_a_time(
+    conn: sqlite3.Connection, snapshots: list[tuple[Answer, Snapshot]], problems: list[str]
+) -> int:
+    derived = 0
+    for answer, snapshot in snapshots:
+        conn.execute("SAVEPOINT derive_one")
+        try:
+            insert_rows(conn, [(answer, snapshot)])
+            derived += 1
+        except Exception as error:
+            conn.execute("ROLLBACK TO derive_one")
+            problems.append(_problem(answer, error))
+        conn.execute("RELEASE derive_one")
+    return derived
 
 
-def _take_latest(conn: sqlite3.Connection, response_id: int, job_id: int) -> bool:
-    """Whether this snapshot is its output's latest; if so, the previous latest is
-    no longer. Decided by response id, so snapshots may arrive in any order."""
-    newer = conn.execute(
-        "SELECT 1 FROM outputs WHERE job_id = ? AND response_id > ? LIMIT 1",
-        (job_id, response_id),
-    ).fetchone()
-    if newer is not None:
-        return False
-    conn.execute("UPDATE outputs SET is_latest = 0 WHERE job_id = ? AND is_latest", (job_id,))
-    return True
+def _problem(answer: Answer, error: Exception) -> str:
+    return f"response {answer.response_id}: {type(error).__name__}: {error}"
+
+
+def insert_rows(conn: sqlite3.Connection, snapshots: Sequence[tuple[Answer, Snapshot]]) -> None:
+    """Write the derived rows of these answers, one statement per table."""
+    outputs, counts, readers, contexts, tweets, posts = [], [], [], [], [], []
+    for answer, snapshot in snapshots:
+        job_id, response_id = answer.job_id, answer.response_id
+        outputs.append((response_id, job_id, *snapshot.output, answer.fetched_at, answer.mode))
+        counts += [(response_id, job_id, *row) for row in snapshot.counts]
+        readers += [(response_id, job_id, *row) for row in snapshot.readers]
+        contexts += [(response_id, job_id, *row) for row in snapshot.contexts]
+        # A post's first and last snapshot are this one, until another carries it.
+        tweets += [(job_id, *row, response_id, response_id) for row in snapshot.tweets]
+        posts += [(job_id, *row, response_id, response_id) for row in snapshot.mentions]
+    conn.executemany(_INSERT_OUTPUT, outputs)
+    conn.executemany(_UNFLAG_OLDER, [(row[1], row[0]) for row in outputs])
+    conn.executemany("INSERT INTO counts VALUES (?, ?, ?, ?, ?)", counts)
+    conn.executemany("INSERT INTO readers VALUES (?, ?, ?, ?)", readers)
+    conn.executemany("INSERT INTO score_context VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", contexts)
+    conn.executemany(_UPSERT_TWEET, tweets)
+    conn.executemany(_UPSERT_POST, posts)
 
 
 def count_underived(conn: sqlite3.Connection) -> int:
@@ -136,31 +163,26 @@ def derive_missing(
     batch_size: int = 500,
 ) -> tuple[int, int]:
     """Derive every stored 200 answer that has no derived rows, oldest first, in
-    short transactions; (derived, skipped: not a JSON object, damaged or failing)."""
+    short transactions; (derived, skipped: not a JSON object, damaged or failing).
+    Each batch is chosen inside its transaction, so an answer the daemon derives
+    meanwhile is never derived twice."""
     derived = skipped = 0
     after_id = 0
-    while rows := _underived_after(conn, after_id, batch_size):
+    while True:
         with transaction(conn):
+            rows = _underived_after(conn, after_id, batch_size)
+            if not rows:
+                break
+            answers = []
             for response_id, job_id, fetched_at, mode, *stored in rows:
-                if _is_derived(conn, response_id):
-                    continue  # derived meanwhile, by the daemon or another `derive`
                 try:
                     body = bodies.decompress(*stored)
                 except BodyCorrupt:
-                    skipped += 1
                     continue
-                problem = derive_answer(
-                    conn,
-                    response_id=response_id,
-                    job_id=job_id,
-                    fetched_at=fetched_at,
-                    mode=mode,
-                    body=body,
-                )
-                if problem is None and _is_derived(conn, response_id):
-                    derived += 1
-                else:
-                    skipped += 1
+                answers.append(Answer(response_id, job_id, fetched_at, mode, body))
+            done = derive_answers(conn, answers).derived
+        derived += done
+        skipped += len(rows) - done
         after_id = rows[-1][0]
         if on_batch:
             on_batch(derived, skipped)
@@ -178,11 +200,6 @@ def _underived_after(conn: sqlite3.Connection, after_id: int, limit: int) -> lis
     ).fetchall()
 
 
-def _is_derived(conn: sqlite3.Connection, response_id: int) -> bool:
-    found = conn.execute("SELECT 1 FROM outputs WHERE response_id = ?", (response_id,))
-    return found.fetchone() is not None
-
-
 def clear_all(conn: sqlite3.Connection, batch: int = 2_000) -> int:
     """Empty the derived tables (before a rebuild); the raw store is untouched. In
     batches, each its own short transaction: one DELETE of hundreds of millions of
@@ -190,7 +207,7 @@ def clear_all(conn: sqlite3.Connection, batch: int = 2_000) -> int:
     simply truncate). Rows deleted."""
     deleted = 0
     for table in DERIVED_TABLES:
-        key = "job_id" if table == "mentions" else "response_id"
+        key = "job_id" if table in ("tweets", "posts") else "response_id"
         while True:
             with transaction(conn):
                 removed = conn.execute(

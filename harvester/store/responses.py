@@ -1,5 +1,5 @@
 """Stored answers: each response row points at its body (compressed, once per
-distinct bytes) and, for a 200, at its derived rows. Writing one is part of
+distinct bytes); a 200's derived rows point back at it. Writing one is part of
 `Store.record`'s transaction; reading one gives the bytes back exactly as received."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from harvester.errors import BodyCorrupt, StoreError
 from harvester.model import StoredResponse, iso_utc
 from harvester.store.bodies import BODY_COLUMNS, BodyStore
-from harvester.store.derived import derive_answer
 
 LatestRow = tuple[str, str, str, int, str, str, str, bytes | None]
 
@@ -25,12 +24,9 @@ class Responses:
         self._conn = conn
         self._bodies = bodies
 
-    def insert(
-        self, conn: sqlite3.Connection, job_id: int, response: StoredResponse, *, derive: bool
-    ) -> str | None:
-        """The response, its body (once per distinct bytes) and, with `derive`, its
-        derived rows, inside the caller's transaction. Returns why a 200 answer could
-        not be derived (it is stored raw all the same), else None."""
+    def insert(self, conn: sqlite3.Connection, job_id: int, response: StoredResponse) -> int:
+        """Store the response and its body (once per distinct bytes) inside the
+        caller's transaction; the response's id. Deriving is `Store.record`'s."""
         sha256 = hashlib.sha256(response.body).hexdigest()
         body_id = self._bodies.put(response.body, sha256)
         cursor = conn.execute(
@@ -48,16 +44,7 @@ class Responses:
                 body_id,
             ),
         )
-        if response.http_status != 200 or not derive:
-            return None
-        return derive_answer(
-            conn,
-            response_id=int(cursor.lastrowid or 0),
-            job_id=job_id,
-            fetched_at=response.fetched_at,
-            mode=response.mode,
-            body=response.body,
-        )
+        return int(cursor.lastrowid or 0)
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM responses").fetchone()[0])

@@ -11,18 +11,20 @@ dropped:
   seconds (`published_on`, `added_on`);
 - sources the API adds later (bluesky, wikipedia, podcast, ...) are kept under their
   own names, in `counts` and `mentions` alike.
+The loose values are read by `loose`, the posts by `posts`.
 A body that is not a JSON object gives no snapshot (a 404's text, or damage).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
+
+from harvester.store.loose import count, first, mapping, number, text, timestamp
+from harvester.store.posts import MentionRow, TweetRow, read_posts
 
 IDENTIFIER_FIELDS = (
     "doi",
@@ -84,44 +86,45 @@ class ContextRow(NamedTuple):
     rank_type: str | None
 
 
-class MentionRow(NamedTuple):
-    source: str
-    post_key: str  # the tweet ID, else the URL, else a digest of the post
-    url: str | None
-    title: str | None
-    posted_on: str | None
-    author_name: str | None
-    author_id: str | None
-    tweet_id: int | None
-
-
 class Snapshot(NamedTuple):
     output: OutputRow
     counts: list[CountRow]
     readers: list[ReaderRow]
     contexts: list[ContextRow]
-    mentions: list[MentionRow]
+    tweets: list[TweetRow]  # plain tweets (an ID and a tweeter ID)
+    mentions: list[MentionRow]  # every other post
+
+
+# The top level with every value left as raw bytes: one pass checks the syntax of the
+# whole document, and `posts` (most of its bytes) is read by `posts.read_posts`
+# without turning each tweet into a dict first.
+_TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def snapshot_of(body: bytes) -> Snapshot | None:
-    """The derived rows of one answer, or None if it is not a JSON object."""
+    """The derived rows of one answer, or None if it is not a JSON object (in UTF-8,
+    every string a valid one)."""
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+        top = _TOP_LEVEL.decode(body)
+        if not body.isascii():
+            body.decode("utf-8")  # raw values are not checked for it
+        posts = top.pop("posts", None)
+        document = {name: msgspec.json.decode(raw) for name, raw in top.items()}
+        tweets, mentions = read_posts(posts)
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
-    if not isinstance(document, dict):
-        return None
-    citation = _mapping(document.get("citation"))
-    score_section = _mapping(document.get("altmetric_score"))
-    counts = _mapping(document.get("counts"))
+    citation = mapping(document.get("citation"))
+    score_section = mapping(document.get("altmetric_score"))
+    counts = mapping(document.get("counts"))
     return Snapshot(
         output=_output(document, citation, score_section, counts),
         counts=list(_counts(counts)),
-        readers=list(_readers(_mapping(counts.get("readers") or document.get("readers")))),
+        readers=list(_readers(mapping(counts.get("readers") or document.get("readers")))),
         contexts=list(
-            _contexts(_mapping(score_section.get("context_for_score") or document.get("context")))
+            _contexts(mapping(score_section.get("context_for_score") or document.get("context")))
         ),
-        mentions=list(_mentions(_mapping(document.get("posts")))),
+        tweets=tweets,
+        mentions=mentions,
     )
 
 
@@ -140,18 +143,18 @@ def _output(
     score = score_section.get("score")
     return OutputRow(
         altmetric_id=count(document.get("altmetric_id")),
-        doi=_text(identifiers.get("doi"), lower=True),
-        pmid=_text(identifiers.get("pmid")),
-        arxiv_id=_text(identifiers.get("arxiv_id")),
+        doi=text(identifiers.get("doi"), lower=True),
+        pmid=text(identifiers.get("pmid")),
+        arxiv_id=text(identifiers.get("arxiv_id")),
         identifiers=json.dumps(identifiers, ensure_ascii=False, sort_keys=True),
-        title=_text(field("title")),
-        journal=_text(field("journal")),
-        pubdate=_timestamp(field("pubdate") or field("published_on")),
-        output_type=_text(field("type")),
+        title=text(field("title")),
+        journal=text(field("journal")),
+        pubdate=timestamp(field("pubdate") or field("published_on")),
+        output_type=text(field("type")),
         score=number(document.get("score") if score is None else score),
         score_history=json.dumps(history, sort_keys=True) if isinstance(history, dict) else None,
-        posts_count=count(_mapping(counts.get("total")).get("posts_count")),
-        first_seen_at=_timestamp(field("first_seen_on") or field("added_on")),
+        posts_count=count(mapping(counts.get("total")).get("posts_count")),
+        first_seen_at=timestamp(field("first_seen_on") or field("added_on")),
     )
 
 
@@ -186,145 +189,7 @@ def _contexts(contexts: Mapping[str, Any]) -> Iterator[ContextRow]:
             mean=number(entry.get("mean")),
             median=number(entry.get("median")),
             sample_size=count(
-                _first(entry, "sample_size", "count", "total_number_of_other_articles")
+                first(entry, "sample_size", "count", "total_number_of_other_articles")
             ),
-            rank_type=_text(entry.get("rank_type")),
+            rank_type=text(entry.get("rank_type")),
         )
-
-
-def _mentions(posts: Mapping[str, Any]) -> Iterator[MentionRow]:
-    for source, items in posts.items():
-        if not isinstance(items, list):
-            continue
-        read = _tweet if source == "twitter" else _mention
-        for post in items:
-            if isinstance(post, dict):
-                yield read(str(source), post)
-
-
-_TWEET_KEYS = frozenset(("tweet_id", "author", "citation_ids"))
-
-
-def _tweet(source: str, post: dict[str, Any]) -> MentionRow:
-    """Tweets are most mentions and look alike (an ID and a tweeter ID): read the
-    common shape directly, anything else the general way."""
-    raw_id, author = post.get("tweet_id"), post.get("author")
-    tweet_id = count(raw_id) if type(raw_id) is str else None
-    if tweet_id is None or not post.keys() <= _TWEET_KEYS:
-        return _mention(source, post)
-    tweeter = author.get("tweeter_id") if type(author) is dict else None
-    return MentionRow(
-        source,
-        str(tweet_id),
-        None,
-        None,
-        None,
-        None,
-        None if tweeter is None else str(tweeter),
-        tweet_id,
-    )
-
-
-def _mention(source: str, post: dict[str, Any]) -> MentionRow:
-    author = post.get("author")
-    if isinstance(author, dict):
-        name = author.get("name")
-        author_id = _first(author, "tweeter_id", "id_on_source")
-    else:
-        name, author_id = author, None
-    tweet_id = count(post.get("tweet_id"))
-    raw_tweet_id = _text(post.get("tweet_id"))
-    url = _text(post.get("url"))
-    if tweet_id is not None:
-        key = str(tweet_id)
-    elif raw_tweet_id:  # a tweet ID we cannot hold as a number still names the post
-        key = raw_tweet_id
-    elif url:
-        key = url
-    else:
-        canonical = json.dumps(post, sort_keys=True, ensure_ascii=False).encode()
-        key = "sha1:" + hashlib.sha1(canonical, usedforsecurity=False).hexdigest()
-    return MentionRow(
-        source=source,
-        post_key=key,
-        url=url,
-        title=_text(post.get("title")),
-        posted_on=_timestamp(post.get("posted_on")),
-        author_name=_text(name),
-        author_id=_text(author_id),
-        tweet_id=tweet_id,
-    )
-
-
-# -- the API's loose values --------------------------------------------------------------
-
-
-MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
-
-
-def count(value: Any) -> int | None:
-    """A non-negative whole number that fits SQLite, from a number or numeric text;
-    None for -1 (the API's "unknown"), booleans, and anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isascii() and text.isdigit():
-            value = int(text)
-        else:
-            try:
-                value = float(text)
-            except ValueError:
-                return None
-    if isinstance(value, float):
-        if not 0 <= value <= MAX_INTEGER:  # NaN fails this too
-            return None
-        value = int(value)
-    if isinstance(value, int) and 0 <= value <= MAX_INTEGER:
-        return value
-    return None
-
-
-def number(value: Any) -> float | None:
-    """A non-negative number from a number or numeric text; None otherwise (and for -1)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        result = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        return None
-    return result if 0 <= result < float("inf") else None
-
-
-def _timestamp(value: Any) -> str | None:
-    """ISO 8601 text as the API wrote it, or Unix seconds turned into it (UTC)."""
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        try:
-            return datetime.fromtimestamp(value, UTC).isoformat()
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
-
-
-def _text(value: Any, *, lower: bool = False) -> str | None:
-    if isinstance(value, list):  # handles, isbns: the first names the output
-        value = value[0] if value else None
-    if value is None or isinstance(value, dict | bool):
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    return text.lower() if lower else text
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _first(entry: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if entry.get(name) is not None:
-            return entry[name]
-    return None

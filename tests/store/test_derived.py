@@ -150,7 +150,7 @@ def test_an_answer_that_cannot_be_derived_is_still_stored_raw(
 
     body = answer({"news": [{"url": "https://n.example/2"}]}, 2.0)
     with monkeypatch.context() as patched:
-        patched.setattr(derived, "insert_snapshot", broken)
+        patched.setattr(derived, "insert_rows", broken)
         store.jobs.add([Identifier("doi", "10.5150/bug")])
         [job] = store.jobs.claim(1, lease_s=60)
         response = StoredResponse(200, body, "{}", "full", iso_utc(time.time()))
@@ -198,15 +198,87 @@ def test_the_latest_snapshot_is_the_highest_response_whatever_the_order_derived(
     with store.transaction() as conn:
         for response_id in (ids[2], ids[0], ids[1]):  # newest first, as a rebuild racing
             body = store.bodies.of_response(response_id)  # the daemon might meet them
-            assert (
-                derived.derive_answer(
-                    conn, response_id=response_id, job_id=1, fetched_at="t", mode="full", body=body
-                )
-                is None
-            )
+            answer_of = derived.Answer(response_id, 1, "t", "full", body)
+            assert derived.derive_answers(conn, [answer_of]) == (1, [])
     assert rows(store, "SELECT response_id, is_latest FROM outputs ORDER BY 1") == [
         (ids[0], 0),
         (ids[1], 0),
         (ids[2], 1),
     ]
     assert rows(store, "SELECT response_id, score FROM latest_outputs") == [(ids[2], 3.0)]
+
+
+# -- tweets and posts behind the `mentions` view ----------------------------------------
+
+
+def test_tweets_are_stored_compactly_and_read_back_through_mentions_as_given(
+    store: Store,
+) -> None:
+    tweeters = ["42", "042", "-5", " 7", "1e3", "12345678901234567890123", None]
+    tweets = [
+        {"tweet_id": str(100 + n), "author": {"tweeter_id": tweeter}}
+        for n, tweeter in enumerate(tweeters)
+    ]
+    store_answer(store, Identifier("doi", "10.5150/compact"), answer({"twitter": tweets}, 1.0))
+    assert rows(store, "SELECT tweet_id, typeof(author_id) FROM tweets ORDER BY 1") == [
+        (100, "integer"),
+        (101, "text"),  # "042" as an integer would read back as "42"
+        (102, "integer"),
+        (103, "text"),
+        (104, "text"),
+        (105, "text"),  # too big for an integer
+        (106, "null"),
+    ]
+    assert rows(
+        store, "SELECT source, post_key, author_id, tweet_id FROM mentions ORDER BY tweet_id"
+    ) == [("twitter", str(100 + n), tweeter, 100 + n) for n, tweeter in enumerate(tweeters)]
+    assert rows(store, "SELECT count(*) FROM posts") == [(0,)]
+
+
+def test_one_answer_whose_rows_fail_leaves_the_rest_of_its_batch_derived(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert_rows = derived.insert_rows
+
+    def failing_for_score_13(conn: Any, snapshots: Any) -> None:
+        if any(snapshot.output.score == 13.0 for _, snapshot in snapshots):
+            conn.execute("INSERT INTO counts VALUES (1, 1, 'half-written', 1, 1)")
+            raise ValueError("refused")
+        insert_rows(conn, snapshots)
+
+    identifiers = [Identifier("doi", f"10.5150/batch.{n}") for n in range(5)]
+    store.jobs.add(identifiers)
+    jobs = store.jobs.claim(5, lease_s=60)
+    outcomes = [
+        JobOutcome(
+            job.id,
+            job.lease_token,
+            "done",
+            True,
+            response=StoredResponse(
+                200,
+                answer({"twitter": [{"tweet_id": str(n)}]}, 10.0 + n),
+                "{}",
+                "full",
+                iso_utc(time.time()),
+            ),
+        )
+        for n, job in enumerate(jobs)
+    ]
+    with monkeypatch.context() as patched:
+        patched.setattr(derived, "insert_rows", failing_for_score_13)
+        result = store.record(outcomes)
+    assert result.written == 5
+    [problem] = result.underived
+    assert "ValueError: refused" in problem
+    assert rows(store, "SELECT score FROM outputs ORDER BY 1") == [
+        (10.0,),
+        (11.0,),
+        (12.0,),
+        (14.0,),
+    ]
+    assert rows(store, "SELECT tweet_id FROM tweets ORDER BY 1") == [(0,), (1,), (2,), (4,)]
+    assert rows(store, "SELECT count(*) FROM counts") == [(0,)]  # the half-written row is gone
+    assert rows(store, "SELECT count(*) FROM responses") == [(5,)]  # every answer stored raw
+    assert derived.derive_missing(store.conn, store.bodies) == (1, 0)
+    assert rows(store, "SELECT count(*) FROM outputs") == [(5,)]

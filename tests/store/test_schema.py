@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from helpers import build_pre_compression_store, rows
+from sqlite_utils import Database
 
 from harvester.cli import main
 from harvester.errors import StoreError
+from harvester.model import iso_utc
 from harvester.sim import universe
 from harvester.store import Store
+from harvester.store.schema import migrations
 
 
 def test_schema_is_plain_sql_with_wal(store: Store, db_path: Path) -> None:
@@ -45,3 +50,71 @@ def test_a_store_from_before_compression_is_upgraded_without_losing_a_byte(
         assert rows(reader, "SELECT count(*) FROM bodies") == [(len(pool) + 1,)]
         assert "body" not in {row[1] for row in rows(reader, "PRAGMA table_info(responses)")}
     assert main(["--db", str(db_path), "verify"]) == 0
+
+
+OLD_MENTIONS = [  # as schema m005 stored them: (job, source, key, url, title, posted_on,
+    # author_name, author_id, tweet_id, first, last)
+    (1, "twitter", "101", None, None, None, None, "42", 101, 1, 2),
+    (1, "twitter", "102", None, None, None, None, "042", 102, 1, 1),
+    (1, "twitter", "103", None, None, None, None, None, 103, 2, 2),
+    (2, "twitter", "104", "https://twitter.com/x/1", "A titled tweet", None, "X", "7", 104, 3, 3),
+    (2, "twitter", "not-a-number", None, None, None, None, "8", None, 3, 3),
+    (
+        2,
+        "blogs",
+        "https://blog.example/a",
+        "https://blog.example/a",
+        "A post",
+        "2024-01-02T03:04:05+00:00",
+        "Blogger",
+        None,
+        None,
+        3,
+        3,
+    ),
+]
+
+
+def build_store_before_compact_mentions(db_path: Path) -> None:
+    """A store as schema m005 left it, with mentions of every kind."""
+    database = Database(db_path)
+    migrations.apply(database, stop_before="m006_compact_mentions")
+    now = iso_utc(time.time())
+    database.execute(
+        "INSERT INTO bodies VALUES (1, ?, 2, 'identity', NULL, X'7b7d')",
+        (hashlib.sha256(b"{}").hexdigest(),),
+    )
+    for job_id in (1, 2):
+        database.execute(
+            "INSERT INTO jobs (id, id_type, identifier, state, next_attempt_at, created_at,"
+            " updated_at) VALUES (?, 'doi', ?, 'done', ?, ?, ?)",
+            (job_id, f"10.5150/m005.{job_id}", now, now, now),
+        )
+    for response_id, job_id in ((1, 1), (2, 1), (3, 2)):
+        database.execute(
+            "INSERT INTO responses VALUES (?, ?, 200, ?, 2, '{}', 'full', ?, 1)",
+            (response_id, job_id, hashlib.sha256(b"{}").hexdigest(), now),
+        )
+    database.conn.executemany(
+        "INSERT INTO mentions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", OLD_MENTIONS
+    )
+    database.conn.commit()
+    database.close()
+
+
+def test_mentions_move_into_tweets_and_posts_and_the_view_gives_them_back_unchanged(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build_store_before_compact_mentions(db_path)
+    assert main(["--db", str(db_path), "derive"]) == 0  # a writing command upgrades it
+    assert "store.upgrade.done" in capsys.readouterr().err
+    with Store(db_path, read_only=True) as reader:
+        view = rows(reader, "SELECT * FROM mentions ORDER BY job_id, source, post_key")
+        assert view == sorted(OLD_MENTIONS, key=lambda row: row[:3])
+        assert rows(reader, "SELECT tweet_id, typeof(author_id) FROM tweets ORDER BY 1") == [
+            (101, "integer"),
+            (102, "text"),
+            (103, "null"),
+        ]
+        assert rows(reader, "SELECT count(*) FROM posts") == [(3,)]
+        assert rows(reader, "SELECT type FROM sqlite_master WHERE name = 'mentions'") == [("view",)]

@@ -6,15 +6,9 @@ import json
 
 import pytest
 
-from harvester.store.snapshot import (
-    ContextRow,
-    CountRow,
-    MentionRow,
-    ReaderRow,
-    count,
-    number,
-    snapshot_of,
-)
+from harvester.store.loose import count, number
+from harvester.store.posts import MentionRow
+from harvester.store.snapshot import ContextRow, CountRow, ReaderRow, snapshot_of
 
 # An answer in the older, flatter shape, with every quirk seen in the wild: numbers as
 # strings and -1, `history` instead of `score_history`, top-level `context` with the
@@ -103,11 +97,9 @@ def test_a_quirky_answer_reads_into_clean_rows() -> None:
         ContextRow("this_journal", 3, 93.0, 37, 2.5, None, 40, None),
         ContextRow("similar_age_this_journal_3m", 1, None, None, None, None, None, None),
     ]
-    tweet, numeric_tweet, skeet, wiki = snapshot.mentions
-    assert tweet == MentionRow(
-        "twitter", "1234567890123456789", None, None, None, None, "42", 1234567890123456789
-    )
-    assert numeric_tweet == MentionRow("twitter", "998877", None, None, None, None, "43", 998877)
+    # a numeric tweet ID (not the API's text) is read the general way, to the same row
+    assert snapshot.tweets == [(1234567890123456789, "42"), (998877, "43")]
+    skeet, wiki = snapshot.mentions
     assert skeet == MentionRow(
         "bluesky",
         "https://bsky.app/profile/x/post/1",
@@ -122,7 +114,7 @@ def test_a_quirky_answer_reads_into_clean_rows() -> None:
     assert (wiki.title, wiki.author_name, wiki.url) == ("Quirk (article)", "Wiki Editor", None)
     # the same post read twice gets the same key: a re-fetch updates, not duplicates
     again = snapshot_of(json.dumps(QUIRKY).encode())
-    assert again is not None and again.mentions[3].post_key == wiki.post_key
+    assert again is not None and again.mentions[1].post_key == wiki.post_key
 
 
 def test_the_fetch_shape_reads_from_its_sections() -> None:
@@ -172,12 +164,8 @@ def test_a_section_filtered_answer_gives_a_sparse_row() -> None:
     assert snapshot is not None
     assert snapshot.output.altmetric_id == 9 and snapshot.output.title is None
     assert snapshot.output.posts_count == 0
-    assert (snapshot.counts, snapshot.readers, snapshot.contexts, snapshot.mentions) == (
-        [],
-        [],
-        [],
-        [],
-    )
+    assert (snapshot.counts, snapshot.readers, snapshot.contexts) == ([], [], [])
+    assert (snapshot.tweets, snapshot.mentions) == ([], [])
 
 
 @pytest.mark.parametrize("body", [b"Not Found", b"[1, 2]", b'{"cut', b"", b"null"])

@@ -20,7 +20,12 @@ async def test_the_store_opens_in_datasette_as_is(harvested: Path) -> None:
     listing = await datasette.client.get(f"/{name}.json")
     assert listing.status_code == 200
     tables = {entry["name"] for entry in listing.json()["tables"]}
-    assert {"jobs", "responses", "bodies", "outputs", "counts", "mentions"} <= tables
+    assert {"jobs", "responses", "bodies", "outputs", "counts", "tweets", "posts"} <= tables
+    views = {entry["name"] for entry in listing.json()["views"]}
+    assert {"latest_outputs", "mentions"} <= views
+    mentions = await datasette.client.get(f"/{name}/mentions.json?_shape=array&_size=5")
+    assert mentions.status_code == 200 and len(mentions.json()) == 5
+    assert {"source", "post_key", "tweet_id", "author_id"} <= set(mentions.json()[0])
     latest = await datasette.client.get(f"/{name}/latest_outputs.json?_shape=array&_size=5")
     assert latest.status_code == 200 and len(latest.json()) == 5
     assert {"altmetric_id", "score", "journal"} <= set(latest.json()[0])
