@@ -35,25 +35,26 @@ _UNFLAG_OLDER = (
     "UPDATE outputs SET is_latest = 0 WHERE job_id = ? AND is_latest AND response_id < ?"
 )
 
-# A post is stored once per output with the first and last snapshots that carried it:
-# the smaller first and the larger last win, and the other columns come from the
-# later one, so snapshots may be derived in any order with the same result. (SET
-# expressions all read the row as it was before the update.)
-_NEWER = "excluded.last_response_id > last_response_id"
-_UPSERT_TWEET = f"""
-    INSERT INTO tweets VALUES (?1, ?2, {compact_author("?3")}, ?4, ?5)
-    ON CONFLICT (job_id, tweet_id) DO UPDATE SET
+# A post is stored once per output with the first and last snapshots that carried it
+# (the last NULL while it is the first: most posts are seen once). The smaller first
+# and the larger last win, and the other columns come from the later snapshot, so
+# snapshots may be derived in any order with the same result. (SET expressions all
+# read the row as it was before the update.) A post's URL is stored as '' when it is
+# the post's key too; the `mentions` view puts it back (upgrade_mentions).
+_LAST = "coalesce(last_response_id, first_response_id)"
+_NEWER = f"excluded.first_response_id > {_LAST}"
+_SNAPSHOTS = f"""
         first_response_id = min(first_response_id, excluded.first_response_id),
-        last_response_id = max(last_response_id, excluded.last_response_id),
+        last_response_id = nullif(max({_LAST}, excluded.first_response_id),
+                                  min(first_response_id, excluded.first_response_id))"""
+_UPSERT_TWEET = f"""
+    INSERT INTO tweets VALUES (?1, ?2, {compact_author("?3")}, ?4, NULL)
+    ON CONFLICT (job_id, tweet_id) DO UPDATE SET {_SNAPSHOTS},
         author_id = iif({_NEWER}, excluded.author_id, author_id)
 """
 _UPSERT_POST = f"""
-    INSERT INTO posts (job_id, source, post_key, url, title, posted_on, author_name,
-                       author_id, tweet_id, first_response_id, last_response_id)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (job_id, source, post_key) DO UPDATE SET
-        first_response_id = min(first_response_id, excluded.first_response_id),
-        last_response_id = max(last_response_id, excluded.last_response_id),
+    INSERT INTO posts VALUES (?1, ?2, ?3, iif(?4 = ?3, '', ?4), ?5, ?6, ?7, ?8, ?9, ?10, NULL)
+    ON CONFLICT (job_id, source, post_key) DO UPDATE SET {_SNAPSHOTS},
         url = iif({_NEWER}, excluded.url, url),
         title = iif({_NEWER}, excluded.title, title),
         posted_on = iif({_NEWER}, excluded.posted_on, posted_on),
@@ -134,9 +135,8 @@ def insert_rows(conn: sqlite3.Connection, snapshots: Sequence[tuple[Answer, Snap
         counts += [(response_id, job_id, *row) for row in snapshot.counts]
         readers += [(response_id, job_id, *row) for row in snapshot.readers]
         contexts += [(response_id, job_id, *row) for row in snapshot.contexts]
-        # A post's first and last snapshot are this one, until another carries it.
-        tweets += [(job_id, *row, response_id, response_id) for row in snapshot.tweets]
-        posts += [(job_id, *row, response_id, response_id) for row in snapshot.mentions]
+        tweets += [(job_id, *row, response_id) for row in snapshot.tweets]
+        posts += [(job_id, *row, response_id) for row in snapshot.mentions]
     conn.executemany(_INSERT_OUTPUT, outputs)
     conn.executemany(_UNFLAG_OLDER, [(row[1], row[0]) for row in outputs])
     conn.executemany("INSERT INTO counts VALUES (?, ?, ?, ?, ?)", counts)

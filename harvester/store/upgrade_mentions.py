@@ -13,10 +13,16 @@ the integers `(job_id, tweet_id)`, one takes about 30.
   columns are not declared foreign keys (the job is): SQLite would look up two
   responses per tweet stored, a third of the time of storing one, and the rows are
   written with their responses in one transaction, so they cannot point nowhere.
-- `posts`: everything else, in the columns `mentions` had (its snapshot columns no
-  longer declared foreign keys either).
+- `posts`: everything else, in the columns `mentions` had (the snapshot columns no
+  longer declared foreign keys either). Its `url` is '' when it is the `post_key` too
+  (most posts are keyed by their URL; a URL is 60 bytes), which the view puts back.
+- In both, `last_response_id` is NULL while the first snapshot that carried a post is
+  also the last (the view gives the first); most posts are seen once.
 - `mentions`: a view over both with the columns documented since m005, so users'
   queries keep working.
+- m005's index of mentions by (source, posted_on) is gone: no query of ours used it,
+  the view's own example query (mentions per source and month) scans posts anyway,
+  and it took 90 bytes a post and a random page write per post stored.
 
 Rows move in ranges of jobs, with a progress display; the migration is one
 transaction, so a store is either upgraded whole or not at all.
@@ -36,7 +42,7 @@ TWEETS_TABLE = """
         tweet_id INTEGER NOT NULL,
         author_id,
         first_response_id INTEGER NOT NULL,
-        last_response_id INTEGER NOT NULL,
+        last_response_id INTEGER,
         PRIMARY KEY (job_id, tweet_id)
     ) WITHOUT ROWID"""
 
@@ -52,7 +58,7 @@ POSTS_TABLE = """
         author_id TEXT,
         tweet_id INTEGER,
         first_response_id INTEGER NOT NULL,
-        last_response_id INTEGER NOT NULL,
+        last_response_id INTEGER,
         PRIMARY KEY (job_id, source, post_key)
     ) WITHOUT ROWID"""
 
@@ -61,11 +67,12 @@ MENTIONS_VIEW = """
         SELECT job_id, 'twitter' AS source, CAST(tweet_id AS TEXT) AS post_key, NULL AS url,
                NULL AS title, NULL AS posted_on, NULL AS author_name,
                CAST(author_id AS TEXT) AS author_id, tweet_id, first_response_id,
-               last_response_id
+               coalesce(last_response_id, first_response_id) AS last_response_id
         FROM tweets
         UNION ALL
-        SELECT job_id, source, post_key, url, title, posted_on, author_name, author_id,
-               tweet_id, first_response_id, last_response_id
+        SELECT job_id, source, post_key, iif(url = '', post_key, url) AS url, title,
+               posted_on, author_name, author_id, tweet_id, first_response_id,
+               coalesce(last_response_id, first_response_id) AS last_response_id
         FROM posts"""
 
 # A general mention row that is a plain tweet: the key is the tweet ID itself, and it
@@ -86,11 +93,7 @@ def migrate(db: Database) -> None:
     db.execute(TWEETS_TABLE)
     db.execute(POSTS_TABLE)
     _move_mentions(db)
-    db.execute("DROP TABLE mentions")
-    db.execute(
-        """CREATE INDEX posts_source_posted ON posts (source, posted_on)
-           WHERE posted_on IS NOT NULL"""
-    )
+    db.execute("DROP TABLE mentions")  # and its index by (source, posted_on): see above
     db.execute(MENTIONS_VIEW)
 
 
@@ -102,13 +105,16 @@ def _move_mentions(db: Database) -> None:
             db.execute(
                 f"""INSERT INTO tweets
                     SELECT job_id, tweet_id, {compact_author("author_id")}, first_response_id,
-                           last_response_id
+                           nullif(last_response_id, first_response_id)
                     FROM mentions WHERE job_id BETWEEN ? AND ? AND {_IS_TWEET}""",
                 jobs,
             )
             db.execute(
-                f"""INSERT INTO posts SELECT * FROM mentions
-                    WHERE job_id BETWEEN ? AND ? AND NOT ({_IS_TWEET})""",
+                f"""INSERT INTO posts
+                    SELECT job_id, source, post_key, iif(url = post_key, '', url), title,
+                           posted_on, author_name, author_id, tweet_id, first_response_id,
+                           nullif(last_response_id, first_response_id)
+                    FROM mentions WHERE job_id BETWEEN ? AND ? AND NOT ({_IS_TWEET})""",
                 jobs,
             )
             progress.advance(min(jobs[1], last_job) - first + 1)

@@ -282,3 +282,45 @@ def test_one_answer_whose_rows_fail_leaves_the_rest_of_its_batch_derived(
     assert rows(store, "SELECT count(*) FROM responses") == [(5,)]  # every answer stored raw
     assert derived.derive_missing(store.conn, store.bodies) == (1, 0)
     assert rows(store, "SELECT count(*) FROM outputs") == [(5,)]
+
+
+def test_posts_keep_their_first_and_last_snapshot_whatever_the_order_derived(
+    store: Store,
+) -> None:
+    doi = Identifier("doi", "10.5150/posts-order")
+    blog = {"url": "https://blog.example/b", "title": "v1"}
+    tweet = {"tweet_id": "77", "author": {"tweeter_id": "1"}}
+    ids = []
+    for version in (1, 2, 3):
+        posts = {"blogs": [{**blog, "title": f"v{version}"}], "twitter": [tweet]}
+        ids.append(store_answer(store, doi, answer(posts, float(version))))
+    expected = [
+        ("blogs", blog["url"], "v3", ids[0], ids[2]),
+        ("twitter", None, None, ids[0], ids[2]),
+    ]
+    query = (
+        "SELECT source, url, title, first_response_id, last_response_id FROM mentions"
+        " ORDER BY source"
+    )
+    assert rows(store, query) == expected
+    derived.clear_all(store.conn)
+    with store.transaction() as conn:
+        for response_id in (ids[2], ids[0], ids[1]):
+            body = store.bodies.of_response(response_id)
+            derived.derive_answers(conn, [derived.Answer(response_id, 1, "t", "full", body)])
+    assert rows(store, query) == expected
+    # stored compactly: the URL once (it is the key), the last snapshot where it differs
+    assert rows(store, "SELECT url, last_response_id FROM posts") == [("", ids[2])]
+
+
+def test_a_post_seen_once_stores_no_last_snapshot_and_the_view_gives_the_first(
+    store: Store,
+) -> None:
+    news = {"url": "https://n.example/once", "title": "Once"}
+    response_id = store_answer(
+        store, Identifier("doi", "10.5150/once"), answer({"news": [news]}, 1.0)
+    )
+    assert rows(store, "SELECT url, last_response_id FROM posts") == [("", None)]
+    assert rows(store, "SELECT url, first_response_id, last_response_id FROM mentions") == [
+        (news["url"], response_id, response_id)
+    ]
