@@ -1,22 +1,16 @@
 """Fixtures any test may use: stores in a temporary directory, the simulator, stores
-harvested from it, a mocked API and systemd's end of the notify socket. The functions
+harvested from it and systemd's end of the notify socket. The functions
 behind them, and everything else the tests share, are in helpers.py."""
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
-from aioresponses import aioresponses
 from helpers import KEY, NotifyListener, harvest_from_simulator, harvest_store
-from yarl import URL
 
 from harvester.sim.server import Simulator, SimulatorSettings
 from harvester.store import Store
@@ -76,31 +70,3 @@ async def listener(short_dir: Path) -> AsyncIterator[NotifyListener]:
     async with opened:
         yield opened
     opened.close()
-
-
-class _CompatResponse(ClientResponse):
-    """aioresponses 0.7.9 builds responses without aiohttp 3.14's new `stream_writer`
-    argument (pnuckowski/aioresponses#289); supply a finished writer so it works on
-    both sides of that change."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        if _NEEDS_STREAM_WRITER:
-            kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(ClientResponse.__init__).parameters
-
-
-@pytest.fixture
-def mock_api() -> Iterator[aioresponses]:
-    """aioresponses, with every mocked answer built by the compatible response class."""
-    with aioresponses() as mocked:
-        add = mocked.add
-
-        def add_compatible(url: Any, method: str = "GET", *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("response_class", _CompatResponse)
-            add(url, method, *args, **kwargs)
-
-        mocked.add = add_compatible  # type: ignore[method-assign]
-        yield mocked

@@ -1,11 +1,12 @@
-"""The HTTP client: one aiohttp session, one call, one classified result.
+"""The Altmetric client: one call, one classified result.
 
 The client knows the API and nothing of jobs or the store. Every answer becomes a
 `FetchResult` whose `outcome` says what it means for the harvest; a 200 only counts
 as `ok` when the whole body arrived and parses as a JSON object, so a truncated or
 garbled body can never be stored as done. The key travels in the query string, so
 no URL ever leaves this module: error texts are built from exception types and are
-redacted of the key as a last guard.
+redacted of the key as a last guard. The requests go through `harvest.http`, a lean
+HTTP/1.1 client for the API's one origin.
 """
 
 from __future__ import annotations
@@ -17,19 +18,26 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from operator import attrgetter
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import msgspec
-from multidict import CIMultiDictProxy
-from yarl import URL
 
 from harvester import __version__
 from harvester.config import Secret
+from harvester.harvest.http import HttpClient, PayloadError
 from harvester.identifiers import api_type_name, encode_path_segment
 from harvester.model import Outcome
 
 USER_AGENT = f"altmetric-harvester/{__version__}"
+# What every request says besides its Host. The encodings are those aiohttp asked
+# for, so the API answers as it always did; `harvest.httpread` decodes them.
+REQUEST_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "*/*",
+    "Accept-Encoding": "gzip, deflate",
+}
 _TWEET_QUOTA_MARKER = "tweet id rate limit"
 MAX_RETRY_AFTER_S = 86_400.0  # a longer (or absurd) Retry-After is read as a day
 
@@ -45,6 +53,9 @@ class LimitHeaders:
     retry_after_s: float | None = None
 
 
+_NO_LIMITS = LimitHeaders()
+
+
 @dataclass(frozen=True, slots=True)
 class FetchResult:
     """One answer, classified (`harvester.model.Outcome`)."""
@@ -52,13 +63,16 @@ class FetchResult:
     outcome: Outcome
     http_status: int | None
     body: bytes = b""
-    limits: LimitHeaders = LimitHeaders()
+    limits: LimitHeaders = _NO_LIMITS
     error: str | None = None
     tweet_ids: tuple[int, ...] = ()  # of an `ok` answer: what the tweet quota charges
 
 
 class AltmetricClient:
-    """Fetches output details. Use as `async with AltmetricClient(...) as client`."""
+    """Fetches output details. Use as `async with AltmetricClient(...) as client`.
+
+    It opens as many connections as requests are in flight at once (the workers
+    bound that, and a reload may change it) and keeps them alive between requests."""
 
     def __init__(
         self,
@@ -66,60 +80,61 @@ class AltmetricClient:
         key: Secret,
         *,
         timeout_s: float,
-        max_connections: int,
         legacy_type_names: bool = False,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._key = key
         self._encoded_key = quote(key.reveal(), safe="")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._timeout_s = timeout_s
-        self._max_connections = max_connections
         self._legacy_type_names = legacy_type_names
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
+        self._queries: dict[tuple[tuple[str, str], ...], str] = {}
 
     async def __aenter__(self) -> AltmetricClient:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT},
-            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets none; skip the per-request work
-        )
+        self._http = HttpClient(self._base_url, timeout_s=self._timeout_s, headers=REQUEST_HEADERS)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
-    def _url(self, id_type: str, identifier: str, params: Mapping[str, str]) -> URL:
+    def _target(self, id_type: str, identifier: str, params: Mapping[str, str]) -> str:
+        """The request target: the encoded path, the filters and the key."""
+        assert self._http is not None
         path_type = api_type_name(id_type, self._legacy_type_names)
-        query = urlencode(params) + "&" if params else ""
-        text = (
-            f"{self._base_url}/fetch/{path_type}/{encode_path_segment(identifier)}"
-            f"?{query}key={self._encoded_key}"
+        return (
+            f"{self._http.path_prefix}/fetch/{path_type}/{encode_path_segment(identifier)}"
+            f"?{self._query(params)}key={self._encoded_key}"
         )
-        return URL(text, encoded=True)
+
+    def _query(self, params: Mapping[str, str]) -> str:
+        """The filters' part of the query string (the same few sets, so cached)."""
+        if not params:
+            return ""
+        items = tuple(params.items())
+        query = self._queries.get(items)
+        if query is None:
+            query = self._queries[items] = urlencode(items) + "&"
+        return query
 
     async def fetch(
         self, id_type: str, identifier: str, params: Mapping[str, str] | None = None
     ) -> FetchResult:
         """Fetch one output's details and classify the answer. Never raises for I/O."""
-        assert self._session is not None, "use AltmetricClient as an async context manager"
-        url = self._url(id_type, identifier, params or {})
+        assert self._http is not None, "use AltmetricClient as an async context manager"
+        target = self._target(id_type, identifier, params or {})
         started = time.monotonic()
         try:
-            async with self._session.get(url, allow_redirects=False) as response:
-                body = await response.read()
-                return self._scrubbed(classify(response.status, response.headers, body))
-        except aiohttp.ClientPayloadError:
-            return FetchResult(Outcome.BAD_RESPONSE, None, error="body cut short (truncated)")
-        except TimeoutError:  # aiohttp's timeouts are asyncio.TimeoutError, this since 3.11
+            response = await self._http.get(target)
+        except PayloadError as error:
+            return FetchResult(Outcome.BAD_RESPONSE, None, error=self._redact(str(error)))
+        except TimeoutError:  # before OSError, of which it is one
             waited = time.monotonic() - started
             return FetchResult(Outcome.NETWORK_ERROR, None, error=f"timed out after {waited:.1f}s")
-        except (aiohttp.ClientError, OSError) as error:
+        except OSError as error:
             return FetchResult(Outcome.NETWORK_ERROR, None, error=self._describe(error))
+        return self._scrubbed(classify(response.status, response.headers, response.body))
 
     def _describe(self, error: BaseException) -> str:
         """A short, key-free description of a network failure."""
@@ -137,8 +152,9 @@ class AltmetricClient:
         return dataclasses.replace(result, error=self._redact(result.error))
 
 
-def classify(status: int, headers: CIMultiDictProxy[str], body: bytes) -> FetchResult:
-    """Turn one complete HTTP answer into a FetchResult."""
+def classify(status: int, headers: Mapping[str, str], body: bytes) -> FetchResult:
+    """Turn one complete HTTP answer into a FetchResult. `headers`: names lowercased
+    (or a case-insensitive mapping)."""
     limits = read_limit_headers(headers)
     if status == 200:
         return _classify_ok(body, limits)
@@ -182,32 +198,38 @@ class _Body(msgspec.Struct):
     posts: _Posts | None = None
 
 
-class _NumericTweet(msgspec.Struct):
-    tweet_id: int
+_MAX_KEY = 2**63 - 1
 
 
-class _NumericPosts(msgspec.Struct):
+# gc=False: the decoded structs hold only ints, never a cycle, so the collector need
+# not track them (tens per answer, which would otherwise set off its passes often).
+class _NumericTweet(msgspec.Struct, gc=False):
+    tweet_id: Annotated[int, msgspec.Meta(ge=0, le=_MAX_KEY)]
+
+
+class _NumericPosts(msgspec.Struct, gc=False):
     twitter: list[_NumericTweet] = []
 
 
-class _NumericBody(msgspec.Struct):
+class _NumericBody(msgspec.Struct, gc=False):
     posts: _NumericPosts | None = None
 
 
 # One pass for the common answer: msgspec checks the whole document's syntax while it
-# skips every key but posts.twitter[].tweet_id, which it reads as an int ("4273..."
-# too, being lax). An answer of another shape takes the two careful passes below.
+# skips every key but posts.twitter[].tweet_id, which it reads as an int within the
+# ledger's range ("4273..." too, being lax). An answer of another shape takes the two
+# careful passes below.
 _NUMERIC_DECODER = msgspec.json.Decoder(_NumericBody, strict=False)
 _TWEETS_DECODER = msgspec.json.Decoder(_Body)
-_MAX_KEY = 2**63 - 1
+_tweet_id = attrgetter("tweet_id")
 
 
 def read_body(body: bytes) -> tuple[str | None, tuple[int, ...]]:
     """(why the body is not a valid JSON object, or None; the tweet IDs it carries)."""
     try:
         posts = _NUMERIC_DECODER.decode(body).posts
-        ids = tuple(tweet.tweet_id for tweet in posts.twitter) if posts else ()
-        if (not ids or (min(ids) >= 0 and max(ids) <= _MAX_KEY)) and _is_utf8(body):
+        ids = tuple(map(_tweet_id, posts.twitter)) if posts else ()
+        if _is_utf8(body):
             return None, ids
     except msgspec.DecodeError:  # ValidationError included: the careful path decides
         pass
@@ -279,13 +301,26 @@ def _snippet(body: bytes) -> str:
     return body[:120].decode("utf-8", "replace").strip().replace("\n", " ")
 
 
+_LIMIT_HEADERS = (
+    "x-hourlyratelimit-remaining",
+    "x-dailyratelimit-remaining",
+    "x-tweetidratelimit-limit",
+    "x-tweetidratelimit-remaining",
+    "retry-after",
+)
+
+
 def read_limit_headers(headers: Mapping[str, str]) -> LimitHeaders:
+    """The limit headers; `headers` has its names lowercased (or is case-insensitive).
+    An answer with none of them, the common case, shares one empty record."""
+    if not any(name in headers for name in _LIMIT_HEADERS):
+        return _NO_LIMITS
     return LimitHeaders(
-        hourly_remaining=_int_header(headers, "X-HourlyRateLimit-Remaining"),
-        daily_remaining=_int_header(headers, "X-DailyRateLimit-Remaining"),
-        tweet_limit=_int_header(headers, "X-TweetIDRateLimit-Limit"),
-        tweet_remaining=_int_header(headers, "X-TweetIDRateLimit-Remaining"),
-        retry_after_s=parse_retry_after(headers.get("Retry-After")),
+        hourly_remaining=_int_header(headers, "x-hourlyratelimit-remaining"),
+        daily_remaining=_int_header(headers, "x-dailyratelimit-remaining"),
+        tweet_limit=_int_header(headers, "x-tweetidratelimit-limit"),
+        tweet_remaining=_int_header(headers, "x-tweetidratelimit-remaining"),
+        retry_after_s=parse_retry_after(headers.get("retry-after")),
     )
 
 

@@ -148,7 +148,6 @@ class Daemon:
             settings.api.base_url,
             self._key,
             timeout_s=settings.api.timeout_s,
-            max_connections=0,  # the workers bound concurrency, which a reload may change
             legacy_type_names=settings.api.legacy_type_names,
         ) as client:
             harvest = Harvest(

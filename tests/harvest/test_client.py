@@ -1,5 +1,5 @@
 """The client: how each kind of answer is classified, the key kept secret, and the
-tweet IDs read from a body."""
+tweet IDs read from a body. Every answer comes from a real server on loopback."""
 
 from __future__ import annotations
 
@@ -7,26 +7,59 @@ import ast
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aioresponses import aioresponses
+from aiohttp import web
 from helpers import ODD_KEY
 
 from harvester.config import Secret
 from harvester.harvest.client import AltmetricClient, parse_retry_after, read_body, tweet_ids
+from harvester.harvest.http import HttpClient
 from harvester.model import Outcome
 
-BASE = "http://api.test/v1"
-ANY_FETCH = re.compile(r"^http://api\.test/v1/fetch/.*$")
+
+@dataclass
+class CannedApi:
+    """A loopback server giving every request the same answer; it keeps the raw
+    request targets it was sent."""
+
+    base_url: str = ""
+    status: int = 200
+    body: bytes = b"{}"
+    headers: dict[str, str] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=list)
+
+    def answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[AltmetricClient]:
-    async with AltmetricClient(BASE, Secret(ODD_KEY), timeout_s=2, max_connections=4) as opened:
+async def api() -> AsyncIterator[CannedApi]:
+    canned = CannedApi()
+
+    async def handle(request: web.Request) -> web.Response:
+        canned.targets.append(request.raw_path)
+        return web.Response(status=canned.status, body=canned.body, headers=canned.headers)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    canned.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    yield canned
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def client(api: CannedApi) -> AsyncIterator[AltmetricClient]:
+    async with AltmetricClient(api.base_url, Secret(ODD_KEY), timeout_s=2) as opened:
         yield opened
 
 
@@ -61,13 +94,13 @@ async def client() -> AsyncIterator[AltmetricClient]:
 )
 async def test_answers_are_classified(
     client: AltmetricClient,
-    mock_api: aioresponses,
+    api: CannedApi,
     status: int,
     body: bytes,
     headers: dict[str, str],
     outcome: Outcome,
 ) -> None:
-    mock_api.get(ANY_FETCH, status=status, body=body, headers=headers)
+    api.answer(status, body, headers)
     result = await client.fetch("doi", "10.1000/x")
     assert result.outcome is outcome
     assert result.http_status == status
@@ -75,31 +108,28 @@ async def test_answers_are_classified(
 
 
 async def test_request_url_encodes_identifier_filters_and_key(
-    client: AltmetricClient, mock_api: aioresponses
+    client: AltmetricClient, api: CannedApi
 ) -> None:
-    mock_api.get(ANY_FETCH, status=200, body=b"{}")
     await client.fetch("doi", "10.1000/a#b?c", {"exclude_sources": "twitter"})
-    [(method, url)] = list(mock_api.requests)
-    assert method == "GET"
-    assert url.raw_path == "/v1/fetch/doi/10.1000/a%23b%3Fc"
-    assert url.query["key"] == ODD_KEY
-    assert url.query["exclude_sources"] == "twitter"
+    [target] = api.targets
+    url = urlsplit(target)
+    assert url.path == "/v1/fetch/doi/10.1000/a%23b%3Fc"
+    query = parse_qs(url.query)
+    assert query["key"] == [ODD_KEY]
+    assert query["exclude_sources"] == ["twitter"]
     assert url.fragment == ""
 
 
-async def test_legacy_type_names_are_sent_when_configured(mock_api: aioresponses) -> None:
+async def test_legacy_type_names_are_sent_when_configured(api: CannedApi) -> None:
     async with AltmetricClient(
-        BASE, Secret(ODD_KEY), timeout_s=2, max_connections=1, legacy_type_names=True
+        api.base_url, Secret(ODD_KEY), timeout_s=2, legacy_type_names=True
     ) as legacy:
-        mock_api.get(ANY_FETCH, status=200, body=b"{}")
         await legacy.fetch("arxiv", "2101.00001")
-        [(_, url)] = list(mock_api.requests)
-    assert url.raw_path == "/v1/fetch/arxiv_id/2101.00001"
+    [target] = api.targets
+    assert urlsplit(target).path == "/v1/fetch/arxiv_id/2101.00001"
 
 
-async def test_rate_and_quota_headers_are_read(
-    client: AltmetricClient, mock_api: aioresponses
-) -> None:
+async def test_rate_and_quota_headers_are_read(client: AltmetricClient, api: CannedApi) -> None:
     headers = {
         "X-HourlyRateLimit-Remaining": "17",
         "X-DailyRateLimit-Remaining": "900",
@@ -107,7 +137,7 @@ async def test_rate_and_quota_headers_are_read(
         "X-TweetIDRateLimit-Remaining": "42",
         "Retry-After": "7",
     }
-    mock_api.get(ANY_FETCH, status=429, body=b"Too many requests", headers=headers)
+    api.answer(429, b"Too many requests", headers)
     result = await client.fetch("doi", "10.1000/x")
     assert result.limits.hourly_remaining == 17
     assert result.limits.daily_remaining == 900
@@ -123,19 +153,35 @@ def test_retry_after_as_http_date() -> None:
 
 
 async def test_network_errors_never_carry_the_key(
-    client: AltmetricClient, mock_api: aioresponses
+    client: AltmetricClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mock_api.get(ANY_FETCH, exception=ConnectionResetError(f"reset while sending key={ODD_KEY}"))
+    """Even an error whose text quotes the request (ours never do) is redacted."""
+
+    async def reset(self: HttpClient, target: str) -> None:
+        raise ConnectionResetError(f"reset while sending {target}")
+
+    monkeypatch.setattr(HttpClient, "get", reset)
     result = await client.fetch("doi", "10.1000/x")
     assert result.outcome is Outcome.NETWORK_ERROR
-    assert ODD_KEY not in (result.error or "")
+    assert result.error is not None and "ConnectionResetError" in result.error
+    assert ODD_KEY not in result.error
+    assert "k3y%2Fwith%2Bodd%26chars" not in result.error
 
 
-async def test_timeouts_are_network_errors(client: AltmetricClient, mock_api: aioresponses) -> None:
-    mock_api.get(ANY_FETCH, exception=TimeoutError())
-    result = await client.fetch("doi", "10.1000/x")
+async def test_timeouts_are_network_errors() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the request and never answers, until the client leaves
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with (
+        server,
+        AltmetricClient(f"http://127.0.0.1:{port}/v1", Secret(ODD_KEY), timeout_s=0.3) as client,
+    ):
+        result = await client.fetch("doi", "10.1000/x")
     assert result.outcome is Outcome.NETWORK_ERROR
-    assert "timed out" in (result.error or "")
+    assert result.error is not None and result.error.startswith("timed out after 0.")
 
 
 async def raw_server(reply: bytes) -> tuple[asyncio.Server, int]:
@@ -165,9 +211,7 @@ async def test_a_truncated_body_is_a_bad_response(reply: bytes) -> None:
     server, port = await raw_server(reply)
     async with (
         server,
-        AltmetricClient(
-            f"http://127.0.0.1:{port}/v1", Secret(ODD_KEY), timeout_s=5, max_connections=1
-        ) as real,
+        AltmetricClient(f"http://127.0.0.1:{port}/v1", Secret(ODD_KEY), timeout_s=5) as real,
     ):
         result = await real.fetch("doi", "10.1000/x")
     assert result.outcome is Outcome.BAD_RESPONSE
@@ -177,9 +221,7 @@ async def test_connection_refused_is_a_network_error() -> None:
     server, port = await raw_server(b"")
     server.close()
     await server.wait_closed()
-    async with AltmetricClient(
-        f"http://127.0.0.1:{port}/v1", Secret(ODD_KEY), timeout_s=2, max_connections=1
-    ) as real:
+    async with AltmetricClient(f"http://127.0.0.1:{port}/v1", Secret(ODD_KEY), timeout_s=2) as real:
         result = await real.fetch("doi", "10.1000/x")
     assert result.outcome is Outcome.NETWORK_ERROR
     assert ODD_KEY not in (result.error or "")
