@@ -89,8 +89,12 @@ class Feeder:
         return self._quota.mode() == QuotaMode.FULL
 
     async def _room_in_queue(self) -> int:
-        """Wait until fewer than `concurrency` jobs are queued; how many more fit."""
-        while (room := self.settings.workers.concurrency - self._jobs.qsize()) <= 0:
+        """Wait until at most half of `concurrency` jobs are queued; how many more fit.
+        Claiming in halves rather than one by one as workers take jobs keeps claims
+        (a transaction each on the store thread) few and large."""
+        concurrency = self.settings.workers.concurrency
+        wanted = max(1, concurrency // 2)
+        while (room := concurrency - self._jobs.qsize()) < wanted:
             self._room.clear()
             await self._room.wait()
         return room

@@ -6,12 +6,13 @@ Three kinds of task share one event loop and pass work one way through two queue
     (feeder.Feeder)          (workers)               (AsyncStore.record, batched)
 
 All SQLite work runs on one dedicated thread (`store.aio.AsyncStore`), so a commit
-never stalls the event loop, and the writer batches whatever outcomes have piled up
-while the previous commit ran. The service (`service.daemon`) runs it under the
-store's daemon lock, so when it stops, after the last outcomes are written, every job
-still `in_progress` is its own and goes back to `pending`. A reload changes its rate,
-workers and filters in flight (`apply_settings`). It reports progress through the
-`on_progress` callback and draws nothing itself.
+never stalls the event loop, and the writer commits outcomes in batches of a few
+hundred, or whatever waited a tenth of a second (`batches.OutcomeBatches`). The
+service (`service.daemon`) runs it under the store's daemon lock, so when it stops,
+after the last outcomes are written, every job still `in_progress` is its own and
+goes back to `pending`. A reload changes its rate, workers and filters in flight
+(`apply_settings`). It reports progress through the `on_progress` callback and draws
+nothing itself.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from harvester.config import Settings
+from harvester.harvest.batches import OutcomeBatches
 from harvester.harvest.client import AltmetricClient
 from harvester.harvest.feeder import Feeder, Leases
 from harvester.harvest.quota import QuotaState
@@ -35,6 +37,11 @@ from harvester.model import ClaimedJob, ExitCode, JobOutcome, JobState, QuotaMod
 from harvester.store.aio import AsyncStore
 
 WRITE_BATCH_MAX = 2000  # outcomes per commit at most
+# A commit as soon as this many outcomes wait, or this long after fewer were found
+# (`batches.OutcomeBatches`): a commit of 256 costs the store thread ~30 us less per
+# answer than the ~35 that arrived during the last commit at full speed.
+WRITE_BATCH_TARGET = 256
+WRITE_LINGER_S = 0.1
 RELEASE_ATTEMPTS = 5
 RELEASE_RETRY_S = 2.0
 
@@ -94,7 +101,9 @@ class Harvest:
         self._pool = WorkerPool(
             jobs, self._room, self._run_job, stopping=self._stopping, on_done=self._on_task_done
         )
-        self._outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
+        self._outcomes = OutcomeBatches(
+            target=WRITE_BATCH_TARGET, linger_s=WRITE_LINGER_S, max_size=WRITE_BATCH_MAX
+        )
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -166,7 +175,7 @@ class Harvest:
         feeder.cancel()
         await asyncio.gather(feeder, return_exceptions=True)
         await self._pool.stop(self._settings.workers.drain_deadline_s, self._hurry)
-        self._outcomes.put_nowait(None)
+        self._outcomes.close()
         await writer
         self._reactions.cancel()
         self.report.released = await self._release_everything()
@@ -206,19 +215,12 @@ class Harvest:
     async def _run_job(self, job: ClaimedJob) -> None:
         outcome = await self._fetcher.outcome(job, self._stopping)
         if outcome is not None:
-            self._outcomes.put_nowait(outcome)
+            self._outcomes.add(outcome)
 
     async def _write(self) -> None:
-        """Write outcomes in batches: whatever arrived while the last commit ran."""
-        finished = False
-        while not finished:
-            batch = [await self._outcomes.get()]
-            while not self._outcomes.empty() and len(batch) < WRITE_BATCH_MAX:
-                batch.append(self._outcomes.get_nowait())
-            finished = batch[-1] is None
-            outcomes = [item for item in batch if item is not None]
-            if outcomes:
-                await self._record(outcomes)
+        """Write outcomes in batches (`batches.OutcomeBatches`) until the last is written."""
+        while (outcomes := await self._outcomes.next_batch()) is not None:
+            await self._record(outcomes)
 
     async def _record(self, outcomes: list[JobOutcome]) -> None:
         try:
