@@ -4,4 +4,5 @@ import sys
 
 from harvester.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a worker process (derive_pool) imports it
+    sys.exit(main())

@@ -49,10 +49,12 @@ class BodyStore:
         self._untrained = self.count() if writable and self.codec.dictionary is None else 0
 
     def _load_codec(self) -> BodyCodec:
-        codec = BodyCodec()
-        for dictionary in self.conn.execute("SELECT id, data FROM zstd_dictionaries ORDER BY id"):
-            codec.use_dictionary(Dictionary(*dictionary))
-        return codec
+        return codec_with(self.dictionaries())
+
+    def dictionaries(self) -> list[Dictionary]:
+        """Every zstd dictionary in the store, oldest first (the newest compresses)."""
+        rows = self.conn.execute("SELECT id, data FROM zstd_dictionaries ORDER BY id")
+        return [Dictionary(*row) for row in rows]
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM bodies").fetchone()[0])
@@ -142,6 +144,14 @@ class BodyStore:
             with contextlib.suppress(BodyCorrupt):  # a damaged body is no sample
                 samples.append(self.decompress(*row))
         return train_dictionary(samples), len(samples)
+
+
+def codec_with(dictionaries: list[Dictionary]) -> BodyCodec:
+    """A codec that reads bodies compressed with any of `dictionaries`."""
+    codec = BodyCodec()
+    for dictionary in dictionaries:
+        codec.use_dictionary(dictionary)
+    return codec
 
 
 def _now_text() -> str:

@@ -32,11 +32,12 @@ from harvester.store.connection import (
     explain_sqlite_error,
     transaction,
 )
-from harvester.store.derived import Answer, derive_answers
+from harvester.store.derived import derive_answers
 from harvester.store.jobs import JobQueue
 from harvester.store.ledger import TweetLedger
 from harvester.store.responses import Responses
 from harvester.store.schema import migrations
+from harvester.store.snapshot import Answer
 from harvester.store.state import DaemonState
 
 

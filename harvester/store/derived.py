@@ -9,17 +9,18 @@ snapshots may be derived in any order and the result is the same.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, NamedTuple
 
-from harvester.errors import BodyCorrupt
 from harvester.store.bodies import BODY_COLUMNS, BodyStore
 from harvester.store.connection import transaction
-from harvester.store.snapshot import Snapshot, snapshot_of
+from harvester.store.derive_pool import BatchReader, ReadBatch, StoredRow, worker_count
+from harvester.store.snapshot import Answer, AnswerRows, Row, read_answers
 from harvester.store.upgrade_mentions import compact_author
-
-Row = tuple[Any, ...]
 
 # Children first: emptied in this order, the foreign keys never see an orphan.
 DERIVED_TABLES = ("tweets", "posts", "score_context", "readers", "counts", "outputs")
@@ -63,16 +64,6 @@ _UPSERT_POST = f"""
 """
 
 
-class Answer(NamedTuple):
-    """A stored 200 answer, to be derived."""
-
-    response_id: int
-    job_id: int
-    fetched_at: str
-    mode: str
-    body: bytes
-
-
 class Derived(NamedTuple):
     derived: int  # answers that now have derived rows
     problems: list[str]  # why each of the others that should have could not
@@ -80,70 +71,64 @@ class Derived(NamedTuple):
 
 def derive_answers(conn: sqlite3.Connection, answers: Sequence[Answer]) -> Derived:
     """Derive a batch of stored answers inside the caller's transaction: every answer
-    read first, then one statement per table for the whole batch. If the batch's
-    rows fail (a value SQLite refuses), it is rolled back and retried an answer at a
-    time, so one bad answer costs only itself. An answer that is not a JSON object
-    has nothing to derive and is no problem; one that fails stays stored raw, for
-    `harvester derive` to try again."""
-    problems: list[str] = []
-    snapshots: list[tuple[Answer, Snapshot]] = []
-    for answer in answers:
-        try:
-            snapshot = snapshot_of(answer.body)
-        except Exception as error:
-            problems.append(_problem(answer, error))
-            continue
-        if snapshot is not None:
-            snapshots.append((answer, snapshot))
+    read first (`read_answers`), then one statement per table for the whole batch
+    (`write_rows`). An answer that is not a JSON object has nothing to derive and is
+    no problem; one that fails stays stored raw, for `harvester derive` to try
+    again."""
+    read = read_answers(answers)
+    derived = write_rows(conn, read.rows, read.problems)
+    return Derived(derived, read.problems)
+
+
+def write_rows(conn: sqlite3.Connection, rows: list[AnswerRows], problems: list[str]) -> int:
+    """Write the rows read, in the caller's transaction; how many answers got theirs.
+    If the batch's rows fail (a value SQLite refuses), it is rolled back and written
+    again an answer at a time, so one bad answer costs only itself (added to
+    `problems`)."""
     conn.execute("SAVEPOINT derive_batch")
     try:
-        insert_rows(conn, snapshots)
-        derived = len(snapshots)
+        insert_rows(conn, rows)
+        derived = len(rows)
     except Exception:
         conn.execute("ROLLBACK TO derive_batch")
-        derived = _insert_one_at_a_time(conn, snapshots, problems)
+        derived = _insert_one_at_a_time(conn, rows, problems)
     conn.execute("RELEASE derive_batch")
-    return Derived(derived, problems)
+    return derived
 
 
 def _insert_one_at_a_time(
-    conn: sqlite3.Connection, snapshots: list[tuple[Answer, Snapshot]], problems: list[str]
+    conn: sqlite3.Connection, rows: list[AnswerRows], problems: list[str]
 ) -> int:
     derived = 0
-    for answer, snapshot in snapshots:
+    for answer_rows in rows:
         conn.execute("SAVEPOINT derive_one")
         try:
-            insert_rows(conn, [(answer, snapshot)])
+            insert_rows(conn, [answer_rows])
             derived += 1
         except Exception as error:
             conn.execute("ROLLBACK TO derive_one")
-            problems.append(_problem(answer, error))
+            problems.append(f"response {answer_rows.response_id}: {type(error).__name__}: {error}")
         conn.execute("RELEASE derive_one")
     return derived
 
 
-def _problem(answer: Answer, error: Exception) -> str:
-    return f"response {answer.response_id}: {type(error).__name__}: {error}"
-
-
-def insert_rows(conn: sqlite3.Connection, snapshots: Sequence[tuple[Answer, Snapshot]]) -> None:
+def insert_rows(conn: sqlite3.Connection, rows: Sequence[AnswerRows]) -> None:
     """Write the derived rows of these answers, one statement per table."""
-    outputs, counts, readers, contexts, tweets, posts = [], [], [], [], [], []
-    for answer, snapshot in snapshots:
-        job_id, response_id = answer.job_id, answer.response_id
-        outputs.append((response_id, job_id, *snapshot.output, answer.fetched_at, answer.mode))
-        counts += [(response_id, job_id, *row) for row in snapshot.counts]
-        readers += [(response_id, job_id, *row) for row in snapshot.readers]
-        contexts += [(response_id, job_id, *row) for row in snapshot.contexts]
-        tweets += [(job_id, *row, response_id) for row in snapshot.tweets]
-        posts += [(job_id, *row, response_id) for row in snapshot.mentions]
+    outputs = [answer.output for answer in rows]
     conn.executemany(_INSERT_OUTPUT, outputs)
     conn.executemany(_UNFLAG_OLDER, [(row[1], row[0]) for row in outputs])
-    conn.executemany("INSERT INTO counts VALUES (?, ?, ?, ?, ?)", counts)
-    conn.executemany("INSERT INTO readers VALUES (?, ?, ?, ?)", readers)
-    conn.executemany("INSERT INTO score_context VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", contexts)
-    conn.executemany(_UPSERT_TWEET, tweets)
-    conn.executemany(_UPSERT_POST, posts)
+    conn.executemany("INSERT INTO counts VALUES (?, ?, ?, ?, ?)", _every(rows, "counts"))
+    conn.executemany("INSERT INTO readers VALUES (?, ?, ?, ?)", _every(rows, "readers"))
+    conn.executemany(
+        "INSERT INTO score_context VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _every(rows, "contexts")
+    )
+    conn.executemany(_UPSERT_TWEET, _every(rows, "tweets"))
+    conn.executemany(_UPSERT_POST, _every(rows, "posts"))
+
+
+def _every(rows: Sequence[AnswerRows], table: str) -> list[Row]:
+    """The rows of one table, of every answer."""
+    return [row for answer in rows for row in getattr(answer, table)]
 
 
 def count_underived(conn: sqlite3.Connection) -> int:
@@ -161,32 +146,52 @@ def derive_missing(
     bodies: BodyStore,
     on_batch: Callable[[int, int], None] | None = None,
     batch_size: int = 500,
+    workers: int | None = None,
 ) -> tuple[int, int]:
     """Derive every stored 200 answer that has no derived rows, oldest first, in
     short transactions; (derived, skipped: not a JSON object, damaged or failing).
-    Each batch is chosen inside its transaction, so an answer the daemon derives
-    meanwhile is never derived twice."""
+
+    Answers are read (decompressed, parsed) ahead, in worker processes when there
+    are many (`derive_pool`; `workers` overrides the choice), and written here in
+    order. An answer derived meanwhile by someone else is left as it is.
+    """
+    if workers is None:
+        workers = worker_count(count_underived(conn))
     derived = skipped = 0
-    after_id = 0
-    while True:
-        with transaction(conn):
-            rows = _underived_after(conn, after_id, batch_size)
-            if not rows:
+    with BatchReader(bodies.dictionaries(), workers) as reader:
+        pending: deque[tuple[list[StoredRow], Future[ReadBatch]]] = deque()
+        after_id = 0
+        while True:
+            while len(pending) <= 2 * workers and (
+                rows := _underived_after(conn, after_id, batch_size)
+            ):
+                pending.append((rows, reader.submit(rows)))
+                after_id = rows[-1][0]
+            if not pending:
                 break
-            answers = []
-            for response_id, job_id, fetched_at, mode, *stored in rows:
-                try:
-                    body = bodies.decompress(*stored)
-                except BodyCorrupt:
-                    continue
-                answers.append(Answer(response_id, job_id, fetched_at, mode, body))
-            done = derive_answers(conn, answers).derived
-        derived += done
-        skipped += len(rows) - done
-        after_id = rows[-1][0]
-        if on_batch:
-            on_batch(derived, skipped)
+            rows, future = pending.popleft()
+            done = _write_batch(conn, [row[0] for row in rows], future.result())
+            derived += done
+            skipped += len(rows) - done
+            if on_batch:
+                on_batch(derived, skipped)
     return derived, skipped
+
+
+def _write_batch(conn: sqlite3.Connection, response_ids: list[int], batch: ReadBatch) -> int:
+    """Write one batch read; how many answers got rows (none derived twice)."""
+    with transaction(conn):
+        already = _derived_among(conn, response_ids)
+        rows = [answer for answer in batch.read.rows if answer.response_id not in already]
+        return write_rows(conn, rows, list(batch.read.problems)) + len(already)
+
+
+def _derived_among(conn: sqlite3.Connection, response_ids: list[int]) -> set[int]:
+    found = conn.execute(
+        "SELECT o.response_id FROM outputs AS o JOIN json_each(?) AS j ON o.response_id = j.value",
+        (json.dumps(response_ids),),
+    )
+    return {row[0] for row in found}
 
 
 def _underived_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[Any, ...]]:

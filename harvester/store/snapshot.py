@@ -18,7 +18,7 @@ A body that is not a JSON object gives no snapshot (a 404's text, or damage).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -93,6 +93,68 @@ class Snapshot(NamedTuple):
     contexts: list[ContextRow]
     tweets: list[TweetRow]  # plain tweets (an ID and a tweeter ID)
     mentions: list[MentionRow]  # every other post
+
+
+class Answer(NamedTuple):
+    """A stored 200 answer, to be derived."""
+
+    response_id: int
+    job_id: int
+    fetched_at: str
+    mode: str
+    body: bytes
+
+
+Row = tuple[Any, ...]
+
+
+class AnswerRows(NamedTuple):
+    """One answer's rows, in the derived tables' column order; plain tuples, which
+    `derive_pool`'s workers send back cheaply."""
+
+    response_id: int
+    output: Row  # `outputs` but `is_latest`, which the store decides
+    counts: list[Row]
+    readers: list[Row]
+    contexts: list[Row]  # score_context
+    tweets: list[Row]  # job, tweet ID, tweeter ID, first snapshot
+    posts: list[Row]  # job, MentionRow..., first snapshot
+
+
+def rows_of(answer: Answer, snapshot: Snapshot) -> AnswerRows:
+    response_id, job_id = answer.response_id, answer.job_id
+    return AnswerRows(
+        response_id,
+        (response_id, job_id, *snapshot.output, answer.fetched_at, answer.mode),
+        [(response_id, job_id, *row) for row in snapshot.counts],
+        [(response_id, job_id, *row) for row in snapshot.readers],
+        [(response_id, job_id, *row) for row in snapshot.contexts],
+        [(job_id, *row, response_id) for row in snapshot.tweets],
+        [(job_id, *row, response_id) for row in snapshot.mentions],
+    )
+
+
+class Read(NamedTuple):
+    rows: list[AnswerRows]  # of the answers with rows to write
+    problems: list[str]  # why each answer that failed to read did
+
+
+def read_answers(answers: Sequence[Answer]) -> Read:
+    """Each answer's rows (`derive_pool` runs this in other processes too)."""
+    rows: list[AnswerRows] = []
+    problems: list[str] = []
+    for answer in answers:
+        try:
+            snapshot = snapshot_of(answer.body)
+            if snapshot is not None:
+                rows.append(rows_of(answer, snapshot))
+        except Exception as error:
+            problems.append(problem_of(answer, error))
+    return Read(rows, problems)
+
+
+def problem_of(answer: Answer, error: Exception) -> str:
+    return f"response {answer.response_id}: {type(error).__name__}: {error}"
 
 
 # The top level with every value left as raw bytes: one pass checks the syntax of the

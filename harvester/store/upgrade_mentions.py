@@ -62,17 +62,23 @@ POSTS_TABLE = """
         PRIMARY KEY (job_id, source, post_key)
     ) WITHOUT ROWID"""
 
+# The first SELECT reads no row (WHERE 0, decided once, before any scan): it is there
+# because a view's columns take their declared types from its first SELECT, and
+# only plain column references carry one. Exports (Parquet) and Datasette read them.
 MENTIONS_VIEW = """
     CREATE VIEW mentions AS
-        SELECT job_id, 'twitter' AS source, CAST(tweet_id AS TEXT) AS post_key, NULL AS url,
-               NULL AS title, NULL AS posted_on, NULL AS author_name,
-               CAST(author_id AS TEXT) AS author_id, tweet_id, first_response_id,
-               coalesce(last_response_id, first_response_id) AS last_response_id
+        SELECT job_id, source, post_key, url, title, posted_on, author_name, author_id,
+               tweet_id, first_response_id, last_response_id
+        FROM posts WHERE 0
+        UNION ALL
+        SELECT job_id, 'twitter', CAST(tweet_id AS TEXT), NULL, NULL, NULL, NULL,
+               CAST(author_id AS TEXT), tweet_id, first_response_id,
+               coalesce(last_response_id, first_response_id)
         FROM tweets
         UNION ALL
-        SELECT job_id, source, post_key, iif(url = '', post_key, url) AS url, title,
-               posted_on, author_name, author_id, tweet_id, first_response_id,
-               coalesce(last_response_id, first_response_id) AS last_response_id
+        SELECT job_id, source, post_key, iif(url = '', post_key, url), title, posted_on,
+               author_name, author_id, tweet_id, first_response_id,
+               coalesce(last_response_id, first_response_id)
         FROM posts"""
 
 # A general mention row that is a plain tweet: the key is the tweet ID itself, and it

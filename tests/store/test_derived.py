@@ -14,6 +14,7 @@ from helpers import harvest_from_simulator, rows, store_answer
 from harvester.identifiers import Identifier
 from harvester.model import JobOutcome, StoredResponse, iso_utc
 from harvester.store import Store, derived
+from harvester.store.snapshot import Answer
 
 
 def answer(posts: dict[str, list[dict[str, Any]]], score: float) -> bytes:
@@ -198,7 +199,7 @@ def test_the_latest_snapshot_is_the_highest_response_whatever_the_order_derived(
     with store.transaction() as conn:
         for response_id in (ids[2], ids[0], ids[1]):  # newest first, as a rebuild racing
             body = store.bodies.of_response(response_id)  # the daemon might meet them
-            answer_of = derived.Answer(response_id, 1, "t", "full", body)
+            answer_of = Answer(response_id, 1, "t", "full", body)
             assert derived.derive_answers(conn, [answer_of]) == (1, [])
     assert rows(store, "SELECT response_id, is_latest FROM outputs ORDER BY 1") == [
         (ids[0], 0),
@@ -240,11 +241,11 @@ def test_one_answer_whose_rows_fail_leaves_the_rest_of_its_batch_derived(
 ) -> None:
     insert_rows = derived.insert_rows
 
-    def failing_for_score_13(conn: Any, snapshots: Any) -> None:
-        if any(snapshot.output.score == 13.0 for _, snapshot in snapshots):
+    def failing_for_tweet_3(conn: Any, answers: Any) -> None:
+        if any(tweet[1] == 3 for answer in answers for tweet in answer.tweets):
             conn.execute("INSERT INTO counts VALUES (1, 1, 'half-written', 1, 1)")
             raise ValueError("refused")
-        insert_rows(conn, snapshots)
+        insert_rows(conn, answers)
 
     identifiers = [Identifier("doi", f"10.5150/batch.{n}") for n in range(5)]
     store.jobs.add(identifiers)
@@ -266,7 +267,7 @@ def test_one_answer_whose_rows_fail_leaves_the_rest_of_its_batch_derived(
         for n, job in enumerate(jobs)
     ]
     with monkeypatch.context() as patched:
-        patched.setattr(derived, "insert_rows", failing_for_score_13)
+        patched.setattr(derived, "insert_rows", failing_for_tweet_3)
         result = store.record(outcomes)
     assert result.written == 5
     [problem] = result.underived
@@ -289,7 +290,7 @@ def test_posts_keep_their_first_and_last_snapshot_whatever_the_order_derived(
 ) -> None:
     doi = Identifier("doi", "10.5150/posts-order")
     blog = {"url": "https://blog.example/b", "title": "v1"}
-    tweet = {"tweet_id": "77", "author": {"tweeter_id": "1"}}
+    tweet: dict[str, Any] = {"tweet_id": "77", "author": {"tweeter_id": "1"}}
     ids = []
     for version in (1, 2, 3):
         posts = {"blogs": [{**blog, "title": f"v{version}"}], "twitter": [tweet]}
@@ -307,7 +308,7 @@ def test_posts_keep_their_first_and_last_snapshot_whatever_the_order_derived(
     with store.transaction() as conn:
         for response_id in (ids[2], ids[0], ids[1]):
             body = store.bodies.of_response(response_id)
-            derived.derive_answers(conn, [derived.Answer(response_id, 1, "t", "full", body)])
+            derived.derive_answers(conn, [Answer(response_id, 1, "t", "full", body)])
     assert rows(store, query) == expected
     # stored compactly: the URL once (it is the key), the last snapshot where it differs
     assert rows(store, "SELECT url, last_response_id FROM posts") == [("", ids[2])]
@@ -323,4 +324,51 @@ def test_a_post_seen_once_stores_no_last_snapshot_and_the_view_gives_the_first(
     assert rows(store, "SELECT url, last_response_id FROM posts") == [("", None)]
     assert rows(store, "SELECT url, first_response_id, last_response_id FROM mentions") == [
         (news["url"], response_id, response_id)
+    ]
+
+
+DERIVED_DUMP = (
+    "SELECT * FROM outputs ORDER BY response_id",
+    "SELECT * FROM counts ORDER BY response_id, source",
+    "SELECT * FROM readers ORDER BY response_id, reference_manager",
+    "SELECT * FROM score_context ORDER BY response_id, context",
+    "SELECT * FROM tweets ORDER BY job_id, tweet_id",
+    "SELECT * FROM posts ORDER BY job_id, source, post_key",
+)
+
+
+async def test_deriving_in_worker_processes_gives_the_same_rows(db_path: Path) -> None:
+    await harvest_from_simulator(db_path, 40)
+    with Store(db_path) as store:
+        store.conn.execute(
+            "INSERT INTO bodies (sha256, size_bytes, codec, data) VALUES"
+            " ('damaged', 10, 'zstd', X'00')"
+        )
+        store.conn.execute("UPDATE responses SET body_id = last_insert_rowid() WHERE id = 3")
+        inline = [rows(store, query) for query in DERIVED_DUMP]
+        derived.clear_all(store.conn)
+        done, skipped = derived.derive_missing(store.conn, store.bodies, batch_size=7, workers=2)
+        assert (done, skipped) == (len(inline[0]) - 1, 1)  # response 3's body is damaged
+        pooled = [rows(store, query) for query in DERIVED_DUMP]
+    [(job_of_3,)] = rows(db_path, "SELECT job_id FROM responses WHERE id = 3")
+    by_snapshot = [[row for row in table if row[0] != 3] for table in inline[:4]]
+    by_job = [[row for row in table if row[0] != job_of_3] for table in inline[4:]]
+    assert pooled == by_snapshot + by_job
+    assert len(pooled[4]) > 100  # tweets were compared
+
+
+def test_the_mentions_view_declares_the_column_types_of_m005s_table(store: Store) -> None:
+    declared = rows(store, "SELECT name, type FROM pragma_table_info('mentions')")
+    assert declared == [
+        ("job_id", "INTEGER"),
+        ("source", "TEXT"),
+        ("post_key", "TEXT"),
+        ("url", "TEXT"),
+        ("title", "TEXT"),
+        ("posted_on", "TEXT"),
+        ("author_name", "TEXT"),
+        ("author_id", "TEXT"),
+        ("tweet_id", "INTEGER"),
+        ("first_response_id", "INTEGER"),
+        ("last_response_id", "INTEGER"),
     ]
