@@ -105,8 +105,8 @@ class Store:
         to_derive: list[Answer] = []
         underived: list[str] = []
         with self.transaction() as conn:
-            if ledger_window_s is not None:
-                pruned = self.ledger.prune(conn, ledger_window_s, now_s)
+            charges = self.ledger.begin(conn, ledger_window_s, now_s)  # prunes the window
+            pruned = charges.pruned
             for outcome in outcomes:
                 if not self.jobs.apply(conn, outcome, now):
                     continue
@@ -125,8 +125,10 @@ class Store:
                             response.body,
                         )
                     )
-                charged += self.ledger.charge(conn, response.tweet_ids, now_s)
+                charges.add(response.tweet_ids)
+            charged = self.ledger.charge(conn, charges)  # the batch's new IDs, in one row
             if to_derive:
                 underived = derive_answers(conn, to_derive).problems
+        self.ledger.committed(charges)  # only now may the in-memory index take them in
         self.bodies.train_if_due()
         return RecordResult(written, charged, pruned, tuple(underived))

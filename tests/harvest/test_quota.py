@@ -153,10 +153,17 @@ async def test_refetching_an_output_charges_nothing_and_status_reports_the_quota
         used_before = gate.used(time.monotonic())
         ledger_before = rows(db_path, "SELECT count(*) FROM tweet_ledger")[0][0]
         assert used_before == ledger_before > 0
+        charged = "SELECT count(*), sum(id_count) FROM tweet_charges"
+        [(charge_rows, _)] = rows(db_path, charged)
         assert main(["--db", str(db_path), "retry", "--state", "done"]) == 0
         await drain(settings)
         assert gate.used(time.monotonic()) == used_before
         assert rows(db_path, "SELECT count(*) FROM tweet_ledger")[0][0] == ledger_before
+        # The view's rows are the charge rows' IDs, each once; the re-fetch wrote no row.
+        assert rows(db_path, charged) == [(charge_rows, ledger_before)]
+        assert rows(db_path, "SELECT count(DISTINCT tweet_id) FROM tweet_ledger") == [
+            (ledger_before,)
+        ]
         assert rows(db_path, "SELECT count(*) FROM responses WHERE mode = 'full'") == [(10,)]
 
     capsys.readouterr()
