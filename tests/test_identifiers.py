@@ -3,6 +3,8 @@ spelling: identifiers that name the same output normalise to one."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
@@ -16,6 +18,7 @@ from harvester.identifiers import (
     normalise,
     parse_line,
 )
+from harvester.identifiers import _parse_line as general_parse_line
 
 
 @pytest.mark.parametrize(
@@ -401,3 +404,65 @@ def test_near_misses_are_still_rejected(line: str) -> None:
 def test_dois_are_untouched_by_the_new_rules() -> None:
     assert parse_line("10.1000/PMC123v2") == Identifier("doi", "10.1000/pmc123v2")
     assert parse_line("doi:10.1000/math.GT/0309136") == Identifier("doi", "10.1000/math.gt/0309136")
+
+
+def _outcome(line: str, default_type: str | None, parse: Callable[..., Identifier]) -> object:
+    try:
+        return parse(line, default_type)
+    except IdentifierError as error:
+        return f"rejected: {error}"
+
+
+def _doi_like_lines() -> list[str]:
+    """Lines near the plain-DOI fast path's edges, and random ones around them."""
+    edges = [
+        "10.1000/x",
+        "10.1000/X.",
+        "10.1000/x;",
+        "10.1000/x,",
+        "10.1000/.",
+        "10.100/x",
+        "10.1234567890/x",
+        "10.123456789/x",
+        "10.1000/",
+        "10.1000/a b",
+        "10.1000/a\tb",
+        "10.1000/é",
+        "10.1000/e\u0301",
+        "10.1000/a\x7f",
+        "10.1000/a:b",
+        "10.1000/a%2Fb",
+        '10.1000/a"',
+        "10.1000/<a>",
+        "10.1000/" + "a" * 1016,
+        "10.1000/" + "a" * 1017,
+        "10.1000/" + "a" * 1015 + ".",
+        "10.123456789/" + "a" * 1011,  # 1,024 characters, the most a DOI may have
+        "10.123456789/" + "a" * 1012,
+        "\uff110.1000/x",
+        "10.\uff11000/x",
+        "10.1000/x\u200b",
+        "  10.1000/x",
+        "10.1000/x ",
+        "10.1000/x\n",
+    ]
+    rng = random.Random(12)
+    alphabet = "aZ09./-_:;,()<>\"'#?% \t\u00e9\u200b\x7f"
+    randoms = [
+        "10."
+        + "".join(rng.choices("0123456789", k=rng.randint(3, 10)))
+        + "/"
+        + "".join(rng.choices(alphabet, k=rng.randint(0, 8)))
+        for _ in range(3000)
+    ]
+    return edges + randoms
+
+
+@pytest.mark.parametrize("default_type", [None, "doi", "handle", "uri"])
+def test_the_plain_doi_fast_path_agrees_with_the_general_path(default_type: str | None) -> None:
+    """`parse_line` takes a shortcut for bare DOIs in normal form; every line must come
+    out exactly as the general path makes it, accepted or rejected with the same reason."""
+    for line in _doi_like_lines():
+        assert _outcome(line, default_type, parse_line) == _outcome(
+            line, default_type, general_parse_line
+        ), line

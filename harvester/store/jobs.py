@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 
 from harvester.identifiers import Identifier
 from harvester.model import ClaimedJob, EnqueueCounts, JobOutcome, JobState, QuotaMode, iso_utc
@@ -40,16 +41,8 @@ class JobQueue:
     ) -> EnqueueCounts:
         """Queue identifiers as pending jobs; those already queued are left as they are."""
         added = seen = 0
-        batch: list[Identifier] = []
-        for identifier in identifiers:
-            batch.append(identifier)
-            if len(batch) >= batch_size:
-                added += self._insert(batch, priority)
-                seen += len(batch)
-                batch.clear()
-                if on_batch:
-                    on_batch(seen)
-        if batch:
+        source = iter(identifiers)
+        while batch := list(islice(source, batch_size)):
             added += self._insert(batch, priority)
             seen += len(batch)
             if on_batch:
@@ -57,31 +50,33 @@ class JobQueue:
         return EnqueueCounts(added=added, already_queued=seen - added)
 
     def _insert(self, batch: list[Identifier], priority: int) -> int:
-        """Insert one batch: staged in a TEMP table, then merged in one sorted statement.
+        """Insert one batch: for each type, its identifiers sorted, in one statement.
 
-        Staging takes no lock on the store; the merge runs in SQLite's own loop and
-        reaches the unique index in key order instead of at random pages, so a
-        running daemon waits a fraction of a second per batch. Jobs queued together
-        therefore run in identifier order; --priority is the way to order work.
+        A type's identifiers reach SQLite as one JSON array that SQLite reads in its
+        own loop: no Python round trip per row, no staging table, no sort in SQL. In
+        key order the merge walks the unique index page by page instead of at random,
+        so a running daemon waits a fraction of a second per batch for the write
+        lock. Jobs queued together therefore run in (type, identifier) order;
+        --priority is the way to order work.
         """
+        by_type: dict[str, list[str]] = {}
+        for id_type, value in batch:
+            by_type.setdefault(id_type, []).append(value)
+        # Python orders str by code point, as SQLite's BINARY collation orders UTF-8.
+        arrays = [
+            (id_type, json.dumps(sorted(values), ensure_ascii=False))
+            for id_type, values in sorted(by_type.items())
+        ]
         now = iso_utc(time.time())
-        conn = self._conn
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (id_type TEXT, identifier TEXT)")
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO temp.incoming VALUES (?, ?)", batch)
-        conn.execute("COMMIT")
-        try:
-            with transaction(self._conn):
-                before = conn.total_changes
+        with transaction(self._conn) as conn:
+            before = conn.total_changes
+            for id_type, array in arrays:
                 conn.execute(
                     "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
-                    " created_at, updated_at) SELECT id_type, identifier, ?, ?, ?, ?"
-                    " FROM temp.incoming ORDER BY id_type, identifier",
-                    (priority, now, now, now),
+                    " created_at, updated_at) SELECT ?, value, ?, ?, ?, ? FROM json_each(?)",
+                    (id_type, priority, now, now, now, array),
                 )
-                return conn.total_changes - before
-        finally:
-            conn.execute("DELETE FROM temp.incoming")
+            return conn.total_changes - before
 
     # -- leasing -----------------------------------------------------------------------
 

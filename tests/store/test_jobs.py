@@ -21,6 +21,27 @@ def test_add_jobs_dedupes_and_counts(store: Store) -> None:
     assert store.jobs.counts_by_state()["pending"] == 7
 
 
+def test_add_keeps_every_character_and_queues_in_key_order(store: Store) -> None:
+    """Batches reach SQLite as JSON arrays, one per type: whatever an identifier holds
+    must come out as it went in, and jobs are numbered in (type, identifier) order."""
+    tricky = [
+        Identifier("doi", '10.1000/"quoted"\\back\\slash'),
+        Identifier("uri", "https://example.org/a b?c=ü&d=東京"),
+        Identifier("doi", "10.1000/emoji-\U0001f600"),
+        Identifier("handle", "10101/tab\there"),
+        Identifier("doi", "10.1000/a"),
+        Identifier("pmid", "42"),
+        Identifier("doi", "10.1000/a"),
+    ]
+    counts = store.jobs.add(tricky, batch_size=3)
+    assert (counts.added, counts.already_queued) == (6, 1)
+    stored = store.conn.execute("SELECT id_type, identifier FROM jobs ORDER BY id").fetchall()
+    assert set(stored) == set(tricky)
+    # Sorted within each batch of 3 (the duplicate is in the third batch alone).
+    assert stored[:3] == sorted(tricky[:3])
+    assert stored[3:] == sorted(tricky[3:6])
+
+
 def test_requeueing_a_done_job_does_not_reset_it(store: Store) -> None:
     store.jobs.add(dois(1, "10.1000/x"))
     [job] = store.jobs.claim(10, lease_s=60)
