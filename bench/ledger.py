@@ -15,7 +15,6 @@ of the in-memory index and the store bytes per charged ID.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import tempfile
 import time
@@ -24,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from harvester.identifiers import Identifier
 from harvester.model import ClaimedJob, JobOutcome, StoredResponse, iso_utc
 from harvester.sim import universe
 from harvester.store import Store
+from harvester.store.charged import ids_to_blob
 
 WINDOW_S = 30 * 86_400.0
 LEDGER = 2_000_000
@@ -81,7 +83,7 @@ def fill_ledger(store: Store, count: int, rng: random.Random) -> list[int]:
         filled += size
     times_s = sorted(now_s - rng.random() * WINDOW_S for _ in charges)
     rows = (
-        (at_s, len(ids), json.dumps(ids, separators=(",", ":")))
+        (at_s, len(ids), ids_to_blob(np.array(ids, dtype=np.int64)))
         for at_s, ids in zip(times_s, charges, strict=True)
     )
     with store_calls(store).transaction() as conn:

@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from itertools import chain
 from typing import TypeVar
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -53,8 +51,9 @@ FILTER_MIN_BITS = 20  # 128 KB
 _BIT = np.array([1 << n for n in range(8)], dtype=np.uint8)
 _SPREAD = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15, odd: a bijection
 
-_DECODE_IDS = msgspec.json.Decoder(list[int])
-_ENCODE = msgspec.json.Encoder()
+# How a charge's IDs are stored: 8 bytes each, big-endian (upgrade_ledger's view reads
+# them in plain SQL), a third of their JSON text, and read back without parsing.
+STORED_ID = np.dtype(">i8")
 
 
 def spread(ids: IdArray) -> IdArray:
@@ -152,7 +151,7 @@ class ChargedIndex:
 
     @classmethod
     def from_charges(
-        cls, chunks: Iterable[Sequence[tuple[float, str]]], expected: int = 0
+        cls, chunks: Iterable[Sequence[tuple[float, bytes]]], expected: int = 0
     ) -> ChargedIndex:
         """The index of stored charges, oldest first, in chunks of (time, JSON array of
         IDs) rows; `expected` IDs in all (the arrays grow if there are more)."""
@@ -250,20 +249,21 @@ def _live(run: Run, horizon_s: float) -> tuple[IdArray, TimeArray]:
     return run.keys[live], run.times[live]
 
 
-def run_of_charges(chunks: Iterable[Sequence[tuple[float, str]]], expected: int = 0) -> Run:
+def run_of_charges(chunks: Iterable[Sequence[tuple[float, bytes]]], expected: int = 0) -> Run:
     """The sorted run of stored charges, given oldest first (an ID in several keeps its
-    latest charge), `expected` IDs in all. Decoded chunk by chunk into arrays of that
+    latest charge), `expected` IDs in all. Read chunk by chunk into arrays of that
     size, so that loading 2,000,000 IDs never holds much more than the run itself."""
     keys = np.empty(expected, np.int64)
     times = np.empty(expected, np.float64)
     filled = 0
     for chunk in chunks:
-        decoded = [_DECODE_IDS.decode(text) for _, text in chunk]
+        decoded = [np.frombuffer(blob, STORED_ID) for _, blob in chunk]
         counts = [len(ids) for ids in decoded]
         end = filled + sum(counts)
         if end > len(keys):  # the rows hold more than they said
             keys, times = _grown(keys, filled, end), _grown(times, filled, end)
-        keys[filled:end] = np.fromiter(chain.from_iterable(decoded), np.int64, end - filled)
+        if decoded:
+            np.concatenate(decoded, out=keys[filled:end], casting="unsafe")
         times[filled:end] = np.repeat(np.array([at_s for at_s, _ in chunk], np.float64), counts)
         filled = end
     keys, times = np.multiply(keys[:filled], _SPREAD, out=keys[:filled]), times[:filled]
@@ -281,9 +281,9 @@ def _grown(array: npt.NDArray[_Item], filled: int, size: int) -> npt.NDArray[_It
     return grown
 
 
-def ids_to_json(ids: list[int]) -> str:
-    """The compact JSON array stored for a charge's IDs."""
-    return _ENCODE.encode(ids).decode()
+def ids_to_blob(ids: IdArray) -> bytes:
+    """The bytes stored for a charge's IDs (STORED_ID each)."""
+    return ids.astype(STORED_ID).tobytes()
 
 
 def distinct_sorted(ids: Sequence[int]) -> IdArray:

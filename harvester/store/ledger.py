@@ -3,7 +3,7 @@ with when.
 
 Altmetric allows 1,500,000 unique tweet IDs per key in any rolling 30 days. Each
 `Store.record` transaction that carries new IDs appends one row to `tweet_charges`: its
-time, how many IDs, and the IDs (a sorted JSON array). Appending a row per transaction
+time, how many IDs, and the IDs (sorted, 8 bytes each). Appending a row per transaction
 is sequential I/O; a row per ID in a table keyed by the ID (the ledger before m007)
 dirtied a random B-tree page per ID, 10-18 us of CPU each with 2,000,000 in the window.
 `tweet_ledger` is a view with one row per ID, for users' queries.
@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
-from harvester.store.charged import ChargedIndex, IdArray, distinct_sorted, ids_to_json
+from harvester.store.charged import ChargedIndex, IdArray, distinct_sorted, ids_to_blob
 
 LOAD_CHUNK_ROWS = 2000
 
@@ -111,7 +111,7 @@ class TweetLedger:
         if len(new):
             inserted = conn.execute(
                 "INSERT INTO tweet_charges (charged_at_s, id_count, tweet_ids) VALUES (?, ?, ?)",
-                (batch.now_s, len(new), ids_to_json(new.tolist())),
+                (batch.now_s, len(new), ids_to_blob(new)),
             )
             batch.row_id = inserted.lastrowid or 0
             batch.charged = new

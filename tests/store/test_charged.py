@@ -13,12 +13,17 @@ from harvester.store import charged
 from harvester.store.charged import ChargedIndex, Run, distinct_sorted, merge_runs
 
 
+def blob(*values: int) -> bytes:
+    """IDs as a charge row stores them."""
+    return charged.ids_to_blob(np.array(values, dtype=np.int64))
+
+
 def ids(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
 def test_an_id_counts_as_charged_only_at_or_after_the_window_start() -> None:
-    index = ChargedIndex.from_charges([[(100.0, "[5,1]"), (200.0, "[7]")]])
+    index = ChargedIndex.from_charges([[(100.0, blob(5, 1)), (200.0, blob(7))]])
     assert index.new_ids(ids(1, 5, 7, 9), since_s=50).tolist() == [9]
     assert index.new_ids(ids(1, 5, 7, 9), since_s=150).tolist() == [1, 5, 9]
     index.age_out(200.0)  # pruned up to 200: even a wider window sees 1 and 5 gone
@@ -28,7 +33,7 @@ def test_an_id_counts_as_charged_only_at_or_after_the_window_start() -> None:
 
 
 def test_an_id_stored_in_several_charges_keeps_the_latest() -> None:
-    chunks = [[(100.0, "[1,2]"), (200.0, "[2,3]")], [(300.0, "[2]")], []]
+    chunks = [[(100.0, blob(1, 2)), (200.0, blob(2, 3))], [(300.0, blob(2))], []]
     index = ChargedIndex.from_charges(chunks)
     assert len(index) == 3
     assert index.new_ids(ids(1, 2, 3), since_s=250).tolist() == [1, 3]
@@ -57,7 +62,7 @@ def test_the_index_agrees_with_a_dict_through_many_merges(
     monkeypatch.setattr(charged, "FILTER_BITS_PER_KEY", 0)
     rng = random.Random(seed)
     latest: dict[int, float] = {n: 0.0 for n in range(0, 4000, 7)}
-    index = ChargedIndex.from_charges([[(0.0, str(sorted(latest)))]])
+    index = ChargedIndex.from_charges([[(0.0, blob(*sorted(latest)))]])
     horizon_s = -math.inf
     for now_s in range(1, 400):
         window_start_s = now_s - rng.choice((5, 50, 500))
@@ -83,10 +88,11 @@ def test_a_rebuilt_filter_keeps_every_live_key_of_every_run(
     assert index.new_ids(ids(*range(45)), since_s=0).tolist() == [0, 1, 2, *range(42, 45)]
 
 
-def test_ids_round_trip_through_their_stored_json() -> None:
-    values = [0, 1, 2**63 - 1]
-    assert charged.ids_to_json(values) == "[0,1,9223372036854775807]"
-    index = ChargedIndex.from_charges([[(1.0, "[0, 1, 9223372036854775807]")]], expected=1)
+def test_ids_round_trip_through_their_stored_bytes() -> None:
+    values = np.array([0, 1, 2**63 - 1], dtype=np.int64)
+    stored = charged.ids_to_blob(values)
+    assert stored == bytes(8) + (1).to_bytes(8, "big") + (2**63 - 1).to_bytes(8, "big")
+    index = ChargedIndex.from_charges([[(1.0, stored)]], expected=1)
     assert index.new_ids(ids(0, 2, 2**63 - 1), since_s=0).tolist() == [2]
     assert distinct_sorted([3, 1, 3, 2]).tolist() == [1, 2, 3]
     many = [n % 700 for n in range(2000, 0, -1)]  # past the small-batch path

@@ -4,16 +4,17 @@ that never disagrees with the table, and when a charge ages out."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import dois, outcome_with_tweets, rows
 
 from harvester.model import ClaimedJob
 from harvester.store import Store
+from harvester.store.charged import STORED_ID, ids_to_blob
 from harvester.store.ledger import ChargeBatch
 
 
@@ -29,7 +30,7 @@ def charge(store: Store, job: ClaimedJob, tweets: tuple[int, ...], window_s: flo
 def charges(store: Store) -> list[tuple[int, list[int]]]:
     """Each tweet_charges row as (id_count, IDs), oldest first."""
     found = rows(store, "SELECT id_count, tweet_ids FROM tweet_charges ORDER BY id")
-    return [(count, json.loads(text)) for count, text in found]
+    return [(count, np.frombuffer(blob, STORED_ID).tolist()) for count, blob in found]
 
 
 def test_ids_are_charged_once_within_a_batch_and_across_batches(store: Store) -> None:
@@ -58,15 +59,23 @@ def test_a_charge_that_aged_out_is_pruned_and_charged_again(store: Store) -> Non
 
 def test_the_view_has_the_documented_columns_and_counts_the_window(store: Store) -> None:
     first, second, third = claim(store, 3)
-    charge(store, first, (2**63 - 1, 10))
+    every_hex_digit = 0x0123456789ABCDEF  # the view reads the stored bytes' hex digits
+    charge(store, first, (2**63 - 1, 10, every_hex_digit, 0))
     charge(store, second, (10, 11, 12))
     columns = [row[1] for row in rows(store, "PRAGMA table_info(tweet_ledger)")]
     assert columns == ["tweet_id", "charged_at_s"]
     found = rows(store, "SELECT tweet_id, typeof(tweet_id), charged_at_s FROM tweet_ledger")
-    assert sorted(tweet_id for tweet_id, _, _ in found) == [10, 11, 12, 2**63 - 1]
+    assert sorted(tweet_id for tweet_id, _, _ in found) == [
+        0,
+        10,
+        11,
+        12,
+        every_hex_digit,
+        2**63 - 1,
+    ]
     assert {kind for _, kind, _ in found} == {"integer"}
     assert all(time.time() - 60 < at_s <= time.time() for _, _, at_s in found)
-    assert rows(store, "SELECT count(*) FROM tweet_ledger") == [(4,)]
+    assert rows(store, "SELECT count(*) FROM tweet_ledger") == [(6,)]
     store.conn.execute("UPDATE tweet_charges SET charged_at_s = charged_at_s - 100 WHERE id = 1")
     store.record([outcome_with_tweets(third, ())], ledger_window_s=60)  # prunes the first
     assert rows(store, "SELECT count(*) FROM tweet_ledger") == [(2,)]
@@ -111,7 +120,7 @@ def test_ledger_frees_at_is_the_aging_of_the_right_charge(store: Store) -> None:
     store.conn.executemany(
         "INSERT INTO tweet_charges (charged_at_s, id_count, tweet_ids) VALUES (?, ?, ?)",
         [
-            (now_s - 100, 7, json.dumps(list(range(100, 107)))),  # outside the window
+            (now_s - 100, 7, ids_to_blob(np.arange(100, 107))),  # outside the window
             (now_s - 50, 3, "[1,2,3]"),
             (now_s - 40, 2, "[4,5]"),
             (now_s - 30, 5, "[6,7,8,9,10]"),
