@@ -349,6 +349,8 @@ async def test_deriving_in_worker_processes_gives_the_same_rows(db_path: Path) -
         derived.clear_all(store.conn)
         done, skipped = derived.derive_missing(store.conn, store.bodies, batch_size=7, workers=2)
         assert (done, skipped) == (len(inline[0]) - 1, 1)  # response 3's body is damaged
+        assert rows(store, "PRAGMA foreign_keys") == [(1,)]  # unchecked only while deriving
+        assert rows(store, "PRAGMA foreign_key_check") == []
         pooled = [rows(store, query) for query in DERIVED_DUMP]
     [(job_of_3,)] = rows(db_path, "SELECT job_id FROM responses WHERE id = 3")
     by_snapshot = [[row for row in table if row[0] != 3] for table in inline[:4]]
