@@ -39,6 +39,7 @@ from harvester.errors import HarvesterError
 from harvester.logs import register_secret, say
 from harvester.model import FINAL_STATES, ExitCode, JobState
 from harvester.service.daemon import run_daemon
+from harvester.service.tuning import tune_for_a_long_harvest
 from harvester.store.connection import explain_sqlite_error
 
 INTERRUPTED = 128 + signal.SIGINT  # the exit status shells give a Ctrl-C
@@ -180,6 +181,7 @@ def _run(args: argparse.Namespace, invocation: Invocation) -> int:
     require_store(settings.store.path)
     key = load_api_key(settings)
     register_secret(key.reveal())
+    tune_for_a_long_harvest()
     report = asyncio.run(
         run_daemon(settings, key, drain=args.drain, reload_settings=invocation.read_settings)
     )
