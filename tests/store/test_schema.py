@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import build_pre_compression_store, rows
+from helpers import build_pre_compression_store, rows, run_on_a_terminal
 from sqlite_utils import Database
 
 from harvester.cli import main
@@ -118,3 +118,13 @@ def test_mentions_move_into_tweets_and_posts_and_the_view_gives_them_back_unchan
         ]
         assert rows(reader, "SELECT count(*) FROM posts") == [(3,)]
         assert rows(reader, "SELECT type FROM sqlite_master WHERE name = 'mentions'") == [("view",)]
+
+
+def test_an_upgrade_that_moves_rows_shows_its_progress_on_a_terminal(db_path: Path) -> None:
+    build_store_before_compact_mentions(db_path)
+    code, shown = run_on_a_terminal("--db", str(db_path), "derive")
+    assert code == 0, shown
+    assert "upgrading the store: mentions into tweets and posts" in shown
+    assert "upgrading the store: tweet ledger" not in shown  # nothing to move there
+    with Store(db_path, read_only=True) as reader:
+        assert rows(reader, "SELECT count(*) FROM mentions") == [(len(OLD_MENTIONS),)]
