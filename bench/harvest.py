@@ -77,8 +77,12 @@ class SimulatorProcess:
         self.process.wait(timeout=10)
 
 
-def write_config(directory: Path, base_url: str, concurrency: int) -> Path:
-    config = directory / "bench.toml"
+def write_config(
+    directory: Path, base_url: str, concurrency: int, *, derive: bool, name: str = "bench.toml"
+) -> Path:
+    """The config every harvest benchmark runs with (bench/ratio.py and bench/memory.py
+    too): no rate limit to speak of, a burst as large as the concurrency."""
+    config = directory / name
     config.write_text(f"""
 [api]
 base_url = "{base_url}"
@@ -89,7 +93,7 @@ burst = {concurrency}
 [workers]
 concurrency = {concurrency}
 [store]
-derive = {str(DERIVE).lower()}
+derive = {str(derive).lower()}
 [log]
 level = "info"
 """)
@@ -145,7 +149,7 @@ def harvest(count: int, latency_ms: float, concurrency: int) -> RunFigures:
         directory = Path(tmp)
         simulator = SimulatorProcess(latency_ms)
         try:
-            config = write_config(directory, simulator.base_url, concurrency)
+            config = write_config(directory, simulator.base_url, concurrency, derive=DERIVE)
             db = directory / "bench.db"
             enqueue(db, count, "b")
             return run_drain(config, db)

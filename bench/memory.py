@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harvest import KEY, SimulatorProcess  # the simulator set-up of bench/harvest.py
+from harvest import KEY, SimulatorProcess, write_config  # the simulator set-up of bench/harvest.py
 
 from harvester.store import Store
 
@@ -79,23 +79,6 @@ def stored_outputs(db: Path) -> int:
             conn.close()
     except sqlite3.Error:
         return 0
-
-
-def write_config(directory: Path, base_url: str, derive: bool) -> Path:
-    config = directory / "memory.toml"
-    config.write_text(f"""
-[api]
-base_url = "{base_url}"
-timeout_s = 30
-[rate]
-requests_per_s = 1000000
-burst = {CONCURRENCY}
-[workers]
-concurrency = {CONCURRENCY}
-[store]
-derive = {str(derive).lower()}
-""")
-    return config
 
 
 def enqueue(db: Path, count: int) -> None:
@@ -155,7 +138,12 @@ def harvest(count: int, body_pool: int, derive: bool) -> Trace:
         try:
             db = directory / "memory.db"
             enqueue(db, count)
-            return traced_drain(write_config(directory, simulator.base_url, derive), db)
+            return traced_drain(
+                write_config(
+                    directory, simulator.base_url, CONCURRENCY, derive=derive, name="memory.toml"
+                ),
+                db,
+            )
         finally:
             simulator.close()
 

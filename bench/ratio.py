@@ -34,7 +34,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harvest import KEY, SimulatorProcess  # the same simulator set-up as bench/harvest.py
+from harvest import (
+    KEY,
+    SimulatorProcess,
+    write_config,
+)  # the same simulator set-up as bench/harvest.py
 
 from harvester.store import Store
 
@@ -91,25 +95,6 @@ def run_naive(directory: Path, base_url: str, ids: Path) -> Run:
     return Run(answers, not_found, cpu_s, wall_s)
 
 
-def write_config(directory: Path, base_url: str, derive: bool) -> Path:
-    config = directory / f"derive-{str(derive).lower()}.toml"
-    config.write_text(f"""
-[api]
-base_url = "{base_url}"
-timeout_s = 30
-[rate]
-requests_per_s = 1000000
-burst = {CONCURRENCY}
-[workers]
-concurrency = {CONCURRENCY}
-[store]
-derive = {str(derive).lower()}
-[log]
-level = "info"
-""")
-    return config
-
-
 def run_harvester(directory: Path, base_url: str, ids: Path, derive: bool) -> Run:
     db = directory / "harvester.db"
     for leftover in directory.glob("harvester.db*"):
@@ -126,7 +111,9 @@ def run_harvester(directory: Path, base_url: str, ids: Path, derive: bool) -> Ru
     else:  # `enqueue` of nothing leaves no store, and `run` refuses a missing one
         with Store(db):
             pass
-    config = write_config(directory, base_url, derive)
+    config = write_config(
+        directory, base_url, CONCURRENCY, derive=derive, name=f"derive-{str(derive).lower()}.toml"
+    )
     command = [*HARVESTER, "--config", str(config), "--db", str(db), "run", "--drain"]
     log, cpu_s, wall_s = measured(command, "harvester run")
     stop = next(json.loads(line) for line in log.splitlines() if '"harvest.stop"' in line)
