@@ -1,4 +1,4 @@
-"""Writing the derived tables (schema m005) from answers; part of the store.
+"""Writing the derived tables (schemas m005, m006) from answers; part of the store.
 
 The daemon's `Store.record` derives a batch of answers in the transaction that stores
 them (`derive_answers`); `harvester derive` catches up (`derive_missing`) or rebuilds
