@@ -4,9 +4,11 @@ Each `Store.record` is one transaction, and a transaction costs the store thread
 fixed price (the write lock, the ledger's prune, the commit's WAL pages) on top of
 its outcomes: a commit of 32 answers costs about as much again per answer as one of
 256. So the writer takes a batch once `target` outcomes wait, or `linger_s` after it
-found fewer, whichever comes first. Kept short, the linger bounds what a kill -9 can
-lose: answers fetched but not yet written are fetched again after a restart (their
-jobs are still leased), and none is ever stored twice, as each batch commits whole.
+found fewer, whichever comes first, or at once when told nothing else is coming
+(`flush`: every job claimed has its outcome waiting, as at the end of a drain).
+Kept short, the linger bounds what a kill -9 can lose: answers fetched but not yet
+written are fetched again after a restart (their jobs are still leased), and none is
+ever stored twice, as each batch commits whole.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class OutcomeBatches:
         self._waiting = asyncio.Event()  # set: some outcome waits (or closed)
         self._full = asyncio.Event()  # set: `target` outcomes wait (or closed)
         self._closed = False
+        self._now = False  # `flush` was called: no lingering for the next batch
 
     def __len__(self) -> int:
         return len(self._items)
@@ -38,6 +41,11 @@ class OutcomeBatches:
             self._waiting.set()
         if len(items) >= self._target:
             self._full.set()
+
+    def flush(self) -> None:
+        """Hand out what waits without lingering: no other outcome is coming soon."""
+        self._now = True
+        self._full.set()
 
     def close(self) -> None:
         """No more outcomes will come: hand out the rest at once, then None."""
@@ -52,13 +60,14 @@ class OutcomeBatches:
                 return None
             self._waiting.clear()
             await self._waiting.wait()
-        if len(self._items) < self._target and not self._closed:
+        if len(self._items) < self._target and not (self._closed or self._now):
             self._full.clear()
             try:
                 async with asyncio.timeout(self._linger_s):
                     await self._full.wait()
             except TimeoutError:
                 pass  # lingered long enough: write what there is
+        self._now = False
         batch = self._items[: self._max_size]
         del self._items[: self._max_size]
         return batch

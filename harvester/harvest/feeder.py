@@ -1,13 +1,19 @@
 """The feeder: claims jobs from the store into the workers' queue.
 
-It keeps the queue at most `workers.concurrency` deep (a reload may change that), so
-no job waits long under a lease it cannot use; it returns expired leases of other
-runs to the queue now and then; and it tells a draining run when nothing is left.
+It keeps the queue about as deep as the workers use in `STORE_STALL_S` at the
+configured rate, and at least `workers.concurrency` (a reload may change either):
+enough that the workers never run dry while the store thread is busy with a large
+commit (the claim waits behind it), and no deeper, so no job waits long under a lease
+it cannot use. It claims in halves of that depth, so claims stay few and large. It
+returns expired leases of other runs to the queue now and then, and tells a draining
+run when nothing is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -17,6 +23,8 @@ from harvester.harvest.quota import QuotaState
 from harvester.model import ClaimedJob, JobOutcome, QuotaMode, parse_iso
 from harvester.store.aio import AsyncStore
 
+STORE_STALL_S = 0.25  # how long a claim may wait behind the store thread's other work
+MAX_DEPTH_FACTOR = 4  # the queue holds at most this many times `workers.concurrency`
 BUSY_WAIT_S = 0.05  # nothing claimable while our own jobs are out: look again soon
 IDLE_WAIT_S = 1.0  # nothing claimable at all: the longest wait before looking again
 
@@ -27,6 +35,7 @@ class Leases:
     def __init__(self) -> None:
         self.outstanding = 0
         self.tokens: Counter[str] = Counter()  # their lease tokens: not to be swept
+        self.written_some = asyncio.Event()  # set as outcomes are written
 
     def claimed(self, jobs: Iterable[ClaimedJob]) -> None:
         for job in jobs:
@@ -39,6 +48,7 @@ class Leases:
             self.tokens[outcome.lease_token] -= 1
             if self.tokens[outcome.lease_token] <= 0:
                 del self.tokens[outcome.lease_token]
+        self.written_some.set()
 
 
 class Feeder:
@@ -82,22 +92,31 @@ class Feeder:
             for job in claimed:
                 self._jobs.put_nowait(job)
             if not claimed:
-                await asyncio.sleep(await self._idle_wait_s())
+                await self._pause(await self._idle_wait_s())
+
+    async def _pause(self, wait_s: float) -> None:
+        """Wait `wait_s`, or until outcomes are written: they may free jobs to claim
+        (a retry due now) or leave nothing outstanding (a drain may be over)."""
+        self._leases.written_some.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await self._leases.written_some.wait()
 
     def _backfill(self) -> bool:
         """Backfill jobs (`needs_full`) are claimed only while the quota allows full mode."""
         return self._quota.mode() == QuotaMode.FULL
 
     async def _room_in_queue(self) -> int:
-        """Wait until at most half of `concurrency` jobs are queued; how many more fit.
+        """Wait until at most half of `queue_depth` jobs are queued; how many more fit.
         Claiming in halves rather than one by one as workers take jobs keeps claims
         (a transaction each on the store thread) few and large."""
-        concurrency = self.settings.workers.concurrency
-        wanted = max(1, concurrency // 2)
-        while (room := concurrency - self._jobs.qsize()) < wanted:
+        while True:
+            depth = queue_depth(self.settings)  # a reload may change it
+            room = depth - self._jobs.qsize()
+            if room >= max(1, depth // 2):
+                return room
             self._room.clear()
             await self._room.wait()
-        return room
 
     async def _idle_wait_s(self) -> float:
         """How long to wait before claiming again; ends a draining run that is done."""
@@ -111,3 +130,12 @@ class Feeder:
             return IDLE_WAIT_S
         wait_s = parse_iso(earliest) - time.time()
         return min(max(wait_s, BUSY_WAIT_S), IDLE_WAIT_S)
+
+
+def queue_depth(settings: Settings) -> int:
+    """How many claimed jobs the queue may hold: `STORE_STALL_S` of requests at the
+    configured rate, at least one per worker and at most `MAX_DEPTH_FACTOR` per worker.
+    A key allowing a few requests a second keeps the queue one job per worker deep."""
+    concurrency = settings.workers.concurrency
+    stall = math.ceil(settings.rate.requests_per_s * STORE_STALL_S)
+    return min(MAX_DEPTH_FACTOR * concurrency, max(concurrency, stall))

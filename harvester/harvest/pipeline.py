@@ -216,6 +216,8 @@ class Harvest:
         outcome = await self._fetcher.outcome(job, self._stopping)
         if outcome is not None:
             self._outcomes.add(outcome)
+            if len(self._outcomes) >= self._leases.outstanding:
+                self._outcomes.flush()  # no claimed job left to wait for
 
     async def _write(self) -> None:
         """Write outcomes in batches (`batches.OutcomeBatches`) until the last is written."""
