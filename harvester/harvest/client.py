@@ -53,7 +53,7 @@ class LimitHeaders:
     retry_after_s: float | None = None
 
 
-_NO_LIMITS = LimitHeaders()
+NO_LIMITS = LimitHeaders()  # shared by every answer without limit headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ class FetchResult:
     outcome: Outcome
     http_status: int | None
     body: bytes = b""
-    limits: LimitHeaders = _NO_LIMITS
+    limits: LimitHeaders = NO_LIMITS
     error: str | None = None
     tweet_ids: tuple[int, ...] = ()  # of an `ok` answer: what the tweet quota charges
 
@@ -314,7 +314,7 @@ def read_limit_headers(headers: Mapping[str, str]) -> LimitHeaders:
     """The limit headers; `headers` has its names lowercased (or is case-insensitive).
     An answer with none of them, the common case, shares one empty record."""
     if not any(name in headers for name in _LIMIT_HEADERS):
-        return _NO_LIMITS
+        return NO_LIMITS
     return LimitHeaders(
         hourly_remaining=_int_header(headers, "x-hourlyratelimit-remaining"),
         daily_remaining=_int_header(headers, "x-dailyratelimit-remaining"),
@@ -352,6 +352,7 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
 
 
 __all__ = [
+    "NO_LIMITS",
     "AltmetricClient",
     "FetchResult",
     "LimitHeaders",

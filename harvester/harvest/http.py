@@ -28,7 +28,7 @@ import asyncio
 import ssl
 import time
 from typing import NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from harvester.harvest.httpread import (
     BodyReader,
@@ -39,6 +39,9 @@ from harvester.harvest.httpread import (
 )
 
 KEEPALIVE_S = 15.0  # an idle connection older than this is closed, not reused
+CLOSE_GRACE_S = 2.0  # `close` waits this long for connections being opened
+HAPPY_EYEBALLS_DELAY_S = 0.25  # IPv6 and IPv4 both tried, as aiohttp did (RFC 8305)
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 __all__ = [
     "HttpClient",
@@ -62,8 +65,9 @@ class ServerDisconnected(ConnectionError):
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection, carrying one request at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, known: set[_Connection]) -> None:
         self._loop = loop
+        self._known = known  # the client's: every connection made, until it is lost
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since_s = 0.0
@@ -77,6 +81,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        # Known from here on, so `HttpClient.close` closes it even if the request that
+        # opened it was cancelled before it could take it.
+        self._known.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # bytes nobody asked for: the connection is not sane
@@ -98,6 +105,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._known.discard(self)
         if self._waiter is not None:
             self._fail(exc if exc is not None else ServerDisconnected("connection closed"))
 
@@ -180,14 +188,13 @@ class HttpClient:
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        self.path_prefix = parts.path.rstrip("/")  # as given: already percent-encoded
+        # Percent-encode what a request line may not hold, keeping escapes as given.
+        self.path_prefix = quote(parts.path.rstrip("/"), safe=_PATH_SAFE)
         self._timeout_s = timeout_s
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        default_port = self._port == (443 if self._ssl else 80)
-        fields = {"Host": host if default_port else f"{host}:{self._port}", **headers}
-        self._head_tail = "".join(f"\r\n{name}: {value}" for name, value in fields.items())
+        self._head_tail = head_fields(self._host, self._port, self._ssl is not None, headers)
         self._idle: list[_Connection] = []
-        self._open: set[_Connection] = set()
+        self._open: set[_Connection] = set()  # every connection not yet lost
+        self._opening: set[asyncio.Task[_Connection]] = set()
 
     async def get(self, target: str) -> HttpResponse:
         """GET `target` (an encoded path and query); the answer, whatever its status."""
@@ -207,7 +214,12 @@ class HttpClient:
         return await self._exchange(connection, head, deadline_s)
 
     async def close(self) -> None:
-        """Close every connection, idle or not."""
+        """Close every connection, idle or not, once connections being opened have
+        landed (a moment, usually; cancelling them could lose their sockets)."""
+        if self._opening:
+            await asyncio.wait(set(self._opening), timeout=CLOSE_GRACE_S)
+            for opening in list(self._opening):
+                opening.cancel()  # a connect that hangs: better a lost fd than a hang
         for connection in list(self._open):
             connection.abort()
         self._open.clear()
@@ -225,15 +237,29 @@ class HttpClient:
         return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline_s: float) -> _Connection:
-        async with asyncio.timeout_at(deadline_s):
-            _, connection = await loop.create_connection(
-                lambda: _Connection(loop),
-                self._host,
-                self._port,
-                ssl=self._ssl,
-                server_hostname=self._host if self._ssl else None,
-            )
-        self._open.add(connection)
+        """A new connection, opened in a task of its own: a request cancelled or timed
+        out meanwhile leaves it to finish and closes what it brings. Cancelling
+        asyncio's happy-eyeballs connect itself at the wrong moment loses the socket it
+        had just connected (CPython 3.11: a ResourceWarning, an fd open until GC)."""
+        opening = loop.create_task(self._open_connection(loop))
+        self._opening.add(opening)
+        opening.add_done_callback(self._opening.discard)
+        try:
+            async with asyncio.timeout_at(deadline_s):
+                return await asyncio.shield(opening)
+        except BaseException:
+            opening.add_done_callback(_close_abandoned)
+            raise
+
+    async def _open_connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        _, connection = await loop.create_connection(
+            lambda: _Connection(loop, self._open),
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            server_hostname=self._host if self._ssl else None,
+            happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S,
+        )
         return connection
 
     async def _exchange(
@@ -255,3 +281,22 @@ class HttpClient:
     def _forget(self, connection: _Connection) -> None:
         connection.abort()
         self._open.discard(connection)
+
+
+def _close_abandoned(opening: asyncio.Task[_Connection]) -> None:
+    """A connection opened for a request that gave up on it: closed at once."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().abort()
+
+
+def head_fields(host: str, port: int, tls: bool, headers: dict[str, str]) -> str:
+    """The request head after its request line: Host (as RFC 9110 wants it: an IDN in
+    its ASCII form, an IPv6 address in brackets, the port unless the scheme's), then
+    `headers`, each line starting with its CRLF."""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    if port != (443 if tls else 80):
+        host = f"{host}:{port}"
+    return "".join(f"\r\n{name}: {value}" for name, value in {"Host": host, **headers}.items())

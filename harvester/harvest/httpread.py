@@ -82,6 +82,7 @@ def parse_head(raw: bytes) -> ResponseHead:
         version == "HTTP/1.1"
         and (length is not None or chunked)
         and "close" not in headers.get("connection", "").lower()
+        and not (chunked and "content-length" in headers)  # RFC 9112 6.3: close after
     )
     return ResponseHead(status, headers, keep_alive, length, chunked)
 
@@ -98,6 +99,8 @@ def _framing(status: int, headers: dict[str, str]) -> tuple[int | None, bool]:
     declared = headers.get("content-length")
     if declared is None:
         return None, False  # up to the end of the connection
+    if declared.isascii() and declared.isdigit():
+        return int(declared), False
     values = {value.strip() for value in declared.split(",")}
     if len(values) != 1 or not all(value.isascii() and value.isdigit() for value in values):
         raise ProtocolError("an invalid Content-Length")

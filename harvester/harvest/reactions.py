@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from harvester.harvest.client import FetchResult
+from harvester.harvest.client import NO_LIMITS, FetchResult
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.logs import get_logger
@@ -63,6 +63,8 @@ class Reactions:
             self._quota_refused(job)
         else:
             self._rate.on_accepted()
+        if result.limits is NO_LIMITS:
+            return  # no allowance or quota counts to heed (most answers, in the simulator)
         self._watch_allowance(result)
         self._quota.server_says(
             result.limits.tweet_limit, result.limits.tweet_remaining, time.time()

@@ -5,6 +5,7 @@ server that counts them)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harvester.harvest.http import HttpClient, ServerDisconnected
+from harvester.harvest.http import HttpClient, ServerDisconnected, head_fields
 from harvester.harvest.httpread import (
     MAX_HEAD_BYTES,
     BodyReader,
@@ -326,3 +327,52 @@ async def test_a_refused_connection_is_an_os_error() -> None:
     with pytest.raises(OSError):
         await client.get("/v1/x")
     await client.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "tls", "expected"),
+    [
+        ("api.altmetric.com", 443, True, "api.altmetric.com"),
+        ("api.altmetric.com", 8443, True, "api.altmetric.com:8443"),
+        ("127.0.0.1", 80, False, "127.0.0.1"),
+        ("::1", 8080, False, "[::1]:8080"),
+        ("bücher.example", 443, True, "xn--bcher-kva.example"),
+    ],
+)
+def test_the_host_field_is_what_rfc_9110_asks(
+    host: str, port: int, tls: bool, expected: str
+) -> None:
+    fields = head_fields(host, port, tls, {"User-Agent": "ua"})
+    assert fields == f"\r\nHost: {expected}\r\nUser-Agent: ua"
+
+
+async def test_a_base_path_is_encoded_for_the_request_line() -> None:
+    client = HttpClient("http://127.0.0.1:1/api v1/%7Ebase/", timeout_s=1, headers=HEADERS)
+    assert client.path_prefix == "/api%20v1/%7Ebase"
+    await client.close()
+
+
+async def test_close_closes_connections_in_use_too(server: RawServer) -> None:
+    server.reply = lambda head: None  # never answers
+    client = HttpClient(server.base_url, timeout_s=5, headers=HEADERS)
+    request = asyncio.create_task(client.get("/v1/x/pending"))
+    await asyncio.sleep(0.1)
+    await client.close()
+    with pytest.raises(ConnectionError):
+        await request
+    for writer in server.writers:
+        await asyncio.wait_for(writer.wait_closed(), 2)  # the server saw it go
+
+
+async def test_requests_cancelled_while_connecting_lose_no_socket(server: RawServer) -> None:
+    """Workers are cancelled at a stop, some in the middle of opening a connection."""
+    client = HttpClient(server.base_url, timeout_s=5, headers=HEADERS)
+    for steps in range(8):  # cancelled after 0, 1, ... turns of the loop
+        requests = [asyncio.create_task(client.get(f"/v1/x/{n}")) for n in range(16)]
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        for request in requests:
+            request.cancel()
+        await asyncio.gather(*requests, return_exceptions=True)
+    await client.close()
+    gc.collect()  # a lost socket would warn here, and the warning fails the test
