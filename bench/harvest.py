@@ -121,11 +121,11 @@ def enqueue(db: Path, count: int, prefix: str) -> None:
     )
 
 
-def run_drain(config: Path, db: Path) -> RunFigures:
-    """Run `harvester run --drain` and account for that one process."""
+def measured_run(command: list[str], what: str) -> tuple[str, os.struct_rusage, float]:
+    """Run one command; its stderr, its resource usage (this process alone), wall."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [*HARVESTER, "--config", str(config), "--db", str(db), "run", "--drain"],
+        command,
         env={**os.environ, "ALTMETRIC_API_KEY": KEY},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -136,7 +136,20 @@ def run_drain(config: Path, db: Path) -> RunFigures:
     _, status, usage = os.wait4(process.pid, 0)
     wall_s = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"harvester run failed:\n{log[-2000:]}")
+        raise SystemExit(f"{what} failed:\n{log[-2000:]}")
+    return log, usage, wall_s
+
+
+def measured(command: list[str], what: str) -> tuple[str, float, float]:
+    """Run one command; its stderr, CPU seconds (user + sys, this process alone), wall."""
+    log, usage, wall_s = measured_run(command, what)
+    return log, usage.ru_utime + usage.ru_stime, wall_s
+
+
+def run_drain(config: Path, db: Path) -> RunFigures:
+    """Run `harvester run --drain` and account for that one process."""
+    command = [*HARVESTER, "--config", str(config), "--db", str(db), "run", "--drain"]
+    log, usage, wall_s = measured_run(command, "harvester run")
     stop = next(json.loads(line) for line in log.splitlines() if '"harvest.stop"' in line)
     outputs = stop.get("done", 0) + stop.get("not_found", 0)
     return RunFigures(

@@ -25,9 +25,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harvest import KEY, SimulatorProcess, write_config  # the simulator set-up of bench/harvest.py
-
-from harvester.store import Store
+from harvest import (  # the simulator set-up of bench/harvest.py
+    KEY,
+    SimulatorProcess,
+    enqueue,
+    write_config,
+)
 
 HARVESTER = [sys.executable, "-m", "harvester"]
 CONCURRENCY = 64
@@ -81,20 +84,6 @@ def stored_outputs(db: Path) -> int:
         return 0
 
 
-def enqueue(db: Path, count: int) -> None:
-    if count == 0:  # `enqueue` of nothing leaves no store, and `run` needs one
-        with Store(db):
-            return
-    lines = "".join(f"10.{1000 + n % 9000}/m.{n}\n" for n in range(count))
-    subprocess.run(
-        [*HARVESTER, "--db", str(db), "enqueue"],
-        input=lines,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-
-
 def traced_drain(config: Path, db: Path) -> Trace:
     """`harvester run --drain`, its memory sampled until it exits; the peak and CPU
     from the kernel's accounting of that process alone (wait4)."""
@@ -137,7 +126,7 @@ def harvest(count: int, body_pool: int, derive: bool) -> Trace:
         simulator = SimulatorProcess(0, body_pool)
         try:
             db = directory / "memory.db"
-            enqueue(db, count)
+            enqueue(db, count, "m")
             return traced_drain(
                 write_config(
                     directory, simulator.base_url, CONCURRENCY, derive=derive, name="memory.toml"

@@ -25,20 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harvest import (
-    KEY,
-    SimulatorProcess,
-    write_config,
-)  # the same simulator set-up as bench/harvest.py
+from harvest import KEY, SimulatorProcess, measured, write_config  # bench/harvest.py's set-up
 
 from harvester.store import Store
 
@@ -61,25 +55,6 @@ class Run:
     not_found: int
     cpu_s: float
     wall_s: float
-
-
-def measured(command: list[str], what: str) -> tuple[str, float, float]:
-    """Run one command; its stderr, CPU seconds (user + sys, this process alone), wall."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "ALTMETRIC_API_KEY": KEY},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    log = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall_s = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{what} failed:\n{log[-2000:]}")
-    return log, usage.ru_utime + usage.ru_stime, wall_s
 
 
 def run_naive(directory: Path, base_url: str, ids: Path) -> Run:
