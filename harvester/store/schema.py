@@ -6,7 +6,8 @@ m001-m003: the job queue, responses, the tweet ledger. m004: bodies compressed a
 from the responses that point at them (one body per distinct answer). m005: the
 derived tables researchers query (`harvester derive --rebuild` rebuilds them). m006:
 tweets in a compact table of their own, `mentions` a view (`upgrade_mentions`). m007:
-the tweet ledger as one row per charge, `tweet_ledger` a view (`upgrade_ledger`).
+the tweet ledger as one row per charge, `tweet_ledger` a view (`upgrade_ledger`). m008:
+two indexes of `outputs` and `counts` that no query used, dropped.
 """
 
 from __future__ import annotations
@@ -274,6 +275,19 @@ def m006_compact_mentions(db: Database) -> None:
 @migrations()
 def m007_tweet_charges(db: Database) -> None:
     upgrade_ledger.migrate(db)
+
+
+@migrations()
+def m008_unused_indexes(db: Database) -> None:
+    # outputs_latest_job: every lookup of an output's snapshots by job (deriving's
+    # is-latest flag, refresh --where) is served as fast by outputs_job (job_id,
+    # response_id), which it only repeated for the latest ones; 11 bytes an output.
+    # counts_source: no query of ours, nor of the README's, read it; 47 bytes an
+    # output (a tenth of what `counts` holds for the simulator's answers) and a random
+    # page write per count stored. `CREATE INDEX counts_source ON counts (source,
+    # posts_count)` makes it again, and the harvester keeps it.
+    db.execute("DROP INDEX IF EXISTS outputs_latest_job")
+    db.execute("DROP INDEX IF EXISTS counts_source")
 
 
 def pending_migrations(path: Path) -> list[str]:
