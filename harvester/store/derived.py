@@ -22,7 +22,6 @@ from harvester.store.bodies import BODY_COLUMNS, BodyStore
 from harvester.store.connection import transaction
 from harvester.store.derive_pool import BatchReader, ReadBatch, StoredRow, worker_count
 from harvester.store.snapshot import Answer, AnswerRows, Read, Row, read_answers
-from harvester.store.upgrade_mentions import compact_author
 
 # How long reading answers may hold the GIL before pausing, and the pause (`_read_yielding`).
 YIELD_EVERY_S, YIELD_PAUSE_S = 0.0005, 0.00005
@@ -46,7 +45,8 @@ _UNFLAG_OLDER = (
 # and the larger last win, and the other columns come from the later snapshot, so
 # snapshots may be derived in any order with the same result. (SET expressions all
 # read the row as it was before the update.) A post's URL is stored as '' when it is
-# the post's key too; the `mentions` view puts it back (upgrade_mentions).
+# the post's key too; the `mentions` view puts it back (upgrade_mentions). A tweet's
+# tweeter ID comes as `tweets` keeps it (`posts.stored_author`).
 _LAST = "coalesce(last_response_id, first_response_id)"
 _NEWER = f"excluded.first_response_id > {_LAST}"
 _SNAPSHOTS = f"""
@@ -54,7 +54,7 @@ _SNAPSHOTS = f"""
         last_response_id = nullif(max({_LAST}, excluded.first_response_id),
                                   min(first_response_id, excluded.first_response_id))"""
 _UPSERT_TWEET = f"""
-    INSERT INTO tweets VALUES (?1, ?2, {compact_author("?3")}, ?4, NULL)
+    INSERT INTO tweets VALUES (?1, ?2, ?3, ?4, NULL)
     ON CONFLICT (job_id, tweet_id) DO UPDATE SET {_SNAPSHOTS},
         author_id = iif({_NEWER}, excluded.author_id, author_id)
 """

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from harvester.store.loose import count, first, mapping, number, text, timestamp
-from harvester.store.posts import MentionRow, TweetRow, read_posts
+from harvester.store.posts import MentionRow, TweetRow, read_posts, stored_author
 
 IDENTIFIER_FIELDS = (
     "doi",
@@ -117,7 +117,7 @@ class AnswerRows(NamedTuple):
     counts: list[Row]
     readers: list[Row]
     contexts: list[Row]  # score_context
-    tweets: list[Row]  # job, tweet ID, tweeter ID, first snapshot
+    tweets: list[Row]  # job, tweet ID, tweeter ID as stored (`stored_author`), first snapshot
     posts: list[Row]  # job, MentionRow..., first snapshot
 
 
@@ -129,7 +129,10 @@ def rows_of(answer: Answer, snapshot: Snapshot) -> AnswerRows:
         [(response_id, job_id, *row) for row in snapshot.counts],
         [(response_id, job_id, *row) for row in snapshot.readers],
         [(response_id, job_id, *row) for row in snapshot.contexts],
-        [(job_id, *row, response_id) for row in snapshot.tweets],
+        [
+            (job_id, tweet_id, stored_author(tweeter_id), response_id)
+            for tweet_id, tweeter_id in snapshot.tweets
+        ],
         [(job_id, *row, response_id) for row in snapshot.mentions],
     )
 

@@ -91,7 +91,8 @@ _IS_TWEET = """
 def compact_author(value: str) -> str:
     """SQL for the tweeter ID as `tweets` keeps it: an integer when its text reads back
     the same from one ("42"; not "042", " 42" or "1e3"), else the value as it is. Used
-    by this migration and by every insert (`derived`)."""
+    by this migration; every insert applies the same rule in Python
+    (`posts.stored_author`)."""
     return f"iif(CAST({value} AS INTEGER) || '' == {value}, CAST({value} AS INTEGER), {value})"
 
 

@@ -4,12 +4,14 @@ give exactly the rows the general, post-by-post read gives."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import msgspec
 import pytest
 
-from harvester.store.posts import MentionRow, read_posts
+from harvester.store.posts import MentionRow, read_posts, stored_author
+from harvester.store.upgrade_mentions import compact_author
 
 COMMON = {"citation_ids": [7], "author": {"tweeter_id": "1755973004"}, "tweet_id": "502762406"}
 # In a list, this one sends the whole list the general way (the typed read refuses a
@@ -75,3 +77,30 @@ def test_other_sources_and_unusual_tweets_are_mentions() -> None:
 @pytest.mark.parametrize("section", [b"[]", b"null", b'"text"', b'{"twitter": "x"}'])
 def test_a_posts_section_of_another_shape_gives_nothing(section: bytes) -> None:
     assert read_posts(msgspec.Raw(section)) == ([], [])
+
+
+TWEETER_IDS = [
+    *("42", "0", "-42", "042", "-0", " 42", "42 ", "+42", "4_2", "1e3", "42.0", ""),
+    *("\u0664\u0662", "x", "9223372036854775807", "9223372036854775808"),
+    *("-9223372036854775808", "-9223372036854775809", "1" * 5000, None),
+]
+
+
+@pytest.mark.parametrize("tweeter_id", TWEETER_IDS)
+def test_a_tweeter_id_is_stored_as_the_upgrades_sql_stores_it(tweeter_id: str | None) -> None:
+    """`stored_author` (run where answers are read) and `compact_author` (the m006
+    upgrade's SQL) keep the same value of the same text, and it reads back as that
+    text, in a real SQLite column without a declared type like `tweets.author_id`."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (by_sql, by_python)")
+    conn.execute(
+        f"INSERT INTO t VALUES ({compact_author('?1')}, ?2)",
+        (tweeter_id, stored_author(tweeter_id)),
+    )
+    [(by_sql, by_python, type_sql, type_python, text)] = conn.execute(
+        "SELECT by_sql, by_python, typeof(by_sql), typeof(by_python), CAST(by_python AS TEXT)"
+        " FROM t"
+    ).fetchall()
+    conn.close()
+    assert (by_python, type_python) == (by_sql, type_sql)
+    assert text == tweeter_id
