@@ -255,22 +255,23 @@ def _underived_after(conn: sqlite3.Connection, after_id: int, limit: int) -> lis
     ).fetchall()
 
 
-def clear_all(conn: sqlite3.Connection, batch: int = 2_000) -> int:
-    """Empty the derived tables (before a rebuild); the raw store is untouched. In
-    batches, each its own short transaction: one DELETE of hundreds of millions of
-    rows would hold the write lock for minutes (with foreign keys on, SQLite cannot
-    simply truncate). Rows deleted."""
+def clear_all(conn: sqlite3.Connection) -> int:
+    """Empty the derived tables (before a rebuild); the raw store is untouched. Rows
+    deleted.
+
+    Each table is emptied whole, in a transaction of its own, with foreign keys
+    unchecked (children first, so none would fail): SQLite then frees the table's
+    pages without visiting its rows (its truncate optimisation), one read of the table
+    instead of a B-tree delete per row and a WAL write of every page. For the rows of
+    25,000 simulator answers that is 0.25 s instead of 1.5 s in batches of 2,000 keys,
+    a quarter of a whole rebuild. The write lock is held meanwhile, once per table, for
+    that one read: no daemon runs during a rebuild (it holds the daemon's lock), and
+    another writer (an `enqueue` by hand) waits up to its 60 s busy timeout, well
+    above the ~20 s the tweets of 8 million outputs (13 GB) take to read at 700 MB/s.
+    """
     deleted = 0
-    for table in DERIVED_TABLES:
-        key = "job_id" if table in ("tweets", "posts") else "response_id"
-        while True:
+    with _foreign_keys_unchecked(conn):
+        for table in DERIVED_TABLES:
             with transaction(conn):
-                removed = conn.execute(
-                    f"DELETE FROM {table} WHERE {key} IN"
-                    f" (SELECT DISTINCT {key} FROM {table} LIMIT ?)",
-                    (batch,),
-                ).rowcount
-            deleted += removed
-            if removed == 0:
-                break
+                deleted += conn.execute(f"DELETE FROM {table}").rowcount
     return deleted

@@ -374,3 +374,23 @@ def test_the_mentions_view_declares_the_column_types_of_m005s_table(store: Store
         ("first_response_id", "INTEGER"),
         ("last_response_id", "INTEGER"),
     ]
+
+
+async def test_clearing_empties_every_derived_table_and_nothing_else(db_path: Path) -> None:
+    await harvest_from_simulator(db_path, 30)
+    raw_tables = ("jobs", "responses", "bodies", "tweet_charges")
+    count = "SELECT count(*) FROM {}"
+    with Store(db_path) as store:
+        derived_rows = sum(rows(store, count.format(t))[0][0] for t in derived.DERIVED_TABLES)
+        raw_before = [rows(store, count.format(table)) for table in raw_tables]
+        assert derived_rows > 30 * 5
+        assert derived.clear_all(store.conn) == derived_rows
+        assert [rows(store, count.format(t)) for t in derived.DERIVED_TABLES] == [[(0,)]] * 6
+        assert [rows(store, count.format(table)) for table in raw_tables] == raw_before
+        assert rows(store, "PRAGMA foreign_keys") == [(1,)]  # unchecked only while clearing
+        assert derived.derive_missing(store.conn, store.bodies) == (30 - len(not_found(store)), 0)
+        assert rows(store, "PRAGMA foreign_key_check") == []
+
+
+def not_found(store: Store) -> list[tuple[Any, ...]]:
+    return rows(store, "SELECT id FROM responses WHERE http_status != 200")
