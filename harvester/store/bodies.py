@@ -118,10 +118,11 @@ class BodyStore:
 
     def train_if_due(self) -> bool:
         """Train a zstd dictionary on recent bodies once there are enough; True once it
-        is in use. The training (a second of CPU for 2,000 bodies) runs on a thread of
-        its own, where zstd releases the GIL: the caller (the daemon's store thread)
-        only reads the samples, then goes on compressing with plain zstd, and a later
-        call stores the dictionary and compresses with it from then on. Bodies stored
+        is in use. The training (~0.1 s of CPU for 1,000 bodies; it once took a second
+        on the daemon's store thread, stalling every request) runs on a thread of its
+        own, where zstd releases the GIL: the caller only reads the samples, then goes
+        on compressing with plain zstd, and a later call stores the dictionary and
+        compresses with it from then on. Bodies stored
         before it keep plain zstd (they decompress without it). Optional work: whatever
         goes wrong, nothing stored is touched, and the next try waits for as many new
         bodies again."""
@@ -142,7 +143,7 @@ class BodyStore:
     def finish_training(self, timeout_s: float | None = None) -> bool:
         """Wait for a training under way (up to `timeout_s`) and put its dictionary to
         use; True if a dictionary is in use now. For callers that would rather wait
-        than compress the next bodies without it (tests, a batch import)."""
+        than compress the next bodies without it (the tests)."""
         if self._training is not None:
             concurrent.futures.wait([self._training], timeout=timeout_s)
             self._adopt_if_trained()

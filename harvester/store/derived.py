@@ -94,7 +94,8 @@ def _read_yielding(answers: Sequence[Answer]) -> Read:
     ~25 ms, so each wake-up of the loop meanwhile cost up to 5 ms of every request in
     flight. A pause hands the GIL over at once (sleeping releases it; a bare
     `sleep(0)` would mostly take it straight back): `run --drain` at concurrency 64
-    and 50 ms latency went from 0.85-0.90 of the latency bound to 0.91-0.93."""
+    and 50 ms latency went from 0.85-0.90 of the latency bound to 0.88-0.93, as
+    `store.derive = false` does."""
     rows: list[AnswerRows] = []
     problems: list[str] = []
     due_s = time.perf_counter() + YIELD_EVERY_S
@@ -266,8 +267,9 @@ def clear_all(conn: sqlite3.Connection) -> int:
     25,000 simulator answers that is 0.25 s instead of 1.5 s in batches of 2,000 keys,
     a quarter of a whole rebuild. The write lock is held meanwhile, once per table, for
     that one read: no daemon runs during a rebuild (it holds the daemon's lock), and
-    another writer (an `enqueue` by hand) waits up to its 60 s busy timeout, well
-    above the ~20 s the tweets of 8 million outputs (13 GB) take to read at 700 MB/s.
+    another writer (an `enqueue` by hand) waits up to its 60 s busy timeout. By
+    estimate, not measured: the tweets of 8 million outputs (13 GB), the largest
+    table, take ~20 s to read at 700 MB/s.
     """
     deleted = 0
     with _foreign_keys_unchecked(conn):
