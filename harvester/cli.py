@@ -305,6 +305,18 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit-burst", type=int, default=1, metavar="B")
     parser.add_argument("--rate-limit-status", type=int, choices=(420, 429), default=429)
     parser.add_argument(
+        "--hourly-limit",
+        type=int,
+        metavar="N",
+        help="allow N requests per UTC hour (X-HourlyRateLimit-* headers)",
+    )
+    parser.add_argument(
+        "--daily-limit",
+        type=int,
+        metavar="N",
+        help="allow N requests per UTC day (X-DailyRateLimit-* headers)",
+    )
+    parser.add_argument(
         "--retry-after", action="store_true", help="send Retry-After with rate-limit refusals"
     )
     parser.add_argument(
@@ -326,6 +338,8 @@ def _simulate(args: argparse.Namespace, invocation: Invocation) -> int:
         rate_limit=args.rate_limit,
         rate_limit_burst=args.rate_limit_burst,
         rate_limit_status=args.rate_limit_status,
+        hourly_limit=args.hourly_limit,
+        daily_limit=args.daily_limit,
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
     )

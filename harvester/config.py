@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -65,10 +66,14 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class RateSettings:
-    requests_per_s: float = 1.0
+    # The most the harvester asks for; None ("auto" in the file): no guess, the
+    # server's allowance headers and refusals decide (harvest.ratelimit).
+    requests_per_s: float | None = 1.0
     burst: int = 1
-    decrease_factor: float = 0.5  # each rate-limit refusal multiplies the rate by this
-    increase_after_s: float = 10.0  # quiet seconds before the rate climbs back a step
+    # A refusal before the server's rate could be measured multiplies the rate by this
+    # (after that, the rate goes just under what the server was seen to accept)...
+    decrease_factor: float = 0.5
+    increase_after_s: float = 5.0  # ...and each quiet spell this long probes upward
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,10 @@ def _build_section(name: str, cls: type, table: Any) -> Any:
 
 def _coerce(key: str, default: Any, raw: Any) -> Any:
     """Check a raw TOML value against the type of the field's default."""
+    if key == "rate.requests_per_s" and isinstance(raw, str):
+        if raw == "auto":
+            return None
+        raise ConfigError(f'{key} must be a number of requests a second or "auto", not {raw!r}')
     if isinstance(default, bool):
         if not isinstance(raw, bool):
             raise ConfigError(f"{key} must be true or false, not {raw!r}")
@@ -248,7 +257,10 @@ def _coerce(key: str, default: Any, raw: Any) -> Any:
 def _validate(settings: Settings) -> None:
     _validate_base_url(settings.api.base_url)
     _require_positive("api.timeout_s", settings.api.timeout_s)
-    _require_positive("rate.requests_per_s", settings.rate.requests_per_s)
+    if settings.rate.requests_per_s is not None:
+        _require_positive("rate.requests_per_s", settings.rate.requests_per_s)
+        if not math.isfinite(settings.rate.requests_per_s):
+            raise ConfigError('rate.requests_per_s must be finite (or "auto")')
     _require_at_least("rate.burst", settings.rate.burst, 1)
     if not 0 < settings.rate.decrease_factor < 1:
         raise ConfigError("rate.decrease_factor must be between 0 and 1 (exclusive)")

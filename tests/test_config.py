@@ -104,6 +104,9 @@ include_sections = "counts, posts"
         ("[api]\nbase_url = 'ftp://x'", "api.base_url must be an http"),
         ("[api]\nbase_url = 'http://api.example.org/v1'", "plain http to a non-loopback"),
         ("[rate]\nrequests_per_s = 0", "rate.requests_per_s must be greater than 0"),
+        ("[rate]\nrequests_per_s = 'fast'", 'must be a number of requests a second or "auto"'),
+        ("[rate]\nrequests_per_s = inf", "rate.requests_per_s must be finite"),
+        ("[rate]\nrequests_per_s = nan", "rate.requests_per_s must be greater than 0"),
         ("[rate]\nburst = 1.5", "rate.burst must be a whole number"),
         ("[workers]\nconcurrency = 0", "workers.concurrency must be at least 1"),
         ("[workers]\nconcurrency = 'many'", "workers.concurrency must be a whole number"),
@@ -120,6 +123,12 @@ include_sections = "counts, posts"
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, text))
+
+
+def test_auto_rate_needs_no_guess(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[rate]\nrequests_per_s = 'auto'\nburst = 3\n"))
+    assert settings.rate.requests_per_s is None
+    assert settings.rate.burst == 3
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:

@@ -11,7 +11,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import KEY, dois, drain, queue, rows, start_harvester, stored_responses, write_config
+from helpers import (
+    KEY,
+    dois,
+    drain,
+    harvester_async,
+    queue,
+    rows,
+    start_harvester,
+    stored_responses,
+    write_config,
+)
 
 from harvester.config import ApiSettings, RateSettings, Settings, StoreSettings, WorkerSettings
 from harvester.sim import universe
@@ -75,6 +85,80 @@ async def test_a_server_rate_limit_costs_a_handful_of_refusals_then_none(db_path
     assert_each_job_stored_once_and_right(db_path, 120)
     assert rows(db_path, "SELECT max(attempts) FROM jobs") == [(1,)]  # refusals cost none
     assert elapsed_s < 20
+
+
+async def drain_as_a_process(config: Path, db_path: Path) -> None:
+    daemon = await start_harvester(
+        *("--config", str(config), "--db", str(db_path), "run", "--drain"),
+        env={"ALTMETRIC_API_KEY": KEY},
+    )
+    _, err = await daemon.communicate()
+    assert daemon.returncode == 0, err
+
+
+async def test_the_learned_rate_survives_a_restart(db_path: Path, tmp_path: Path) -> None:
+    """Configured at ten times what the server allows: the first run learns it through
+    refusals; the next run starts from it and is hardly refused at all."""
+    sim_settings = SimulatorSettings(
+        key=KEY, rate_limit_per_s=20, rate_limit_burst=1, bucket_headers=False
+    )
+    async with Simulator(sim_settings) as simulator:
+        config = write_config(
+            tmp_path / "h.toml",
+            simulator.base_url,
+            api={"timeout_s": 5},
+            rate={"requests_per_s": 200, "burst": 5},
+            workers={"concurrency": 8},
+        )
+        queue(db_path, dois(120, "10.7777/learn."))
+        await drain_as_a_process(config, db_path)
+        gate = simulator.rate_limit
+        assert gate is not None
+        refused_first = gate.refusals
+        code, out, err = await harvester_async(
+            "--config", str(config), "--db", str(db_path), "status", "--json"
+        )
+        assert code == 0, err
+        rate = json.loads(out)["rate"]
+        queue(db_path, dois(80, "10.7777/again."))
+        await drain_as_a_process(config, db_path)
+        refused_second = gate.refusals - refused_first
+    assert refused_first >= 3
+    assert rate["configured_per_s"] == 200 and rate["configured_burst"] == 5
+    assert 5 <= rate["learned_per_s"] <= 21 and rate["learned_burst"] == 1
+    assert rate["allowed_per_s"] is None  # no daemon runs now
+    assert refused_second <= 1  # a stray of timing at most: it started where it left off
+    assert_each_job_stored_once_and_right(db_path, 200)
+
+
+async def test_the_rest_of_the_hour_is_spread_over_it(db_path: Path, tmp_path: Path) -> None:
+    """An hourly allowance leaving 20 requests a second for the rest of the UTC hour:
+    configured at 200/s, the harvester goes at about 20/s and is never refused."""
+    left_s = 3600 - time.time() % 3600
+    if left_s < 30:
+        await asyncio.sleep(left_s + 1)
+        left_s = 3600.0
+    limit = 1_000_000
+    sim_settings = SimulatorSettings(
+        key=KEY, hourly_limit=limit, hourly_used=limit - int(20 * left_s)
+    )
+    async with Simulator(sim_settings) as simulator:
+        settings = Settings(
+            api=ApiSettings(base_url=simulator.base_url, timeout_s=5),
+            rate=RateSettings(requests_per_s=200, burst=5),
+            workers=WorkerSettings(concurrency=8),
+            store=StoreSettings(path=db_path),
+        )
+        queue(db_path, dois(70, "10.7777/paced."))
+        started = time.monotonic()
+        await drain(settings)
+        elapsed_s = time.monotonic() - started
+        gate = simulator.rate_limit
+        assert gate is not None
+    assert gate.refusals == 0
+    assert gate.passed == 70
+    assert elapsed_s >= 2.0  # at 200/s the 70 would take a third of a second
+    assert_each_job_stored_once_and_right(db_path, 70)
 
 
 @pytest.fixture

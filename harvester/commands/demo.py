@@ -117,7 +117,7 @@ async def run_demo(store_path: Path | None, count: int, run_daemon: DaemonRunner
         settings = demo_settings(simulator.base_url, store_path)
         report = await run_daemon(settings, Secret(key), drain=True)
     with Store(store_path, read_only=True) as store:
-        print(render_status(collect_status(store, settings.quota)))
+        print(render_status(collect_status(store, settings.quota, settings.rate)))
     modes = ", ".join(f"{mode} {count:,}" for mode, count in sorted(report.modes.items()))
     print(f"responses by quota mode: {modes}")
     print(f"\nharvested in {report.elapsed_s:.1f}s. Look inside:")

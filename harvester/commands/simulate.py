@@ -1,5 +1,5 @@
 """`harvester simulate`: the bundled API simulator, served on loopback until Ctrl-C,
-with the flags that make it a bad day's API (latency, a rate limit, faults)."""
+with the flags that make it a bad day's API (latency, rate limits, faults)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def cmd_simulate(
     rate_limit: float | None,
     rate_limit_burst: int,
     rate_limit_status: int,
+    hourly_limit: int | None = None,
+    daily_limit: int | None = None,
     retry_after: bool,
     fault_rate: float,
 ) -> ExitCode:
@@ -43,8 +45,11 @@ def cmd_simulate(
         raise CommandError("--body-pool and --latency-ms must not be negative")
     if not 0 <= fault_rate <= 1:
         raise CommandError("--fault-rate must be between 0 and 1")
-    if rate_limit is not None and rate_limit <= 0:
+    if rate_limit is not None and not 0 < rate_limit < math.inf:
         raise CommandError("--rate-limit must be more than 0 requests a second")
+    for flag, limit in (("--hourly-limit", hourly_limit), ("--daily-limit", daily_limit)):
+        if limit is not None and limit < 1:
+            raise CommandError(f"{flag} must be at least 1 request")
     settings = SimulatorSettings(
         key=key,
         latency_s=latency_ms / 1000,
@@ -53,6 +58,8 @@ def cmd_simulate(
         rate_limit_per_s=rate_limit,
         rate_limit_burst=rate_limit_burst,
         rate_limit_status=rate_limit_status,
+        hourly_limit=hourly_limit,
+        daily_limit=daily_limit,
         send_retry_after=retry_after,
         fault_rate=fault_rate,
     )

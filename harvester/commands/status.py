@@ -8,6 +8,8 @@ otherwise). With no daemon running, both are null; the throughput figures are th
 history, and are shown as such.
 """
 
+# long: one report; its sections (jobs, daemon, rate, quota, errors) are read and shown
+# side by side, each in a few short functions.
 from __future__ import annotations
 
 import json
@@ -18,8 +20,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from harvester.commands.context import Invocation
-from harvester.config import QuotaSettings
+from harvester.config import QuotaSettings, RateSettings
 from harvester.harvest.quota import default_up_thresholds, mode_for_usage, next_mode_change
+from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate
 from harvester.model import ExitCode, JobState, QuotaMode, iso_utc, parse_iso
 from harvester.store import Store
 from harvester.store.state import HEARTBEAT_STALE_S
@@ -33,7 +36,7 @@ def cmd_status(invocation: Invocation, *, as_json: bool) -> ExitCode:
     """`harvester status [--json]`."""
     settings = invocation.settings()
     with Store(settings.store.path, read_only=True) as store:
-        status = collect_status(store, settings.quota)
+        status = collect_status(store, settings.quota, settings.rate)
     print(json.dumps(status.as_json(), indent=2) if as_json else render_status(status))
     return ExitCode.OK
 
@@ -50,6 +53,7 @@ class Heartbeat:
     achieved_per_s: object
     quota_mode: object
     concurrency: object
+    rate_limited_by: object  # configured, learned, hourly_allowance, daily_allowance, auto
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,21 @@ class QuotaStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class RateStatus:
+    """The request rate: as configured (in the config `status` read), as learned from
+    the server's refusals (saved by the daemon, kept across restarts), and as the
+    running daemon allows it now, with what sets it."""
+
+    configured_per_s: float | str  # a number, or "auto"
+    configured_burst: int
+    learned_per_s: float | None  # None: no refusal taught anything yet
+    learned_burst: int | None
+    learned_at: str | None
+    allowed_per_s: float | None  # the running daemon's; None when none runs
+    limited_by: str | None  # configured, learned, hourly_allowance, daily_allowance, auto
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorCount:
     state: JobState
     error: str
@@ -94,6 +113,7 @@ class StatusReport:
     quota: QuotaStatus
     daemon: DaemonStatus
     eta_s: float | None
+    rate: RateStatus
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -106,10 +126,13 @@ class StatusReport:
             "quota": asdict(self.quota),
             "daemon": self.daemon.as_json(),
             "eta_s": self.eta_s,
+            "rate": asdict(self.rate),
         }
 
 
-def collect_status(store: Store, quota_settings: QuotaSettings) -> StatusReport:
+def collect_status(
+    store: Store, quota_settings: QuotaSettings, rate_settings: RateSettings
+) -> StatusReport:
     jobs = {JobState(state): count for state, count in store.jobs.counts_by_state().items()}
     now_s = time.time()
     daemon = daemon_status(store, now_s)
@@ -130,7 +153,29 @@ def collect_status(store: Store, quota_settings: QuotaSettings) -> StatusReport:
         quota=quota_status(store, quota_settings, now_s, predict=daemon.running),
         daemon=daemon,
         eta_s=eta_s(jobs, daemon_rate_per_s(store, daemon, now_s)),
+        rate=rate_status(store, rate_settings, daemon),
     )
+
+
+def rate_status(store: Store, settings: RateSettings, daemon: DaemonStatus) -> RateStatus:
+    """Configured, learned (whatever daemon saved it, running or not) and allowed now."""
+    saved = store.state.load(LEARNED_RATE_KEY)
+    learned = None if saved is None else LearnedRate.from_json(saved[0])
+    heartbeat = daemon.heartbeat if daemon.running else None
+    allowed = heartbeat.requests_per_s if heartbeat is not None else None
+    return RateStatus(
+        configured_per_s="auto" if settings.requests_per_s is None else settings.requests_per_s,
+        configured_burst=settings.burst,
+        learned_per_s=None if learned is None else learned.requests_per_s,
+        learned_burst=None if learned is None else learned.burst,
+        learned_at=None if learned is None else iso_utc(learned.learned_at_s),
+        allowed_per_s=allowed if isinstance(allowed, int | float) else None,
+        limited_by=None if heartbeat is None else _text_or_none(heartbeat.rate_limited_by),
+    )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def daemon_rate_per_s(store: Store, daemon: DaemonStatus, now_s: float) -> float | None:
@@ -174,6 +219,7 @@ def daemon_status(store: Store, now_s: float) -> DaemonStatus:
         achieved_per_s=heartbeat.get("achieved_per_s"),
         quota_mode=heartbeat.get("quota_mode"),
         concurrency=heartbeat.get("concurrency"),
+        rate_limited_by=heartbeat.get("rate_limited_by"),
     )
     return DaemonStatus(running=fresh and _process_exists(pid), heartbeat=seen)
 
@@ -341,6 +387,7 @@ def render_status(status: StatusReport) -> str:
         )
         + ("" if status.daemon.running else "  (earlier runs; no daemon is running)")
     )
+    lines.append(_describe_rate(status.rate))
     lines.append(_describe_quota(status.quota))
     if status.errors:
         lines.append("")
@@ -348,6 +395,19 @@ def render_status(status: StatusReport) -> str:
         for entry in status.errors:
             lines.append(f"  {entry.count:>8,}  {entry.state:<8} {entry.error}")
     return "\n".join(lines)
+
+
+def _describe_rate(rate: RateStatus) -> str:
+    configured = rate.configured_per_s
+    per_s = configured if isinstance(configured, str) else f"{configured:g}/s"
+    parts = [f"configured {per_s} burst {rate.configured_burst}"]
+    if rate.learned_per_s is not None:
+        parts.append(
+            f"learned {rate.learned_per_s:g}/s burst {rate.learned_burst} at {rate.learned_at}"
+        )
+    if rate.allowed_per_s is not None:
+        parts.append(f"allowed now {rate.allowed_per_s:g}/s ({rate.limited_by})")
+    return "rate  " + "; ".join(parts)
 
 
 def _describe_quota(quota: QuotaStatus) -> str:

@@ -51,6 +51,9 @@ class LimitHeaders:
     tweet_limit: int | None = None
     tweet_remaining: int | None = None
     retry_after_s: float | None = None
+    retry_after_note: str = ""  # why a Retry-After was ignored or bounded ("" if it was not)
+    hourly_limit: int | None = None
+    daily_limit: int | None = None
 
 
 NO_LIMITS = LimitHeaders()  # shared by every answer without limit headers
@@ -302,7 +305,9 @@ def _snippet(body: bytes) -> str:
 
 
 _LIMIT_HEADERS = (
+    "x-hourlyratelimit-limit",
     "x-hourlyratelimit-remaining",
+    "x-dailyratelimit-limit",
     "x-dailyratelimit-remaining",
     "x-tweetidratelimit-limit",
     "x-tweetidratelimit-remaining",
@@ -315,12 +320,16 @@ def read_limit_headers(headers: Mapping[str, str]) -> LimitHeaders:
     An answer with none of them, the common case, shares one empty record."""
     if not any(name in headers for name in _LIMIT_HEADERS):
         return NO_LIMITS
+    retry_after_s, retry_after_note = read_retry_after(headers.get("retry-after"))
     return LimitHeaders(
         hourly_remaining=_int_header(headers, "x-hourlyratelimit-remaining"),
         daily_remaining=_int_header(headers, "x-dailyratelimit-remaining"),
         tweet_limit=_int_header(headers, "x-tweetidratelimit-limit"),
         tweet_remaining=_int_header(headers, "x-tweetidratelimit-remaining"),
-        retry_after_s=parse_retry_after(headers.get("retry-after")),
+        retry_after_s=retry_after_s,
+        retry_after_note=retry_after_note,
+        hourly_limit=_int_header(headers, "x-hourlyratelimit-limit"),
+        daily_limit=_int_header(headers, "x-dailyratelimit-limit"),
     )
 
 
@@ -334,21 +343,29 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
-    """Retry-After as seconds to wait: either delta-seconds or an HTTP date."""
+def read_retry_after(value: str | None, now_s: float | None = None) -> tuple[float | None, str]:
+    """Retry-After as (seconds, note): the note is "" for a sane value, else what was
+    wrong with it, for the log. A pause of days or a negative one is nobody's intent."""
     if value is None:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"[0-9]{1,9}", value):
-        return min(float(value), MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    now_s = time.time() if now_s is None else now_s
-    return min(max(0.0, when.timestamp() - now_s), MAX_RETRY_AFTER_S)
+        return None, ""
+    text = value.strip()
+    if re.fullmatch(r"[+-]?[0-9]{1,12}(\.[0-9]+)?", text):
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None, "unreadable"
+        if when.tzinfo is None:
+            return None, "unreadable"
+        seconds = when.timestamp() - (time.time() if now_s is None else now_s)
+        if seconds < 0:
+            return 0.0, ""  # a date already past: retry now, as the server meant
+    if seconds < 0:
+        return None, "negative"
+    if seconds > MAX_RETRY_AFTER_S:
+        return MAX_RETRY_AFTER_S, "capped at a day"
+    return seconds, ""
 
 
 __all__ = [
@@ -357,6 +374,6 @@ __all__ = [
     "FetchResult",
     "LimitHeaders",
     "classify",
-    "parse_retry_after",
     "read_limit_headers",
+    "read_retry_after",
 ]

@@ -137,5 +137,7 @@ def queue_depth(settings: Settings) -> int:
     configured rate, at least one per worker and at most `MAX_DEPTH_FACTOR` per worker.
     A key allowing a few requests a second keeps the queue one job per worker deep."""
     concurrency = settings.workers.concurrency
+    if settings.rate.requests_per_s is None:  # "auto": the rate is not known in advance
+        return MAX_DEPTH_FACTOR * concurrency
     stall = math.ceil(settings.rate.requests_per_s * STORE_STALL_S)
     return min(MAX_DEPTH_FACTOR * concurrency, max(concurrency, stall))

@@ -28,7 +28,8 @@ from harvester.harvest.batches import OutcomeBatches
 from harvester.harvest.client import AltmetricClient
 from harvester.harvest.feeder import Feeder, Leases
 from harvester.harvest.quota import QuotaState
-from harvester.harvest.ratelimit import RateController, RatePolicy
+from harvester.harvest.ratelimit import RateController
+from harvester.harvest.ratestate import LearnedRate, RatePolicy
 from harvester.harvest.reactions import Reactions
 from harvester.harvest.report import HarvestReport, LiveView
 from harvester.harvest.workers import Fetcher, WorkerPool
@@ -67,6 +68,7 @@ class Harvest:
         *,
         drain: bool,
         ledger_used: int = 0,
+        learned_rate: LearnedRate | None = None,
         on_progress: Callable[[HarvestReport], None] = _nothing,
         on_stopping: Callable[[], None] = _nothing,
     ) -> None:
@@ -77,7 +79,7 @@ class Harvest:
         self.report = HarvestReport()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._rate = RateController(RatePolicy.of(settings.rate))
+        self._rate = RateController(RatePolicy.of(settings.rate), learned=learned_rate)
         self._quota = QuotaState(settings.quota, ledger_used=ledger_used)
         self._reactions = Reactions(
             self._rate, self._quota, store, on_key_rejected=self._key_rejected
@@ -144,6 +146,8 @@ class Harvest:
             requests=dict(self._fetcher.requests),
             outcomes=Counter(self.report.outcomes),
             quota=self._quota.view(time.time()),
+            rate=self._rate.view(),
+            learned_rate=self._rate.learned(),
         )
 
     def apply_settings(self, settings: Settings) -> None:

@@ -4,11 +4,12 @@ The job's own next state is `policy.decide`'s; these are the consequences for ev
 worker at once:
 
 - a rejected key (HTTP 401/403): said once, and the harvest stops now, exit code 3;
-- a rate-limit refusal (420/429): every worker pauses and the rate drops (AIMD);
-  any other answer lets the rate climb back after a quiet spell;
+- a rate-limit refusal (420/429): the rate controller learns a lower rate, and
+  every worker pauses for the server's Retry-After (bounded to a day; one it cannot
+  use is logged once); any other answer lets the rate probe upward after a quiet spell;
 - a tweet-quota refusal: no Twitter until the ledger says enough charges aged out;
-- an allowance running out (`X-Hourly/DailyRateLimit-Remaining: 0`): sleep to the
-  next hour or day boundary;
+- the allowance headers (`X-Hourly/DailyRateLimit-Remaining`): what remains is paced
+  over the rest of the hour or day, and at 0 everyone sleeps to the boundary;
 - the server's count of the tweet quota (`X-TweetIDRateLimit-*`), which wins over ours.
 """
 
@@ -51,21 +52,23 @@ class Reactions:
         self._on_key_rejected = on_key_rejected
         self._key_rejected = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retry_after_notes: set[str] = set()  # each odd Retry-After is said once
 
-    def react(self, job: ClaimedJob, result: FetchResult) -> None:
-        """Whole-daemon consequences of one answer to `job`."""
+    def react(self, job: ClaimedJob, result: FetchResult, ticket: int) -> None:
+        """Whole-daemon consequences of one answer to `job`, whose request was
+        admitted with `ticket`."""
         outcome = result.outcome
         if outcome is Outcome.UNAUTHORIZED:
             self._key_refused(result)
         elif outcome is Outcome.RATE_LIMITED:
-            self._rate_limited(result)
+            self._rate_limited(result, ticket)
         elif outcome is Outcome.QUOTA_EXHAUSTED:
             self._quota_refused(job)
-        else:
-            self._rate.on_accepted()
+        elif outcome is not Outcome.NETWORK_ERROR:  # the server answered and did not refuse
+            self._rate.on_accepted(ticket)
         if result.limits is NO_LIMITS:
             return  # no allowance or quota counts to heed (most answers, in the simulator)
-        self._watch_allowance(result)
+        self._watch_allowance(result, ticket)
         self._quota.server_says(
             result.limits.tweet_limit, result.limits.tweet_remaining, time.time()
         )
@@ -86,13 +89,23 @@ class Reactions:
         )
         self._on_key_rejected()
 
-    def _rate_limited(self, result: FetchResult) -> None:
-        """Pause every worker and lower the rate; said when the rate changes."""
+    def _rate_limited(self, result: FetchResult, ticket: int) -> None:
+        """Lower the rate and pause as the server asks; said when the rate changes."""
+        limits = result.limits
+        if limits.retry_after_note and limits.retry_after_note not in self._retry_after_notes:
+            self._retry_after_notes.add(limits.retry_after_note)
+            log.warning(
+                "harvest.retry_after_odd",
+                note=limits.retry_after_note,
+                pause_s=limits.retry_after_s,
+                message="the server's Retry-After was unusable or absurd; bounded",
+            )
         rate_before = self._rate.rate_per_s
-        pause_s = self._rate.on_rate_limited(result.limits.retry_after_s)
+        pause_s = self._rate.on_rate_limited(ticket, limits.retry_after_s)
         if self._rate.rate_per_s != rate_before:
             log.warning(
                 "harvest.rate_limited",
+                http_status=result.http_status,
                 pause_s=round(pause_s, 2),
                 requests_per_s=round(self._rate.rate_per_s, 3),
             )
@@ -131,11 +144,11 @@ class Reactions:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _watch_allowance(self, result: FetchResult) -> None:
-        """Sleep to the next hour/day boundary once the API says none is left."""
+    def _watch_allowance(self, result: FetchResult, ticket: int) -> None:
+        """Pace by what the API says is left; sleep to the boundary once none is."""
         limits = result.limits
         already_paused = self._rate.paused_for_s > ALLOWANCE_PAUSE_SAID_S
-        pause_s = self._rate.on_remaining(limits.hourly_remaining, limits.daily_remaining)
+        pause_s = self._rate.on_allowance(ticket, limits.hourly_remaining, limits.daily_remaining)
         if pause_s and not already_paused:
             log.warning(
                 "harvest.allowance_spent",

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harvester.harvest.quota import QuotaView
+from harvester.harvest.ratestate import LearnedRate, RateView
 from harvester.model import FINAL_STATES, ExitCode, JobState, Outcome, QuotaMode
 
 
@@ -47,7 +48,9 @@ class LiveView:
     finished: int  # jobs that reached a final state in this run
     outstanding: int  # claimed jobs whose outcome is not written yet
     concurrency: int  # workers configured (a reload may change it)
-    requests_per_s: float  # the rate allowed now (AIMD may hold it below the configured)
+    requests_per_s: float  # the rate allowed now (learned or paced below the configured)
     requests: Mapping[Outcome, int]  # answers since start, per outcome
     outcomes: Counter[JobState]  # jobs written in this run, per state
     quota: QuotaView
+    rate: RateView
+    learned_rate: LearnedRate | None  # what refusals taught, to save; None if nothing

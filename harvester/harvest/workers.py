@@ -130,21 +130,21 @@ class Fetcher:
     async def outcome(self, job: ClaimedJob, stopping: asyncio.Event) -> JobOutcome | None:
         """Wait for a rate token, fetch in the quota's mode: the job's outcome. None if
         the harvest began stopping meanwhile (the job is released with the rest)."""
-        await self._rate.acquire()
+        ticket = await self._rate.acquire()
         if stopping.is_set():
             return None
         mode = self._quota.mode()
         if job.needs_full and mode != QuotaMode.FULL:
             return wait_for_full_mode(job, time.time())
         try:
-            return await self._fetch(job, mode)
+            return await self._fetch(job, mode, ticket)
         except Exception as error:  # a bug of ours must not strand the job in progress
             log.exception("harvest.worker_error", id_type=job.id_type, identifier=job.identifier)
             return internal_failure(
                 job, f"internal error: {type(error).__name__}", self._retry, time.time()
             )
 
-    async def _fetch(self, job: ClaimedJob, mode: QuotaMode) -> JobOutcome:
+    async def _fetch(self, job: ClaimedJob, mode: QuotaMode, ticket: int) -> JobOutcome:
         """One request in `mode`, with the quota told what it started and brought."""
         params, params_json = self._mode_params[mode]
         self._quota.started(mode)
@@ -158,7 +158,7 @@ class Fetcher:
         finally:
             ok = result is not None and result.outcome is Outcome.OK
             self._quota.answered(mode, len(tweets) if ok else None)
-        self._reactions.react(job, result)
+        self._reactions.react(job, result, ticket)
         if result.error and result.outcome not in (Outcome.UNAUTHORIZED, Outcome.RATE_LIMITED):
             log.info(
                 "harvest.fetch_failed",

@@ -22,6 +22,7 @@ from harvester.config import Secret, Settings
 from harvester.errors import ConfigError
 from harvester.harvest.client import AltmetricClient
 from harvester.harvest.pipeline import Harvest
+from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate
 from harvester.harvest.report import HarvestReport
 from harvester.logs import get_logger
 from harvester.model import JobState, iso_utc
@@ -115,6 +116,7 @@ class Daemon:
         try:
             recovered = await store_thread.requeue_all_leased()
             ledger_used = await store_thread.ledger_count(settings.quota.window_s)
+            learned_rate = await _learned_rate(store_thread)
             counts = await store_thread.counts_by_state()
             log.info(
                 "harvest.start",
@@ -123,7 +125,8 @@ class Daemon:
                 recovered_leases=recovered,
                 pending=counts[JobState.PENDING],
                 concurrency=settings.workers.concurrency,
-                requests_per_s=settings.rate.requests_per_s,
+                requests_per_s=settings.rate.requests_per_s or "auto",
+                learned_per_s=learned_rate and learned_rate.requests_per_s,
                 tweet_quota_used=ledger_used,
                 systemd=notifier.enabled,
             )
@@ -133,14 +136,21 @@ class Daemon:
                 every_s=settings.log.progress_every_s,
             )
             try:
-                return await self._harvest(store_thread, notifier, progress, ledger_used)
+                return await self._harvest(
+                    store_thread, notifier, progress, ledger_used, learned_rate
+                )
             finally:
                 progress.close()  # later log lines must not make room for a dead bar
         finally:
             store_thread.shutdown()
 
     async def _harvest(
-        self, store: AsyncStore, notifier: Notifier, progress: RunProgress, ledger_used: int
+        self,
+        store: AsyncStore,
+        notifier: Notifier,
+        progress: RunProgress,
+        ledger_used: int,
+        learned_rate: LearnedRate | None,
     ) -> HarvestReport:
         """The pipeline, with the heartbeat, metrics, signals and progress around it."""
         settings = self._settings
@@ -156,6 +166,7 @@ class Daemon:
                 client,
                 drain=self._drain,
                 ledger_used=ledger_used,
+                learned_rate=learned_rate,
                 on_progress=progress.update,
                 on_stopping=notifier.stopping,
             )
@@ -262,3 +273,9 @@ def _announce_upgrade(store_path: Path, notifier: Notifier) -> None:
             EXTEND_TIMEOUT_USEC=str(UPGRADE_TIMEOUT_USEC),
             STATUS="upgrading the store's schema (one time; a large store takes minutes)",
         )
+
+
+async def _learned_rate(store: AsyncStore) -> LearnedRate | None:
+    """The rate an earlier run learned, so this one starts there, not in refusals."""
+    saved = await store.load_state(LEARNED_RATE_KEY)
+    return None if saved is None else LearnedRate.from_json(saved)

@@ -1,9 +1,10 @@
 """The heartbeat: what the running daemon says of itself, every few seconds.
 
-The service loop writes a heartbeat (pid, start, rate, mode) and the quota view to
-the store (`daemon_state`), where `harvester status` reads them, and tells systemd a
-one-line STATUS. It pings the watchdog from the event loop, after the store's thread
-has answered, so a stuck loop or a stuck store stops the pings. The same figures
+The service loop writes a heartbeat (pid, start, rate, mode), the quota view and the
+rate the controller learned to the store (`daemon_state`), where `harvester status`
+reads them (and the next start the learned rate), and tells systemd a one-line
+STATUS. It pings the watchdog from the event loop, after the store's thread has
+answered, so a stuck loop or a stuck store stops the pings. The same figures
 (`DaemonView`) feed the metrics endpoint and the progress events.
 """
 
@@ -19,6 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from harvester.harvest.ratestate import LEARNED_RATE_KEY
 from harvester.harvest.report import LiveView
 from harvester.logs import get_logger
 from harvester.model import FINAL_STATES, JobState, QuotaMode
@@ -65,6 +67,8 @@ class Heartbeat:
     achieved_per_s: float  # over the last minute
     quota_mode: QuotaMode
     concurrency: int
+    rate_limited_by: str  # what sets the allowed rate: configured, learned, an allowance
+    allowance_per_s: float | None  # what the hourly/daily headers leave, spread out
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -147,10 +151,13 @@ class ServiceLoop:
             achieved_per_s=view.achieved_per_s,
             quota_mode=view.live.quota.mode,
             concurrency=view.live.concurrency,
+            rate_limited_by=view.live.rate.limited_by,
+            allowance_per_s=view.live.rate.allowance_per_s,
         )
-        await self._store.save_states(
-            {"heartbeat": heartbeat.to_json(), "quota": view.live.quota.to_json()}
-        )
+        entries = {"heartbeat": heartbeat.to_json(), "quota": view.live.quota.to_json()}
+        if view.live.learned_rate is not None:
+            entries[LEARNED_RATE_KEY] = view.live.learned_rate.to_json()
+        await self._store.save_states(entries)
         self._notifier.status(status_line(view))
 
     async def _job_counts(self, outcomes: Counter[JobState]) -> dict[str, int]:

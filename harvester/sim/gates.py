@@ -1,19 +1,21 @@
 """Gates that make the simulator behave like the real API on a bad day.
 
 Each gate is an async callable `(request, fetch) -> response | None` appended to
-`Simulator.gates`: a server-side rate limit with the API's hourly headers, and fault
-injection (5xx, connection resets, truncated bodies, invalid JSON, answers slower than
-any sane client timeout). They are deterministic for a given seed, so a failing test
-can be replayed.
+`Simulator.gates`: the server's rate limits (a per-second token bucket, hourly and
+daily allowances, with the API's headers), and fault injection (5xx, connection
+resets, truncated bodies, invalid JSON, answers slower than any sane client timeout).
+They are deterministic for a given seed, so a failing test can be replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,25 +52,83 @@ def add_headers(request: web.Request, headers: dict[str, str]) -> None:
 
 
 @dataclass
-class RateLimitGate:
-    """A token bucket of `burst` tokens refilled at `requests_per_s`; no token, no answer.
+class Allowance:
+    """A count of requests per fixed UTC window (an hour or a day), as the API's
+    `X-HourlyRateLimit-*` and `X-DailyRateLimit-*` headers report one. `used` starts
+    at what was spent before the harvester came, to play a start in mid-window."""
 
-    Every answer that passes carries `X-HourlyRateLimit-Limit/-Remaining`; a refusal
-    is `status` (429, or the old 420) with the same headers and, if `send_retry_after`,
-    a Retry-After of the whole seconds until the next token.
+    name: str  # "Hourly" or "Daily", as in the header names
+    limit: int
+    period_s: int
+    used: int = 0
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self._window = self._window_of(self.clock())
+
+    def _window_of(self, now_s: float) -> int:
+        return int(now_s // self.period_s)
+
+    def _roll(self, now_s: float) -> None:
+        window = self._window_of(now_s)
+        if window != self._window:
+            self._window, self.used = window, 0
+
+    def spent(self, now_s: float) -> bool:
+        self._roll(now_s)
+        return self.used >= self.limit
+
+    def take(self) -> None:
+        self.used += 1
+
+    def seconds_left(self, now_s: float) -> float:
+        return self.period_s - now_s % self.period_s
+
+    def headers(self) -> dict[str, str]:
+        return {
+            f"X-{self.name}RateLimit-Limit": str(self.limit),
+            f"X-{self.name}RateLimit-Remaining": str(max(0, self.limit - self.used)),
+        }
+
+
+@dataclass
+class RateLimitGate:
+    """The API's rate limits: a token bucket of `burst` tokens refilled at
+    `requests_per_s` (None: no bucket), and hourly and daily allowances counted in
+    UTC hours and days. No token or no allowance left, no answer.
+
+    Every answer carries `X-HourlyRateLimit-*` (with a bucket alone, an hourly limit
+    of an hour's worth of tokens, unless `bucket_headers` is false) and, if there is
+    a daily allowance, `X-DailyRateLimit-*`. A refusal is `status` (429, or the old
+    420) with the same headers and, if `send_retry_after`, a Retry-After of the whole
+    seconds until a
+    request could pass: the next token, or the window's end.
     """
 
-    requests_per_s: float
+    requests_per_s: float | None
     burst: int = 1
     status: int = 429
     send_retry_after: bool = False
     hourly_limit: int | None = None
+    hourly_used: int = 0
+    daily_limit: int | None = None
+    daily_used: int = 0
+    bucket_headers: bool = True  # a bucket alone still sends the hourly headers
 
     def __post_init__(self) -> None:
         self._tokens = float(self.burst)
         self._refilled_s = time.monotonic()
-        self._hour_started_s = time.monotonic()
-        self._hour_count = 0
+        hourly = self.hourly_limit
+        if hourly is None and self.requests_per_s is not None and self.bucket_headers:
+            hourly = int(self.requests_per_s * 3600)
+        self.allowances = [
+            Allowance(name, limit, period_s, used)
+            for name, limit, period_s, used in (
+                ("Hourly", hourly, 3600, self.hourly_used),
+                ("Daily", self.daily_limit, 86_400, self.daily_used),
+            )
+            if limit is not None
+        ]
         self.refusals = 0
         self.passed = 0
         self.first_pass_s: float | None = None  # monotonic times, for rate measurements
@@ -76,39 +136,45 @@ class RateLimitGate:
         self.refusal_times_s: list[float] = []
 
     def _refill(self, now_s: float) -> None:
+        if self.requests_per_s is None:
+            return
         self._tokens = min(
             float(self.burst), self._tokens + (now_s - self._refilled_s) * self.requests_per_s
         )
         self._refilled_s = now_s
-        if now_s - self._hour_started_s >= 3600:
-            self._hour_started_s, self._hour_count = now_s, 0
 
-    def _hourly_headers(self) -> dict[str, str]:
-        limit = self.hourly_limit or int(self.requests_per_s * 3600)
-        remaining = max(0, limit - self._hour_count)
-        return {
-            "X-HourlyRateLimit-Limit": str(limit),
-            "X-HourlyRateLimit-Remaining": str(remaining),
-        }
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for allowance in self.allowances:
+            headers.update(allowance.headers())
+        return headers
+
+    def _wait_s(self, now_s: float, wall_s: float) -> float:
+        """How long until a request could pass."""
+        waits = [a.seconds_left(wall_s) for a in self.allowances if a.spent(wall_s)]
+        if self.requests_per_s is not None and self._tokens < 1:
+            waits.append((1 - self._tokens) / self.requests_per_s)
+        return max(waits, default=0.0)
 
     async def __call__(self, request: web.Request, fetch: object) -> web.Response | None:
-        now_s = time.monotonic()
+        now_s, wall_s = time.monotonic(), time.time()
         self._refill(now_s)
-        hourly_spent = self.hourly_limit is not None and self._hour_count >= self.hourly_limit
-        if self._tokens >= 1 and not hourly_spent:
-            self._tokens -= 1
-            self._hour_count += 1
+        bucket_ok = self.requests_per_s is None or self._tokens >= 1
+        if bucket_ok and not any(a.spent(wall_s) for a in self.allowances):
+            if self.requests_per_s is not None:
+                self._tokens -= 1
+            for allowance in self.allowances:
+                allowance.take()
             self.passed += 1
             self.first_pass_s = self.first_pass_s or now_s
             self.last_pass_s = now_s
-            add_headers(request, self._hourly_headers())
+            add_headers(request, self._headers())
             return None
         self.refusals += 1
         self.refusal_times_s.append(now_s)
-        headers = self._hourly_headers()
+        headers = self._headers()
         if self.send_retry_after:
-            wait_s = (1 - self._tokens) / self.requests_per_s
-            headers["Retry-After"] = str(max(1, round(wait_s + 0.5)))
+            headers["Retry-After"] = str(max(1, math.ceil(self._wait_s(now_s, wall_s))))
         text = "Enhance your calm" if self.status == 420 else "Too many requests"
         return web.Response(status=self.status, text=text, headers=headers)
 

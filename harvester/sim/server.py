@@ -55,6 +55,12 @@ class SimulatorSettings:
     rate_limit_burst: int = 1
     rate_limit_status: int = 429
     send_retry_after: bool = False
+    # ...hourly and daily allowances in UTC windows, `*_used` spent before we came...
+    hourly_limit: int | None = None
+    hourly_used: int = 0
+    daily_limit: int | None = None
+    daily_used: int = 0
+    bucket_headers: bool = True  # false: a rate limit alone sends no allowance headers
     # ...and a fraction of answers replaced by faults.
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS
@@ -133,12 +139,17 @@ class Simulator:
         self._pool = universe.body_pool(settings.body_pool) if settings.body_pool else []
         self.rate_limit: RateLimitGate | None = None
         self.faults: FaultGate | None = None
-        if settings.rate_limit_per_s:
+        if settings.rate_limit_per_s or settings.hourly_limit or settings.daily_limit:
             self.rate_limit = RateLimitGate(
-                settings.rate_limit_per_s,
+                settings.rate_limit_per_s or None,
                 settings.rate_limit_burst,
                 settings.rate_limit_status,
                 settings.send_retry_after,
+                hourly_limit=settings.hourly_limit,
+                hourly_used=settings.hourly_used,
+                daily_limit=settings.daily_limit,
+                daily_used=settings.daily_used,
+                bucket_headers=settings.bucket_headers,
             )
             self.gates.append(self.rate_limit)
         if settings.fault_rate > 0:

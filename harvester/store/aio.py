@@ -76,6 +76,11 @@ class AsyncStore:
     async def save_states(self, entries: dict[str, str]) -> None:
         await self._run(self.store.state.save, entries)
 
+    async def load_state(self, key: str) -> str | None:
+        """A `daemon_state` entry's value (a JSON text), if saved."""
+        saved = await self._run(self.store.state.load, key)
+        return None if saved is None else saved[0]
+
     def shutdown(self) -> None:
         """Finish what was asked, stop the thread, close the store."""
         self._executor.shutdown(wait=True)

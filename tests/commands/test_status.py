@@ -186,3 +186,43 @@ def test_status_tells_a_live_daemon_from_a_dead_or_unreadable_heartbeat(
             store.state.save({"quota": quota})
         assert main(["--db", str(db_path), "status", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["quota"]["source"] == "ledger"
+
+
+def test_status_shows_the_rate_configured_learned_and_allowed_now(
+    db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "h.toml"
+    config.write_text("[rate]\nrequests_per_s = 20\nburst = 4\n")
+    queue(db_path, dois(1, "10.1000/rate."))
+
+    def rate_status() -> tuple[dict[str, Any], str]:
+        assert main(["--config", str(config), "--db", str(db_path), "status", "--json"]) == 0
+        as_json = json.loads(capsys.readouterr().out)["rate"]
+        assert main(["--config", str(config), "--db", str(db_path), "status"]) == 0
+        return as_json, capsys.readouterr().out
+
+    rate, table = rate_status()
+    assert rate == {
+        "configured_per_s": 20.0,
+        "configured_burst": 4,
+        "learned_per_s": None,
+        "learned_burst": None,
+        "learned_at": None,
+        "allowed_per_s": None,
+        "limited_by": None,
+    }
+    assert "rate  configured 20/s burst 4\n" in table
+    learned = {"requests_per_s": 9.5, "burst": 1, "refused_per_s": 10.2, "learned_at_s": 1.8e9}
+    live = json.loads(heartbeat(os.getpid(), age_s=1))
+    live.update(requests_per_s=9.5, rate_limited_by="learned")
+    with Store(db_path) as store:
+        store.state.save({"learned_rate": json.dumps(learned), "heartbeat": json.dumps(live)})
+    rate, table = rate_status()
+    assert rate["learned_per_s"] == 9.5 and rate["learned_burst"] == 1
+    assert rate["learned_at"] == iso_utc(1.8e9)
+    assert (rate["allowed_per_s"], rate["limited_by"]) == (9.5, "learned")
+    assert f"learned 9.5/s burst 1 at {iso_utc(1.8e9)}; allowed now 9.5/s (learned)" in table
+    config.write_text("[rate]\nrequests_per_s = 'auto'\n")
+    rate, table = rate_status()
+    assert rate["configured_per_s"] == "auto"
+    assert "rate  configured auto burst 1;" in table

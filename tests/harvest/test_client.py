@@ -18,7 +18,7 @@ from aiohttp import web
 from helpers import ODD_KEY
 
 from harvester.config import Secret
-from harvester.harvest.client import AltmetricClient, parse_retry_after, read_body, tweet_ids
+from harvester.harvest.client import AltmetricClient, read_body, read_retry_after, tweet_ids
 from harvester.harvest.http import HttpClient
 from harvester.model import Outcome
 
@@ -144,12 +144,46 @@ async def test_rate_and_quota_headers_are_read(client: AltmetricClient, api: Can
     assert result.limits.tweet_limit == 1_500_000
     assert result.limits.tweet_remaining == 42
     assert result.limits.retry_after_s == 7.0
+    assert result.limits.retry_after_note == ""
 
 
-def test_retry_after_as_http_date() -> None:
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now_s=1445412470.0) == 10.0
-    assert parse_retry_after("garbage") is None
-    assert parse_retry_after(None) is None
+async def test_allowance_limits_and_an_absurd_retry_after_are_read(
+    client: AltmetricClient, api: CannedApi
+) -> None:
+    headers = {
+        "X-HourlyRateLimit-Limit": "3600",
+        "X-HourlyRateLimit-Remaining": "0",
+        "X-DailyRateLimit-Limit": "50000",
+        "Retry-After": "-30",
+    }
+    api.answer(420, b"Enhance your calm", headers)
+    result = await client.fetch("doi", "10.1000/x")
+    assert result.outcome is Outcome.RATE_LIMITED  # 420 is the older 429
+    assert (result.limits.hourly_limit, result.limits.hourly_remaining) == (3600, 0)
+    assert (result.limits.daily_limit, result.limits.daily_remaining) == (50_000, None)
+    assert (result.limits.retry_after_s, result.limits.retry_after_note) == (None, "negative")
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds", "note"),
+    [
+        (None, None, ""),  # absent: our own pacing decides
+        ("7", 7.0, ""),
+        (" 120 ", 120.0, ""),
+        ("1.5", 1.5, ""),
+        ("0", 0.0, ""),  # retry now: allowed, the rate still drops
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0, ""),  # an HTTP date, 10 s ahead
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0, ""),  # a date already past
+        ("-5", None, "negative"),
+        ("999999999", 86_400.0, "capped at a day"),  # days: bounded
+        ("soon", None, "unreadable"),
+        ("Wed, 21 Oct 2015 07:28:10", None, "unreadable"),  # a date without a zone
+    ],
+)
+def test_every_retry_after_shape_is_read_and_bounded(
+    header: str | None, seconds: float | None, note: str
+) -> None:
+    assert read_retry_after(header, now_s=1445412480.0) == (seconds, note)
 
 
 async def test_network_errors_never_carry_the_key(

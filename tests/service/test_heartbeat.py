@@ -11,6 +11,7 @@ from pathlib import Path
 from helpers import NotifyListener, has
 
 from harvester.harvest.quota import QuotaView
+from harvester.harvest.ratestate import LearnedRate, RateView
 from harvester.harvest.report import LiveView
 from harvester.model import JobState, Outcome, QuotaMode
 from harvester.service.heartbeat import ServiceLoop
@@ -42,6 +43,15 @@ class StillHarvest:
             requests={Outcome.OK: 3},
             outcomes=Counter({JobState.DONE: 3}),
             quota=quota,
+            rate=RateView(
+                configured_per_s=2.0,
+                learned_per_s=1.0,
+                allowance_per_s=None,
+                allowed_per_s=1.0,
+                burst=1,
+                limited_by="learned",
+            ),
+            learned_rate=LearnedRate(1.0, 1, 1.2, time.time()),
         )
 
 

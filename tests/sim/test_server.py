@@ -269,3 +269,56 @@ async def test_refuses_to_listen_beyond_loopback():
         await simulator.start(host="0.0.0.0")  # noqa: S104 (refused before binding)
     with pytest.raises(RuntimeError):
         _ = simulator.base_url
+
+
+async def fetch_headers(
+    session: aiohttp.ClientSession, base: str, doi: str
+) -> tuple[int, dict[str, str]]:
+    url = URL(f"{base}/fetch/doi/{doi}?{urlencode({'key': ODD_KEY})}", encoded=True)
+    async with session.get(url) as response:
+        await response.read()
+        return response.status, dict(response.headers)
+
+
+async def test_an_hourly_allowance_counts_down_then_refuses_until_the_hour_ends(
+    session: aiohttp.ClientSession,
+) -> None:
+    settings = SimulatorSettings(
+        key=ODD_KEY, hourly_limit=100, hourly_used=97, send_retry_after=True
+    )
+    async with Simulator(settings) as simulator:
+        seen = [await fetch_headers(session, simulator.base_url, doi) for doi in dois(4)]
+    assert [status for status, _ in seen] == [200, 200, 200, 429]
+    assert [headers["X-HourlyRateLimit-Remaining"] for _, headers in seen] == ["2", "1", "0", "0"]
+    assert {headers["X-HourlyRateLimit-Limit"] for _, headers in seen} == {"100"}
+    left_s = 3600 - time.time() % 3600
+    assert abs(int(seen[-1][1]["Retry-After"]) - left_s) <= 2  # to the UTC hour's end
+    assert "X-DailyRateLimit-Limit" not in seen[0][1]
+
+
+async def test_a_daily_allowance_sends_its_own_headers(session: aiohttp.ClientSession) -> None:
+    settings = SimulatorSettings(key=ODD_KEY, daily_limit=10, daily_used=9)
+    async with Simulator(settings) as simulator:
+        first = await fetch_headers(session, simulator.base_url, dois(1)[0])
+        second = await fetch_headers(session, simulator.base_url, dois(2)[1])
+    assert first[0] == 200 and first[1]["X-DailyRateLimit-Remaining"] == "0"
+    assert second[0] == 429 and "Retry-After" not in second[1]
+    assert "X-HourlyRateLimit-Limit" not in first[1]  # no hourly allowance configured
+
+
+async def test_a_bucket_refuses_its_burst_and_may_keep_its_headers_to_itself(
+    session: aiohttp.ClientSession,
+) -> None:
+    settings = SimulatorSettings(
+        key=ODD_KEY,
+        rate_limit_per_s=2,
+        rate_limit_burst=2,
+        rate_limit_status=420,
+        send_retry_after=True,
+        bucket_headers=False,
+    )
+    async with Simulator(settings) as simulator:
+        seen = [await fetch_headers(session, simulator.base_url, doi) for doi in dois(3)]
+    assert [status for status, _ in seen] == [200, 200, 420]
+    assert seen[2][1]["Retry-After"] == "1"  # whole seconds until the next token
+    assert not any(name.startswith("X-Hourly") for _, headers in seen for name in headers)
