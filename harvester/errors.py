@@ -50,3 +50,8 @@ class NotTextError(CommandError, ValueError):
 
 class ParquetUnavailable(CommandError, RuntimeError):
     """Parquet export needs pyarrow, an optional extra."""
+
+
+class DumpError(HarvesterError, ValueError):
+    """A path that is not a readable dump (missing, not a tar archive, no JSON in it);
+    the message names it. Damage inside a dump is reported, not raised."""

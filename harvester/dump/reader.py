@@ -1,0 +1,103 @@
+"""`iter_records`: a dump, streamed, as records, rejected records and at most one
+`Truncated` at the end. What goes wrong inside the dump is reported, never raised:
+a bad record is a `Rejected` and reading goes on; an archive cut short or corrupt
+ends the iteration with a `Truncated` after every record read before the damage.
+Only a path that is not a dump at all raises (`DumpError`), before anything is read.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zlib
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+from harvester.dump.items import DumpItem, DumpRecord, Rejected, Truncated
+from harvester.dump.records import Piece, split_bytes, split_member
+from harvester.dump.sources import DirectorySource, Member, TarSource, open_source
+from harvester.errors import DumpError
+
+Position = tuple[str, int]
+"""(member name, line): where a record is, and where a resumed read starts after."""
+
+# What reading a damaged archive raises: tarfile's errors (data cut short, a bad
+# header, bad compressed data), and the compressors' own.
+DAMAGE = (tarfile.TarError, EOFError, zlib.error)
+
+
+def iter_records(
+    path: str | os.PathLike[str], *, start_after: Position | None = None
+) -> Generator[DumpItem, None, None]:
+    """Stream the dump at `path` (.tar.gz/.tgz/.tar/.tar.bz2/.tar.xz, or a directory):
+    each record as a `DumpRecord` or `Rejected`, in member order then line order, and
+    a final `Truncated` if the archive ends early.
+
+    `start_after` resumes: everything up to and including that position is skipped
+    (members before it are passed over unparsed). Nothing is written to disk; memory
+    holds one member at most when it must be read whole, else one line.
+
+    Close the generator (or read it to the end) to close the file. Raises DumpError
+    at once when `path` is missing or not a dump; later, when the dump holds no JSON
+    file, or `start_after` names a member it does not hold.
+    """
+    source = open_source(Path(path))
+    return _items(source, start_after)
+
+
+def _items(
+    source: TarSource | DirectorySource, start_after: Position | None
+) -> Generator[DumpItem, None, None]:
+    """The generator behind iter_records (see there)."""
+    skip_to: str | None = None
+    skip_lines = 0
+    if start_after is not None:
+        skip_to, skip_lines = start_after
+    member_name: str | None = None
+    seen_any = False
+    try:
+        for member in source.members():
+            seen_any = True
+            if skip_to is not None:
+                if member.name != skip_to:
+                    continue  # before the resume point: not even read
+                skip_to, floor = None, skip_lines
+            else:
+                floor = 0
+            member_name = member.name
+            for line, body, fault in _pieces(member):
+                if line <= floor:
+                    continue
+                consumed = source.consumed_bytes()
+                if fault is None:
+                    yield DumpRecord(member.name, line, member.mtime_s, body, consumed)
+                else:
+                    yield Rejected(member.name, line, fault.reason, consumed)
+            if member.cut_short:
+                reason = "the archive is cut short inside this member"
+                yield Truncated(member.name, reason, source.consumed_bytes())
+                return
+            member_name = None
+    except DAMAGE as error:
+        reason = f"the archive is damaged or cut short ({error})"
+        yield Truncated(member_name, reason, source.consumed_bytes())
+        return
+    if (cut := source.cut_short()) is not None:
+        yield Truncated(None, cut, source.consumed_bytes())
+        return
+    _check_finished(source.path, seen_any, skip_to)
+
+
+def _pieces(member: Member) -> Iterator[Piece]:
+    if member.data is not None:
+        return split_bytes(member.data, complete=not member.cut_short)
+    assert member.stream is not None
+    return split_member(member.stream, member.size_bytes)
+
+
+def _check_finished(path: Path, seen_any: bool, skip_to: str | None) -> None:
+    """Raise DumpError for a dump read to its end that held nothing to read."""
+    if not seen_any:
+        raise DumpError(f"{path}: holds no JSON files (*.json, *.jsonl, *.ndjson)")
+    if skip_to is not None:
+        raise DumpError(f"{path}: has no member {skip_to!r} to resume after; is it the same dump?")
