@@ -61,7 +61,7 @@ def test_the_example_config_documents_every_key_and_loads() -> None:
         "level",
     ):
         assert f"{key} =" in text or f"# {key} =" in text, key
-    assert settings.rate.requests_per_s > 0
+    assert settings.rate.requests_per_s is not None and settings.rate.requests_per_s > 0
 
 
 def test_full_config_and_db_override(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ arguments, so a bad argument is named before a bad config file is.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,3 +44,22 @@ def require_store(path: Path) -> None:
     """Commands other than `enqueue` work on a store that exists; see Store too."""
     if not path.exists():
         raise CommandError(f"no store at {path} (check --db or store.path; `enqueue` creates one)")
+
+
+@contextmanager
+def new_store_kept_if_used(path: Path) -> Iterator[Store]:
+    """Open (or create) the store for the commands that may make one (`enqueue`,
+    `import`); a store this run created but put no job into is removed again, so a
+    mistyped `--db` or an input of rejects leaves no stray file behind."""
+    real_path = path.resolve()  # through a symlink: the link itself is the user's
+    is_new = not real_path.exists()
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        unused = is_new and not store.jobs.any()
+        store.close()
+        if unused:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with suppress(FileNotFoundError):
+                    real_path.with_name(real_path.name + suffix).unlink()

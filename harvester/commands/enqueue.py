@@ -14,12 +14,11 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, BinaryIO, cast
 
-from harvester.commands.context import Invocation
+from harvester.commands.context import Invocation, new_store_kept_if_used
 from harvester.errors import CommandError, IdentifierError, NotTextError
 from harvester.identifiers import Identifier, canonical_type, parse_line
 from harvester.logs import MESSAGE_CHARS
@@ -44,7 +43,7 @@ def cmd_enqueue(
     rejections = RejectionReport(sys.stderr)
     progress = ProgressLine("enqueue")
     # The input is checked before the store is opened: a binary file creates nothing.
-    with _input(file) as stream, _new_store_kept_if_used(path) as store:
+    with _input(file) as stream, new_store_kept_if_used(path) as store:
         report = enqueue_stream(
             store,
             stream,
@@ -60,25 +59,6 @@ def cmd_enqueue(
         f"rejected {report.rejected:,}"
     )
     return ExitCode.FAILURE if report.rejected else ExitCode.OK
-
-
-@contextmanager
-def _new_store_kept_if_used(path: Path) -> Iterator[Store]:
-    """Open (or create) the store for `enqueue`; a store this run created but put
-    nothing into is removed again, so a mistyped `--db` or a file of rejects leaves
-    no stray file behind."""
-    real_path = path.resolve()  # through a symlink: the link itself is the user's
-    is_new = not real_path.exists()
-    store = Store(path)
-    try:
-        yield store
-    finally:
-        unused = is_new and not store.jobs.any()
-        store.close()
-        if unused:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                with suppress(FileNotFoundError):
-                    real_path.with_name(real_path.name + suffix).unlink()
 
 
 @contextmanager

@@ -33,6 +33,7 @@ from harvester.store.connection import (
     transaction,
 )
 from harvester.store.derived import derive_answers
+from harvester.store.imports import ImportCounts, ImportedRecord, import_batch
 from harvester.store.jobs import JobQueue
 from harvester.store.ledger import TweetLedger
 from harvester.store.responses import Responses
@@ -132,3 +133,13 @@ class Store:
         self.ledger.committed(charges)  # only now may the in-memory index take them in
         self.bodies.train_if_due()
         return RecordResult(written, charged, pruned, tuple(underived))
+
+    def import_records(
+        self, records: Sequence[ImportedRecord], position: str | None = None
+    ) -> ImportCounts:
+        """Store records of Altmetric's dump as answers, and where the dump was read up
+        to, in one transaction (`store.imports`)."""
+        with self.transaction() as conn:
+            counts = import_batch(conn, self.responses, records, position)
+        self.bodies.train_if_due()
+        return counts

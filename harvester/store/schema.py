@@ -7,7 +7,8 @@ from the responses that point at them (one body per distinct answer). m005: the
 derived tables researchers query (`harvester derive --rebuild` rebuilds them). m006:
 tweets in a compact table of their own, `mentions` a view (`upgrade_mentions`). m007:
 the tweet ledger as one row per charge, `tweet_ledger` a view (`upgrade_ledger`). m008:
-two indexes of `outputs` and `counts` that no query used, dropped.
+two indexes of `outputs` and `counts` that no query used, dropped. m009: `aliases`,
+every identifier an answer names its output by (`store.aliases`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from harvester.model import JobState
-from harvester.store import upgrade_ledger, upgrade_mentions
+from harvester.store import aliases, upgrade_ledger, upgrade_mentions
 from harvester.store.codec import BodyCodec
+from harvester.store.upgrade import UpgradeProgress
 
 migrations = Migrations("altmetric-harvester")
 
@@ -305,3 +307,19 @@ def pending_migrations(path: Path) -> list[str]:
         return []  # opening it for real reports what is wrong
     finally:
         conn.close()
+
+
+@migrations()
+def m009_aliases(db: Database) -> None:
+    # Every identifier an answer names its output by, with the output's job
+    # (`store.aliases`): an output imported or fetched under one identifier is found
+    # again under any other, so it never gets a second job. Filled from the answers
+    # derived so far; from now on, as answers are derived.
+    db.execute(aliases.SCHEMA)
+    total = int(db.execute("SELECT count(*) FROM outputs").fetchone()[0])
+    with UpgradeProgress("aliases", total) as progress:
+        rows = db.execute("SELECT * FROM outputs ORDER BY response_id")
+        while batch := rows.fetchmany(10_000):
+            conn = db.conn
+            aliases.add_aliases(conn, aliases.output_aliases(batch))
+            progress.advance(len(batch))

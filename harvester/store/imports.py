@@ -1,0 +1,151 @@
+"""Records of Altmetric's JSON dump, stored as answers (`harvester import`).
+
+A record is a fetch-shaped answer that did not come through the API: its exact bytes
+are stored like an answer's (sha256, compressed, derived into the same tables), with
+`mode = 'dump'`, `fetched_at` the dump's date, and `request_params` naming where in the
+dump it was (`{"source": "dump", "member": ..., "line": ...}`). It charges nothing to
+the tweet ledger.
+
+A record becomes the job of an identifier the store already knows for its output
+(queued under it, or named by an answer: `store.aliases`); else a new `done` job under
+the first identifier it has. A pending job that gets a record is done: the record is
+its answer, and `refresh` asks the API again. A batch is one transaction, with the
+position in the dump it reached (`daemon_state`), so a killed import resumes there,
+and a record whose bytes its job already holds from the dump is present, not added:
+importing a dump twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import msgspec
+
+from harvester.identifiers import Identifier
+from harvester.model import StoredResponse, iso_utc
+from harvester.store.aliases import add_aliases, answer_fields, identifiers_in, job_known_as
+from harvester.store.derived import derive_answers
+from harvester.store.responses import Responses
+from harvester.store.snapshot import Answer
+
+DUMP_MODE = "dump"
+POSITION_KEY = "import_position"  # daemon_state: where the last import stopped
+
+
+class ImportedRecord(NamedTuple):
+    """One record to store: its bytes, the dump's date for it, and where it was."""
+
+    body: bytes
+    fetched_at: str  # ISO 8601 UTC, like every time the harvester writes
+    member: str
+    line: int
+
+
+class ImportCounts(NamedTuple):
+    imported: int
+    present: int  # its job already holds these bytes from the dump, or a newer answer
+    rejected: list[str]  # "member:line: why", one per record that could not be stored
+    underived: list[str]  # stored raw, but not derived (for `harvester derive`): why
+
+
+def import_batch(
+    conn: sqlite3.Connection,
+    responses: Responses,
+    records: Sequence[ImportedRecord],
+    position: str | None = None,
+) -> ImportCounts:
+    """Store a batch of records in the caller's transaction, and `position` (a JSON
+    text saying where the dump was read up to) with them."""
+    imported, present, rejected = 0, 0, []
+    to_derive: list[Answer] = []
+    now = iso_utc(time.time())
+    for record in records:
+        identifiers, problem = _identifiers(record.body)
+        if problem:
+            rejected.append(f"{record.member}:{record.line}: {problem}")
+            continue
+        job_id = _job_for(conn, identifiers, now)
+        if _already_holds(conn, job_id, record):
+            present += 1
+            continue
+        response_id = responses.insert(conn, job_id, _response(record))
+        to_derive.append(Answer(response_id, job_id, record.fetched_at, DUMP_MODE, record.body))
+        add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
+        imported += 1
+    underived = derive_answers(conn, to_derive).problems if to_derive else []
+    if position is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
+            (POSITION_KEY, position, now),
+        )
+    return ImportCounts(imported, present, rejected, underived)
+
+
+def _identifiers(body: bytes) -> tuple[list[Identifier], str]:
+    """A record's identifiers, or why it cannot be stored (not a JSON object, or no
+    identifier an output could be found by)."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        return [], f"not JSON ({error})"
+    if not isinstance(document, dict):
+        return [], f"not a JSON object (a {type(document).__name__})"
+    identifiers = identifiers_in(answer_fields(document))
+    if not identifiers:
+        return [], "no identifier (doi, pmid, arxiv, ads, handle, isbn, uri, altmetric_id...)"
+    return identifiers, ""
+
+
+def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: str) -> int:
+    """The job of the output these identifiers name: a known one (a pending one is
+    done now), else a new `done` job under the first of them."""
+    job_id = job_known_as(conn, identifiers)
+    if job_id is None:
+        cursor = conn.execute(
+            """INSERT INTO jobs (id_type, identifier, state, next_attempt_at, created_at,
+                   updated_at) VALUES (?, ?, 'done', ?, ?, ?)""",
+            (identifiers[0].id_type, identifiers[0].value, now, now, now),
+        )
+        return int(cursor.lastrowid or 0)
+    conn.execute(
+        """UPDATE jobs SET state = 'done', last_error = NULL, updated_at = ?
+           WHERE id = ? AND state = 'pending'""",
+        (now, job_id),
+    )
+    return job_id
+
+
+def _already_holds(conn: sqlite3.Connection, job_id: int, record: ImportedRecord) -> bool:
+    """Whether the job holds these very bytes from the dump, or an answer fetched after
+    the dump's date (a dump record must not pass for the latest snapshot then)."""
+    sha256 = hashlib.sha256(record.body).hexdigest()
+    row = conn.execute(
+        """SELECT 1 FROM responses WHERE job_id = ?
+               AND ((mode = ? AND sha256 = ?) OR fetched_at > ?) LIMIT 1""",
+        (job_id, DUMP_MODE, sha256, record.fetched_at),
+    ).fetchone()
+    return row is not None
+
+
+def _response(record: ImportedRecord) -> StoredResponse:
+    params = json.dumps(
+        {"source": "dump", "member": record.member, "line": record.line}, ensure_ascii=False
+    )
+    return StoredResponse(200, record.body, params, DUMP_MODE, record.fetched_at)
+
+
+def saved_position(conn: sqlite3.Connection) -> dict[str, object] | None:
+    """Where the last import stopped, if it saved a position this version can read."""
+    row = conn.execute("SELECT value FROM daemon_state WHERE key = ?", (POSITION_KEY,)).fetchone()
+    if row is None:
+        return None
+    try:
+        value = json.loads(row[0])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
