@@ -15,7 +15,8 @@ identifiers spliced in (two byte replacements), so 200,000 records take seconds 
 the compression. Identifiers: `altmetric_id` at the top level and the others in
 `citation` (`doi`, `pmid`, `arxiv_id`, `ads_id`, `handle`, `isbns` as a list, `uri`),
 where the universe's fetch answers carry them; every record has a unique set. They are
-drawn afresh, so the universe itself would answer another output for the same DOI.
+drawn afresh: the universe would answer another output (another altmetric_id) for the
+same DOI, and no record shares an altmetric_id with any output of the universe.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ FILES_PER_DIRECTORY = 1000
 ROOT = "altmetric-dump"
 MTIME_S = 1_717_200_000  # 2024-06-01: the dump's first member; each next one a second later
 TEMPLATES = 400
+ALTMETRIC_ID_BASE = 20_000_000_000  # above the universe's (10**8 to 10**8 + 10**10): never shared
 PRETTY_FRACTION = 0.1  # of one-per-file records
 NOT_OBJECTS = (
     b"[1, 2, 3]",
@@ -268,7 +270,7 @@ def _identifiers(rng: random.Random, seed: int, record: int) -> tuple[bytes, byt
         ids["isbns"] = [_isbn13(f"978{record % 10**9:09d}")]
     if not ids:
         ids["uri"] = f"https://repository.example.org/dump/{seed}/{record}"
-    altmetric_id = 200_000_000 + seed * 10_000_000 + record
+    altmetric_id = ALTMETRIC_ID_BASE + seed * 100_000_000 + record
     return str(altmetric_id).encode(), msgspec.json.encode(ids)[1:-1] + b","
 
 
