@@ -5,7 +5,7 @@ The common cases are decided from the first non-blank line alone, so no record i
 parsed twice: a first line that is a whole JSON value means newline-delimited records
 (or a one-line file of one record, when nothing but blank lines follows). Only a first
 line that is not a whole value (a pretty-printed record starts with "{") makes us read
-the member whole, up to `WHOLE_MEMBER_LIMIT_BYTES`, and parse it as one value.
+the member whole and parse it as one value.
 
 A record is checked for being a JSON object, valid UTF-8, without building it: its
 top-level values are skipped (validated, not decoded), so checking costs a fraction of
@@ -20,7 +20,10 @@ from typing import IO, NamedTuple
 
 import msgspec
 
-WHOLE_MEMBER_LIMIT_BYTES = 64 * 1024 * 1024  # beyond this, a member is read line by line
+# A member up to this size is read whole (the common case, and fast); a bigger one line
+# by line, so memory stays within a few times this whatever the dump holds. The real
+# dump's files are one record, or 51 (a few MB at the very most).
+WHOLE_MEMBER_LIMIT_BYTES = 16 * 1024 * 1024
 
 _OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ANY_VALUE = msgspec.json.Decoder(msgspec.Raw)
@@ -114,7 +117,8 @@ def _first_content(data: bytes) -> tuple[int, bytes] | None:
 
 def split_member(stream: IO[bytes], size_bytes: int) -> Iterator[Piece]:
     """The records (and faults) of one member too big to read whole, in order, reading
-    it once front to back (as `split_bytes`, holding a line at a time)."""
+    it once front to back (as `split_bytes`, holding a line at a time). Only newline-
+    delimited records can be read so; anything else is rejected once, unread."""
     lines = enumerate(stream, 1)
     head: list[bytes] = []
     first = _first_line(lines, head)
@@ -122,8 +126,9 @@ def split_member(stream: IO[bytes], size_bytes: int) -> Iterator[Piece]:
         return  # an empty member, or blank lines only: no records
     number, raw = first
     fault = check(_without_newline(raw))
-    if fault is not None and not fault.whole and size_bytes <= WHOLE_MEMBER_LIMIT_BYTES:
-        yield from _whole_member(b"".join(head) + stream.read())
+    if fault is not None and not fault.whole:
+        reason = f"a file of {size_bytes:,} bytes that is not one record a line: not read"
+        yield 1, b"", Fault(False, reason)
     else:
         yield from _delimited(number, raw, fault, head, lines)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from harvester.dump.records import WHOLE_MEMBER_LIMIT_BYTES
+from harvester.dump import records
 from harvester.errors import DumpError
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -121,11 +121,12 @@ def _tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Member:
     more than reading (~10 us a member); a read that comes up short marks a cut. Sparse
     and huge members go through that file object."""
     name, mtime_s, size = info.name, int(info.mtime), info.size
-    whole = size <= WHOLE_MEMBER_LIMIT_BYTES and not info.issparse()
+    limit = records.WHOLE_MEMBER_LIMIT_BYTES
+    whole = size <= limit and not info.issparse()
     if whole and archive.fileobj.tell() == info.offset_data:
         return Member(name, mtime_s, size, archive.fileobj.read(size))
     stream = archive.extractfile(info)
-    if size <= WHOLE_MEMBER_LIMIT_BYTES and stream is not None:
+    if size <= limit and stream is not None:
         return Member(name, mtime_s, size, stream.read())
     return Member(name, mtime_s, size, None, stream)
 
@@ -170,7 +171,7 @@ class DirectorySource:
             with open(entry.path, "rb") as stream:
                 self._current = stream
                 mtime_s, size = int(info.st_mtime), info.st_size
-                if size <= WHOLE_MEMBER_LIMIT_BYTES:
+                if size <= records.WHOLE_MEMBER_LIMIT_BYTES:
                     yield Member(relative, mtime_s, size, stream.read())
                 else:
                     yield Member(relative, mtime_s, size, None, stream)

@@ -4,6 +4,7 @@ directory inputs giving the same records."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tarfile
@@ -203,3 +204,25 @@ def test_mtime_is_the_members_and_consumed_bytes_grow_to_the_file_size(tmp_path)
     assert consumed == sorted(consumed)
     assert 0 < consumed[0] < consumed[-1] <= input_size_bytes(summary.path) == summary.size_bytes
     assert not any(isinstance(item, Truncated) for item in items)
+
+
+def test_files_too_big_to_read_whole_are_read_line_by_line(tmp_path, monkeypatch):
+    """The same records, one line at a time; a big file that is not one record a line
+    is rejected once (it could not be parsed without holding it whole)."""
+    summary = write_dump(tmp_path / "dump.tar.gz", 300, layout="ndjson", seed=8, not_objects=4)
+    whole = list(iter_records(summary.path))
+    big_pretty = b"{\n" + b'  "a": 1,\n' * 2000 + b'  "b": 2\n}\n'
+    odd = write_tar(tmp_path / "odd.tar", {"d/pretty.json": big_pretty, "d/one.json": b'{"a":1}'})
+
+    monkeypatch.setattr("harvester.dump.records.WHOLE_MEMBER_LIMIT_BYTES", 1000)
+    by_line = list(iter_records(summary.path))
+    odd_items = list(iter_records(odd))
+
+    def unplaced(items: list[DumpItem]) -> list[DumpItem]:  # the reads end at other places
+        return [dataclasses.replace(item, consumed_bytes=0) for item in items]
+
+    assert unplaced(by_line) == unplaced(whole)
+    assert sum(isinstance(i, Rejected) for i in by_line) == 4
+    assert len(odd_items) == 2
+    assert isinstance(odd_items[0], Rejected) and "not one record a line" in odd_items[0].reason
+    assert isinstance(odd_items[1], DumpRecord) and odd_items[1].body == b'{"a":1}'
