@@ -345,6 +345,21 @@ def _simulate(args: argparse.Namespace, invocation: Invocation) -> int:
     )
 
 
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="the dump: .tar.gz, .tar or a directory")
+    parser.add_argument(
+        "--as-of",
+        metavar="DATE",
+        help="when the dump was made (YYYY-MM-DD or ISO 8601); default: each file's mtime",
+    )
+
+
+def _import(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.importdump import cmd_import
+
+    return cmd_import(invocation, args.path, as_of=args.as_of)
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=400, help="identifiers to harvest")
 
@@ -357,6 +372,7 @@ def _demo(args: argparse.Namespace, invocation: Invocation) -> int:
 
 COMMANDS: dict[str, Command] = {  # in the order `harvester --help` lists them
     "enqueue": Command("queue identifiers from a file or stdin", _enqueue_arguments, _enqueue),
+    "import": Command("store Altmetric's JSON dump as answers", _import_arguments, _import),
     "run": Command("run the harvest daemon", _run_arguments, _run),
     "status": Command("job counts, throughput and errors", _status_arguments, _status),
     "show": Command("print the stored response of one identifier", _show_arguments, _show),

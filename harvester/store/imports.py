@@ -22,7 +22,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -77,7 +77,8 @@ def import_batch(
         to_derive.append(Answer(response_id, job_id, record.fetched_at, DUMP_MODE, record.body))
         add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
         imported += 1
-    underived = derive_answers(conn, to_derive).problems if to_derive else []
+    # No event loop shares this process's GIL: no pauses while reading.
+    underived = derive_answers(conn, to_derive, yielding=False).problems if to_derive else []
     if position is not None:
         conn.execute(
             "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
@@ -86,19 +87,50 @@ def import_batch(
     return ImportCounts(imported, present, rejected, underived)
 
 
+class _Naming(msgspec.Struct):
+    """What of a record names its output: msgspec skips the rest (posts, images...)
+    in C, a fraction of decoding the whole record."""
+
+    citation: Any = None
+    altmetric_id: Any = None
+    doi: Any = None
+    pmid: Any = None
+    arxiv_id: Any = None
+    ads_id: Any = None
+    handle: Any = None
+    handles: Any = None
+    isbn: Any = None
+    isbns: Any = None
+    uri: Any = None
+
+
+_NAMING = msgspec.json.Decoder(_Naming)
+
+
 def _identifiers(body: bytes) -> tuple[list[Identifier], str]:
     """A record's identifiers, or why it cannot be stored (not a JSON object, or no
     identifier an output could be found by)."""
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as error:
-        return [], f"not JSON ({error})"
-    if not isinstance(document, dict):
-        return [], f"not a JSON object (a {type(document).__name__})"
+        naming = _NAMING.decode(body)
+    except msgspec.DecodeError:
+        return [], _not_an_object(body)
+    document = {name: value for name in _NAMING_FIELDS if (value := getattr(naming, name))}
     identifiers = identifiers_in(answer_fields(document))
     if not identifiers:
         return [], "no identifier (doi, pmid, arxiv, ads, handle, isbn, uri, altmetric_id...)"
     return identifiers, ""
+
+
+_NAMING_FIELDS = _Naming.__struct_fields__
+
+
+def _not_an_object(body: bytes) -> str:
+    """Why a record that is not a JSON object is refused, in a few words."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        return f"not JSON ({error})"
+    return f"not a JSON object (a {type(document).__name__})"
 
 
 def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: str) -> int:

@@ -1,0 +1,159 @@
+"""`harvester import PATH [--as-of DATE]`: Altmetric's JSON dump into the store.
+
+The dump streams through `harvester.dump` (never unpacked to disk) in batches; each
+batch is one transaction of `store.imports`, with the position it reached, so a
+killed import run again resumes after the last batch committed, and the store ends
+as one clean run leaves it. Bad records are counted and reported with their member
+and line; an archive cut short keeps every record before the cut.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harvester.commands.context import Invocation, new_store_kept_if_used
+from harvester.dump import DumpRecord, Rejected, Truncated, input_size_bytes, iter_records
+from harvester.errors import CommandError
+from harvester.logs import get_logger
+from harvester.model import ExitCode, iso_utc
+from harvester.progress import ProgressLine, write_above
+from harvester.store import Store
+from harvester.store.imports import ImportedRecord, saved_position
+
+BATCH_RECORDS = 500
+PROGRESS_EVERY_S = 30.0  # off a terminal, an `import.progress` event this often
+REJECTS_SHOWN = 20
+
+log = get_logger("harvester.commands.importdump")
+
+
+def cmd_import(invocation: Invocation, path: str, *, as_of: str | None) -> ExitCode:
+    """Import the dump at `path`; exit 1 if any record was rejected or it ends early."""
+    dump = Path(path)
+    fetched_at = _as_of(as_of) if as_of else None
+    iter_records(dump)  # a missing path, or one that is not a dump, fails before any store
+    total_bytes = input_size_bytes(dump)
+    with new_store_kept_if_used(invocation.settings().store.path) as store:
+        start_after = _resume_point(store, dump, total_bytes)
+        if start_after:
+            member, line = start_after
+            print(f"harvester import: resuming after {member}:{line}", file=sys.stderr)
+        run = ImportRun(store, dump, total_bytes, fetched_at)
+        run.read(iter_records(dump, start_after=start_after))
+    return run.finish()
+
+
+class ImportRun:
+    """One import: batches into the store, the progress shown, the tally kept."""
+
+    def __init__(self, store: Store, dump: Path, total_bytes: int, fetched_at: str | None) -> None:
+        self._store = store
+        self._key = {"path": str(dump.resolve()), "size": total_bytes}
+        self._fetched_at = fetched_at
+        self._progress = ProgressLine("import", total_bytes)
+        self._logged_s = time.monotonic()
+        self.imported = self.present = self.rejected = 0
+        self.truncated: str | None = None
+        self.consumed = 0
+
+    def read(self, items: Iterator[DumpRecord | Rejected | Truncated]) -> None:
+        batch: list[ImportedRecord] = []
+        last: tuple[str, int] | None = None
+        for item in items:
+            self.consumed = item.consumed_bytes
+            if isinstance(item, Truncated):
+                self.truncated = f"{item.member or 'between members'}: {item.reason}"
+                continue
+            last = item.position
+            if isinstance(item, Rejected):
+                self._reject(f"{item.member}:{item.line}: {item.reason}")
+            else:
+                batch.append(self._record(item))
+            if len(batch) >= BATCH_RECORDS:
+                self._store_batch(batch, last)
+                batch = []
+        self._store_batch(batch, last, finished=self.truncated is None)
+
+    def finish(self) -> ExitCode:
+        self._progress.close()
+        if self.rejected > REJECTS_SHOWN:
+            print(f"... and {self.rejected - REJECTS_SHOWN:,} more rejected", file=sys.stderr)
+        if self.truncated:
+            print(f"harvester import: the archive ends early ({self.truncated})", file=sys.stderr)
+        print(
+            f"imported {self.imported:,}, already present {self.present:,}, "
+            f"rejected {self.rejected:,}"
+        )
+        log.info(
+            "import.done", imported=self.imported, present=self.present, rejected=self.rejected
+        )
+        return ExitCode.FAILURE if self.rejected or self.truncated else ExitCode.OK
+
+    def _record(self, item: DumpRecord) -> ImportedRecord:
+        fetched_at = self._fetched_at or iso_utc(float(item.mtime_s))
+        return ImportedRecord(item.body, fetched_at, item.member, item.line)
+
+    def _reject(self, text: str) -> None:
+        self.rejected += 1
+        if self.rejected <= REJECTS_SHOWN:
+            write_above(sys.stderr, f"rejected {text}\n")
+
+    def _store_batch(
+        self, batch: list[ImportedRecord], last: tuple[str, int] | None, *, finished: bool = False
+    ) -> None:
+        """One transaction: the batch, and where the dump was read up to (cleared once
+        the whole dump is read, so importing it again reads it all and adds nothing)."""
+        position = None if last is None else {**self._key, "member": last[0], "line": last[1]}
+        if finished:
+            position = {**self._key, "finished": True}
+        counts = self._store.import_records(batch, json.dumps(position) if position else None)
+        self.imported += counts.imported
+        self.present += counts.present
+        for text in counts.rejected:
+            self._reject(text)
+        for problem in counts.underived:
+            log.warning("import.underived", problem=problem)
+        self._show()
+
+    def _show(self) -> None:
+        records = self.imported + self.present + self.rejected
+        self._progress.update(self.consumed, f"{records:,} records")
+        now_s = time.monotonic()
+        if not self._progress.enabled and now_s - self._logged_s >= PROGRESS_EVERY_S:
+            self._logged_s = now_s
+            log.info(
+                "import.progress",
+                records=records,
+                imported=self.imported,
+                read_bytes=self.consumed,
+                total_bytes=self._key["size"],
+            )
+
+
+def _resume_point(store: Store, dump: Path, total_bytes: int) -> tuple[str, int] | None:
+    """Where an earlier import of this very dump stopped, unless it finished."""
+    saved = saved_position(store.conn)
+    if not saved or saved.get("path") != str(dump.resolve()) or saved.get("size") != total_bytes:
+        return None
+    member, line = saved.get("member"), saved.get("line")
+    if saved.get("finished") or not isinstance(member, str) or not isinstance(line, int):
+        return None
+    return member, line
+
+
+def _as_of(text: str) -> str:
+    """--as-of: a date or an ISO 8601 time (UTC unless it says otherwise)."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(
+            f"--as-of {text!r} is not a date: give YYYY-MM-DD or an ISO 8601 time"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return iso_utc(when.timestamp())
