@@ -43,7 +43,7 @@ def read(path: Path) -> float:
     """Read the whole dump; print and return records/s."""
     records = rejected = json_bytes = 0
     truncated = None
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     for item in iter_records(path):
         if isinstance(item, DumpRecord):
             records += 1
@@ -53,13 +53,14 @@ def read(path: Path) -> float:
         elif isinstance(item, Truncated):
             truncated = item.reason
     elapsed_s = time.perf_counter() - started
+    cpu_us = (time.process_time() - started_cpu) / max(records, 1) * 1e6
     rate = records / elapsed_s
     size_mb = path.stat().st_size / 1e6 if path.is_file() else float("nan")
     print(
         f"read {records:,} records ({rejected} rejected) in {elapsed_s:.2f} s: "
         f"{rate:,.0f} records/s, {size_mb / elapsed_s:,.1f} MB/s compressed, "
         f"{json_bytes / 1e6 / elapsed_s:,.0f} MB/s of JSON "
-        f"(mean record {json_bytes / max(records, 1) / 1e3:.1f} KB)"
+        f"(mean record {json_bytes / max(records, 1) / 1e3:.1f} KB); {cpu_us:.0f} us CPU a record"
         + (f"; truncated: {truncated}" if truncated else "")
     )
     return rate

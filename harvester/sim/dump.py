@@ -153,6 +153,7 @@ class _Archive:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = len(data), mtime_s, 0o644
         self.tar.addfile(info, io.BytesIO(data))
+        self.tar.members.clear()  # type: ignore[attr-defined]  # else it keeps them all
 
     def add_directory(self, name: str) -> None:
         info = tarfile.TarInfo(name)
