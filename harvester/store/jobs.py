@@ -209,9 +209,9 @@ class JobQueue:
                    next_attempt_at = :now, last_error = NULL, updated_at = :now
                WHERE state = 'done'
                  AND id IN (SELECT job_id FROM responses INDEXED BY responses_degraded
-                            WHERE mode != 'full')
+                            WHERE mode IN ('original_tweets', 'no_twitter'))
                  AND (SELECT mode FROM responses WHERE job_id = jobs.id
-                      ORDER BY id DESC LIMIT 1) != 'full'""",
+                      ORDER BY id DESC LIMIT 1) IN ('original_tweets', 'no_twitter')""",
             {"now": now},
         )
         return cursor.rowcount

@@ -8,7 +8,8 @@ derived tables researchers query (`harvester derive --rebuild` rebuilds them). m
 tweets in a compact table of their own, `mentions` a view (`upgrade_mentions`). m007:
 the tweet ledger as one row per charge, `tweet_ledger` a view (`upgrade_ledger`). m008:
 two indexes of `outputs` and `counts` that no query used, dropped. m009: `aliases`,
-every identifier an answer names its output by (`store.aliases`).
+every identifier an answer names its output by (`store.aliases`), and the degraded
+answers' index kept to the quota modes (dump records are whole).
 """
 
 from __future__ import annotations
@@ -316,6 +317,13 @@ def m009_aliases(db: Database) -> None:
     # again under any other, so it never gets a second job. Filled from the answers
     # derived so far; from now on, as answers are derived.
     db.execute(aliases.SCHEMA)
+    # Answers from the dump (mode 'dump') are whole, not degraded: the partial index of
+    # degraded answers, which `backfill --twitter` reads, keeps to the two quota modes.
+    db.execute("DROP INDEX responses_degraded")
+    db.execute(
+        """CREATE INDEX responses_degraded ON responses (job_id)
+           WHERE mode IN ('original_tweets', 'no_twitter')"""
+    )
     total = int(db.execute("SELECT count(*) FROM outputs").fetchone()[0])
     with UpgradeProgress("aliases", total) as progress:
         rows = db.execute("SELECT * FROM outputs ORDER BY response_id")

@@ -106,6 +106,8 @@ def test_a_second_import_adds_nothing(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "imported 0, already present 250, rejected 0"
     assert stored(db) == before and derived_counts(db) == counts_before
+    backfill = harvester("--db", str(db), "backfill", "--twitter")  # dump records are whole
+    assert backfill.returncode == 0 and backfill.stdout.startswith("queued 0 outputs")
 
 
 def test_kill_9_then_run_again_ends_as_one_clean_run(tmp_path: Path) -> None:
