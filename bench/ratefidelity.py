@@ -135,11 +135,11 @@ async def run_cell(
                 f'[log]\nlevel = "{"debug" if log else "info"}"\n'
             )
             env = {**os.environ, "ALTMETRIC_API_KEY": KEY}
-            if harvester_path:
+            if harvester_path:  # `python -m` puts the working directory first: go there
                 env["PYTHONPATH"] = harvester_path
             jobs = int(max(cell.allowed_per_s, 10) * seconds * 1.5) + 200
             log_file = Path(log).open("a") if log else asyncio.subprocess.DEVNULL  # noqa: SIM115, ASYNC230
-            await enqueue(db, jobs, env)
+            await enqueue(db, jobs, env, cwd=harvester_path)
             run = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -150,6 +150,7 @@ async def run_cell(
                 str(db),
                 "run",
                 env=env,
+                cwd=harvester_path,
                 stderr=log_file,
             )
             try:
@@ -159,7 +160,7 @@ async def run_cell(
                 await run.wait()
 
 
-async def enqueue(db: Path, jobs: int, env: dict[str, str]) -> None:
+async def enqueue(db: Path, jobs: int, env: dict[str, str], cwd: str | None) -> None:
     lines = "".join(f"10.{1000 + n % 9000}/fidelity.{n}\n" for n in range(jobs))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -171,6 +172,7 @@ async def enqueue(db: Path, jobs: int, env: dict[str, str]) -> None:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
         env=env,
+        cwd=cwd,
     )
     await process.communicate(lines.encode())
     if process.returncode != 0:

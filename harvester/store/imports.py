@@ -165,9 +165,8 @@ def _already_holds(conn: sqlite3.Connection, job_id: int, record: ImportedRecord
 
 
 def _response(record: ImportedRecord) -> StoredResponse:
-    params = json.dumps(
-        {"source": "dump", "member": record.member, "line": record.line}, ensure_ascii=False
-    )
+    # ASCII JSON: a member name that was not UTF-8 (surrogate escapes) stays writable.
+    params = json.dumps({"source": "dump", "member": record.member, "line": record.line})
     return StoredResponse(200, record.body, params, DUMP_MODE, record.fetched_at)
 
 
