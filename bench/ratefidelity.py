@@ -66,7 +66,9 @@ class Figures:
     span_s: float
 
 
-def bucket_cell(rate: float, server_burst: int, multiple: int, retry_after: bool) -> Cell:
+def bucket_cell(
+    rate: float, server_burst: int, multiple: int, retry_after: bool, burst: int | None = None
+) -> Cell:
     settings = SimulatorSettings(
         key=KEY,
         latency_s=LATENCY_S,
@@ -79,9 +81,9 @@ def bucket_cell(rate: float, server_burst: int, multiple: int, retry_after: bool
     )
     name = (
         f"bucket R={rate:g}/s burst {server_burst}, {'with' if retry_after else 'no'} "
-        f"Retry-After; harvester {multiple}R burst {CLIENT_BURST[multiple]}"
+        f"Retry-After; harvester {multiple}R burst {burst or CLIENT_BURST[multiple]}"
     )
-    return Cell(name, settings, rate * multiple, CLIENT_BURST[multiple], rate)
+    return Cell(name, settings, rate * multiple, burst or CLIENT_BURST[multiple], rate)
 
 
 def hourly_cell(pace: float, *, auto: bool) -> Cell:
@@ -217,7 +219,9 @@ def cells(arguments: argparse.Namespace) -> list[tuple[Callable[[], Cell], bool]
             for burst in arguments.server_bursts:
                 for retry_after in arguments.retry_after:
                     for multiple in arguments.multiples:
-                        cell = bucket_cell(rate, burst, multiple, retry_after)
+                        cell = bucket_cell(
+                            rate, burst, multiple, retry_after, arguments.client_burst
+                        )
                         chosen.append((lambda cell=cell: cell, False))
     if "hourly" in only:
         chosen.append((lambda: hourly_cell(20, auto=False), True))
@@ -264,6 +268,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, help=f"a cell's length (default {SECONDS:g})")
     parser.add_argument("--settle", type=float, help=f"not counted (default {SETTLE_S:g})")
     parser.add_argument("--harvester-path", dest="path", help="PYTHONPATH for the harvester")
+    parser.add_argument(
+        "--client-burst", type=int, help="the harvester's burst (default: 1, 2, 10 by multiple)"
+    )
     parser.add_argument("--log", help="append the harvester's log lines to this file")
     parser.add_argument("--smoke", action="store_true", help="two short cells, for CI")
     arguments = parser.parse_args()
