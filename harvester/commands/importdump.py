@@ -1,8 +1,7 @@
 """`harvester import PATH [--as-of DATE]`: Altmetric's JSON dump into the store.
 
-The dump streams through `harvester.dump` (never unpacked to disk) in batches, read
-in a worker process (`RecordReader`) while the batch before is written; each batch is
-one transaction of `store.imports`, with the position it reached, so a
+The dump streams through `harvester.dump` (never unpacked to disk) in batches; each
+batch is one transaction of `store.imports`, with the position it reached, so a
 killed import run again resumes after the last batch committed, and the store ends
 as one clean run leaves it. Bad records are counted and reported with their member
 and line; an archive cut short keeps every record before the cut.
@@ -11,14 +10,11 @@ and line; an archive cut short keeps every record before the cut.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from harvester.commands.context import Invocation, new_store_kept_if_used
 from harvester.dump import DumpRecord, Rejected, Truncated, input_size_bytes, iter_records
@@ -27,11 +23,9 @@ from harvester.logs import get_logger
 from harvester.model import ExitCode, iso_utc
 from harvester.progress import ProgressLine, write_above
 from harvester.store import Store
-from harvester.store.imports import ImportedRecord, ReadRecord, read_records, saved_position
+from harvester.store.imports import ImportedRecord, saved_position
 
 BATCH_RECORDS = 500
-# A dump this large is read in a worker process: below it, starting one costs more.
-WORKER_FROM_BYTES = 32 << 20
 PROGRESS_EVERY_S = 30.0  # off a terminal, an `import.progress` event this often
 REJECTS_SHOWN = 20
 
@@ -50,44 +44,8 @@ def cmd_import(invocation: Invocation, path: str, *, as_of: str | None) -> ExitC
             member, line = start_after
             print(f"harvester import: resuming after {member}:{line}", file=sys.stderr)
         run = ImportRun(store, dump, total_bytes, fetched_at)
-        with RecordReader(in_a_worker=total_bytes >= WORKER_FROM_BYTES) as reader:
-            run.read(iter_records(dump, start_after=start_after), reader)
+        run.read(iter_records(dump, start_after=start_after))
     return run.finish()
-
-
-class Batch(NamedTuple):
-    records: list[ImportedRecord]
-    last: tuple[str, int] | None  # the dump's position after it
-    reads: Future[list[ReadRecord]]
-
-
-class RecordReader:
-    """Reads records' identifiers, checksums and rows (`store.imports.read_records`),
-    the half of importing that needs no store: in a worker process for a large dump,
-    so the writer here stores one batch while the next is read; here otherwise.
-    `submit` gives a future either way."""
-
-    def __init__(self, *, in_a_worker: bool) -> None:
-        self._executor: Executor | None = None
-        if in_a_worker:
-            # spawn, not fork: a fork of a process with threads may inherit held locks.
-            context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
-
-    def submit(self, batch: list[ImportedRecord]) -> Future[list[ReadRecord]]:
-        bodies = [record.body for record in batch]
-        if self._executor is not None:
-            return self._executor.submit(read_records, bodies)
-        future: Future[list[ReadRecord]] = Future()
-        future.set_result(read_records(bodies))
-        return future
-
-    def __enter__(self) -> RecordReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(cancel_futures=True)
 
 
 class ImportRun:
@@ -103,14 +61,9 @@ class ImportRun:
         self.truncated: str | None = None
         self.consumed = 0
 
-    def read(
-        self, items: Iterator[DumpRecord | Rejected | Truncated], reader: RecordReader
-    ) -> None:
-        """Batches through `reader` (one in flight while the one before is written)
-        into the store."""
+    def read(self, items: Iterator[DumpRecord | Rejected | Truncated]) -> None:
         batch: list[ImportedRecord] = []
         last: tuple[str, int] | None = None
-        in_flight: Batch | None = None
         for item in items:
             self.consumed = item.consumed_bytes
             if isinstance(item, Truncated):
@@ -122,14 +75,9 @@ class ImportRun:
             else:
                 batch.append(self._record(item))
             if len(batch) >= BATCH_RECORDS:
-                submitted = Batch(batch, last, reader.submit(batch))
-                if in_flight is not None:
-                    self._store_batch(in_flight)
-                in_flight, batch = submitted, []
-        if in_flight is not None:
-            self._store_batch(in_flight)
-        last_batch = Batch(batch, last, reader.submit(batch))
-        self._store_batch(last_batch, finished=self.truncated is None)
+                self._store_batch(batch, last)
+                batch = []
+        self._store_batch(batch, last, finished=self.truncated is None)
 
     def finish(self) -> ExitCode:
         self._progress.close()
@@ -155,16 +103,15 @@ class ImportRun:
         if self.rejected <= REJECTS_SHOWN:
             write_above(sys.stderr, f"rejected {text}\n")
 
-    def _store_batch(self, batch: Batch, *, finished: bool = False) -> None:
+    def _store_batch(
+        self, batch: list[ImportedRecord], last: tuple[str, int] | None, *, finished: bool = False
+    ) -> None:
         """One transaction: the batch, and where the dump was read up to (cleared once
         the whole dump is read, so importing it again reads it all and adds nothing)."""
-        last = batch.last
         position = None if last is None else {**self._key, "member": last[0], "line": last[1]}
         if finished:
             position = {**self._key, "finished": True}
-        counts = self._store.import_records(
-            batch.records, batch.reads.result(), json.dumps(position) if position else None
-        )
+        counts = self._store.import_records(batch, json.dumps(position) if position else None)
         self.imported += counts.imported
         self.present += counts.present
         for text in counts.rejected:

@@ -33,7 +33,7 @@ from harvester.store.connection import (
     transaction,
 )
 from harvester.store.derived import derive_answers
-from harvester.store.imports import ImportCounts, ImportedRecord, ReadRecord, import_batch
+from harvester.store.imports import ImportCounts, ImportedRecord, import_batch
 from harvester.store.jobs import JobQueue
 from harvester.store.ledger import TweetLedger
 from harvester.store.responses import Responses
@@ -135,15 +135,11 @@ class Store:
         return RecordResult(written, charged, pruned, tuple(underived))
 
     def import_records(
-        self,
-        records: Sequence[ImportedRecord],
-        reads: Sequence[ReadRecord],
-        position: str | None = None,
+        self, records: Sequence[ImportedRecord], position: str | None = None
     ) -> ImportCounts:
-        """Store records of Altmetric's dump as answers (read beforehand by
-        `imports.read_records`), and where the dump was read up to, in one transaction
-        (`store.imports`)."""
+        """Store records of Altmetric's dump as answers, and where the dump was read up
+        to, in one transaction (`store.imports`)."""
         with self.transaction() as conn:
-            counts = import_batch(conn, self.responses, records, reads, position)
+            counts = import_batch(conn, self.responses, records, position)
         self.bodies.train_if_due()
         return counts

@@ -75,13 +75,16 @@ class Derived(NamedTuple):
     problems: list[str]  # why each of the others that should have could not
 
 
-def derive_answers(conn: sqlite3.Connection, answers: Sequence[Answer]) -> Derived:
+def derive_answers(
+    conn: sqlite3.Connection, answers: Sequence[Answer], *, yielding: bool = True
+) -> Derived:
     """Derive a batch of stored answers inside the caller's transaction: every answer
-    read first (`read_answers`, pausing now and then: `_read_yielding`), then one
-    statement per table for the whole batch (`write_rows`). An answer that is not a
-    JSON object has nothing to derive and is no problem; one that fails stays stored
-    raw, for `harvester derive` to try again."""
-    read = _read_yielding(answers)
+    read first (`read_answers`, pausing now and then for an event loop sharing the GIL
+    unless not `yielding`: `_read_yielding`), then one statement per table for the
+    whole batch (`write_rows`). An answer that is not a JSON object has nothing to
+    derive and is no problem; one that fails stays stored raw, for `harvester derive`
+    to try again."""
+    read = _read_yielding(answers) if yielding else read_answers(answers)
     derived = write_rows(conn, read.rows, read.problems)
     return Derived(derived, read.problems)
 

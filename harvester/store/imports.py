@@ -29,9 +29,9 @@ import msgspec
 from harvester.identifiers import Identifier
 from harvester.model import StoredResponse, iso_utc
 from harvester.store.aliases import add_aliases, answer_fields, identifiers_in, job_known_as
-from harvester.store.derived import write_rows
+from harvester.store.derived import derive_answers
 from harvester.store.responses import Responses
-from harvester.store.snapshot import Answer, AnswerRows, Snapshot, rows_of, snapshot_of
+from harvester.store.snapshot import Answer
 
 DUMP_MODE = "dump"
 POSITION_KEY = "import_position"  # daemon_state: where the last import stopped
@@ -53,65 +53,32 @@ class ImportCounts(NamedTuple):
     underived: list[str]  # stored raw, but not derived (for `harvester derive`): why
 
 
-class ReadRecord(NamedTuple):
-    """What a record says, read apart from the store (in a worker process, for a large
-    dump): its identifiers, or why it cannot be stored; its sha256; its derived rows
-    but the ids (`snapshot`), or why they could not be read."""
-
-    identifiers: list[Identifier]
-    refused: str  # "" unless the record cannot be stored
-    sha256: str
-    snapshot: Snapshot | None  # None: nothing to derive (or `underivable` says why)
-    underivable: str
-
-
-def read_record(body: bytes) -> ReadRecord:
-    """Everything of a record that needs only its bytes: the costly half of storing it."""
-    identifiers, refused = _identifiers(body)
-    sha256 = hashlib.sha256(body).hexdigest()
-    if refused:
-        return ReadRecord([], refused, sha256, None, "")
-    try:
-        return ReadRecord(identifiers, "", sha256, snapshot_of(body), "")
-    except Exception as error:  # stored raw, for `harvester derive` to try again
-        return ReadRecord(identifiers, "", sha256, None, f"{type(error).__name__}: {error}")
-
-
-def read_records(bodies: Sequence[bytes]) -> list[ReadRecord]:
-    """`read_record` of each (what `commands.importdump` runs in a worker process)."""
-    return [read_record(body) for body in bodies]
-
-
 def import_batch(
     conn: sqlite3.Connection,
     responses: Responses,
     records: Sequence[ImportedRecord],
-    reads: Sequence[ReadRecord],
     position: str | None = None,
 ) -> ImportCounts:
-    """Store a batch of records, read beforehand (`read_records`), in the caller's
-    transaction, and `position` (a JSON text saying where the dump was read up to)
-    with them."""
-    imported, present, rejected, underived = 0, 0, [], []
-    rows: list[AnswerRows] = []
+    """Store a batch of records in the caller's transaction, and `position` (a JSON
+    text saying where the dump was read up to) with them."""
+    imported, present, rejected = 0, 0, []
+    to_derive: list[Answer] = []
     now = iso_utc(time.time())
-    for record, read in zip(records, reads, strict=True):
-        if read.refused:
-            rejected.append(f"{record.member}:{record.line}: {read.refused}")
+    for record in records:
+        identifiers, problem = _identifiers(record.body)
+        if problem:
+            rejected.append(f"{record.member}:{record.line}: {problem}")
             continue
-        job_id = _job_for(conn, read.identifiers, now)
-        if _already_holds(conn, job_id, record, read.sha256):
+        job_id = _job_for(conn, identifiers, now)
+        if _already_holds(conn, job_id, record):
             present += 1
             continue
-        response_id = responses.insert(conn, job_id, _response(record), read.sha256)
-        answer = Answer(response_id, job_id, record.fetched_at, DUMP_MODE, record.body)
-        if read.snapshot is not None:
-            rows.append(rows_of(answer, read.snapshot))
-        elif read.underivable:
-            underived.append(f"response {response_id}: {read.underivable}")
-        add_aliases(conn, ((i.id_type, i.value, job_id) for i in read.identifiers))
+        response_id = responses.insert(conn, job_id, _response(record))
+        to_derive.append(Answer(response_id, job_id, record.fetched_at, DUMP_MODE, record.body))
+        add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
         imported += 1
-    write_rows(conn, rows, underived)
+    # No event loop shares this process's GIL: no pauses while reading.
+    underived = derive_answers(conn, to_derive, yielding=False).problems if to_derive else []
     if position is not None:
         conn.execute(
             "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
@@ -185,11 +152,10 @@ def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: s
     return job_id
 
 
-def _already_holds(
-    conn: sqlite3.Connection, job_id: int, record: ImportedRecord, sha256: str
-) -> bool:
+def _already_holds(conn: sqlite3.Connection, job_id: int, record: ImportedRecord) -> bool:
     """Whether the job holds these very bytes from the dump, or an answer fetched after
     the dump's date (a dump record must not pass for the latest snapshot then)."""
+    sha256 = hashlib.sha256(record.body).hexdigest()
     row = conn.execute(
         """SELECT 1 FROM responses WHERE job_id = ?
                AND ((mode = ? AND sha256 = ?) OR fetched_at > ?) LIMIT 1""",

@@ -238,21 +238,3 @@ def test_bad_input_gets_one_line_and_stores_nothing(tmp_path: Path) -> None:
     bad_date = harvester("--db", str(db), "import", str(dump.path), "--as-of", "last week")
     assert bad_date.returncode == 1 and "--as-of" in bad_date.stderr
     assert not db.exists()
-
-
-def test_reading_in_a_worker_process_stores_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A large dump's records are read in a worker process while the writer stores the
-    batch before: the store ends the same as reading them here."""
-    from harvester.cli import main
-    from harvester.commands import importdump
-
-    dump = write_dump(tmp_path / "dump.tar.gz", 1_200, layout="mixed", seed=23, not_objects=2)
-    here, worker = tmp_path / "here.db", tmp_path / "worker.db"
-    assert harvester("--db", str(here), "import", str(dump.path)).returncode == 1
-    monkeypatch.setattr(importdump, "WORKER_FROM_BYTES", 0)
-    assert main(["--db", str(worker), "import", str(dump.path)]) == 1
-    assert "imported 1,200, already present 0, rejected 2" in capsys.readouterr().out
-    assert _shape(stored(worker)) == _shape(stored(here))
-    assert derived_counts(worker) == derived_counts(here)
