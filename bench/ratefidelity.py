@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harvester.sim.server import Simulator, SimulatorSettings
 
@@ -66,14 +67,18 @@ class Figures:
     span_s: float
 
 
+def server(**limits: Any) -> SimulatorSettings:
+    """The simulator of every cell (200 ms latency, 200 pre-rendered answers) with
+    `limits`."""
+    return SimulatorSettings(
+        key=KEY, latency_s=LATENCY_S, record_sent=False, body_pool=200, **limits
+    )
+
+
 def bucket_cell(
     rate: float, server_burst: int, multiple: int, retry_after: bool, burst: int | None = None
 ) -> Cell:
-    settings = SimulatorSettings(
-        key=KEY,
-        latency_s=LATENCY_S,
-        record_sent=False,
-        body_pool=200,
+    settings = server(
         rate_limit_per_s=rate,
         rate_limit_burst=server_burst,
         send_retry_after=retry_after,
@@ -91,15 +96,7 @@ def hourly_cell(pace: float, *, auto: bool) -> Cell:
     left_s = 3600 - time.time() % 3600
     limit = 1_000_000
     remaining = int(pace * left_s)
-    settings = SimulatorSettings(
-        key=KEY,
-        latency_s=LATENCY_S,
-        record_sent=False,
-        body_pool=200,
-        hourly_limit=limit,
-        hourly_used=limit - remaining,
-        send_retry_after=True,
-    )
+    settings = server(hourly_limit=limit, hourly_used=limit - remaining, send_retry_after=True)
     configured = None if auto else pace * 10
     name = (
         f"hourly allowance, {remaining:,} of {limit:,} left for {left_s:,.0f} s "
@@ -109,14 +106,7 @@ def hourly_cell(pace: float, *, auto: bool) -> Cell:
 
 
 def auto_bucket_cell(rate: float) -> Cell:
-    settings = SimulatorSettings(
-        key=KEY,
-        latency_s=LATENCY_S,
-        record_sent=False,
-        body_pool=200,
-        rate_limit_per_s=rate,
-        rate_limit_burst=1,
-    )
+    settings = server(rate_limit_per_s=rate, rate_limit_burst=1)
     name = f"bucket R={rate:g}/s burst 1 with an hour's worth in its headers; harvester auto"
     return Cell(name, settings, None, 1, rate)
 

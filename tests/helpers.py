@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -284,9 +284,9 @@ async def harvest_from_simulator(db_path: Path, count: int) -> None:
     assert report.exit_code == 0
 
 
-def harvest_store(directory: Path, count: int = 40) -> Path:
-    """A store harvested by the real CLI: `enqueue` then `run --drain` `count` DOIs
-    (10.1000/harvested.N) against `harvester simulate`."""
+@contextlib.contextmanager
+def simulator_process() -> Iterator[str]:
+    """`harvester simulate` on a free loopback port, as a process: its base URL."""
     simulator = subprocess.Popen(
         [*HARVESTER, "simulate", "--port", "0", "--key", KEY],
         stdout=subprocess.PIPE,
@@ -295,7 +295,18 @@ def harvest_store(directory: Path, count: int = 40) -> Path:
     )
     try:
         assert simulator.stdout is not None
-        base_url = simulator.stdout.readline().split(" on ")[1].split()[0]
+        yield simulator.stdout.readline().split(" on ")[1].split()[0]
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=30)
+        if simulator.stdout is not None:
+            simulator.stdout.close()
+
+
+def harvest_store(directory: Path, count: int = 40) -> Path:
+    """A store harvested by the real CLI: `enqueue` then `run --drain` `count` DOIs
+    (10.1000/harvested.N) against `harvester simulate`."""
+    with simulator_process() as base_url:
         db = directory / "harvested.db"
         ids = "".join(f"10.1000/harvested.{n}\n" for n in range(count))
         assert harvester("--db", str(db), "enqueue", stdin=ids).returncode == 0
@@ -306,11 +317,6 @@ def harvest_store(directory: Path, count: int = 40) -> Path:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         return db
-    finally:
-        simulator.terminate()
-        simulator.wait(timeout=30)
-        if simulator.stdout is not None:
-            simulator.stdout.close()
 
 
 def copy_store(source: Path, directory: Path) -> Path:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import HARVESTER, KEY, cli_env, harvester, rows
+from helpers import HARVESTER, KEY, cli_env, harvester, rows, simulator_process
 
 from harvester.sim.dump import Layout, write_dump
 
@@ -185,35 +185,15 @@ def test_refresh_after_an_import_asks_the_api_for_a_later_snapshot(tmp_path: Pat
     )
     refreshed = harvester("--db", str(db), "refresh", "--older-than", "0s")
     assert refreshed.returncode == 0, refreshed.stderr
-    simulator = subprocess.Popen(
-        [*HARVESTER, "simulate", "--port", "0", "--key", KEY],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    )
-    try:
-        assert simulator.stdout is not None
-        base_url = next(
-            word for word in simulator.stdout.readline().split() if word.startswith("http")
-        )
+    with simulator_process() as base_url:
         config = tmp_path / "h.toml"
         config.write_text(
             f'[api]\nbase_url = "{base_url}"\n[rate]\nrequests_per_s = 200\nburst = 10\n'
         )
         ran = harvester(
-            "--config",
-            str(config),
-            "--db",
-            str(db),
-            "run",
-            "--drain",
+            "--config", str(config), "--db", str(db), "run", "--drain",
             env={"ALTMETRIC_API_KEY": KEY},
-        )
-    finally:
-        simulator.terminate()
-        simulator.wait()
-        if simulator.stdout is not None:
-            simulator.stdout.close()
+        )  # fmt: skip
     assert ran.returncode in (0, 1), ran.stderr  # 1 if the universe does not know some
     modes = rows(
         db,
