@@ -32,9 +32,11 @@ class ProgressLine:
         *,
         stream: IO[str] | None = None,
         enabled: bool | None = None,
+        unit: str = "",
     ) -> None:
         self.label = label
         self.total = total
+        self.unit = unit  # e.g. "MB": counts and the rate are shown in it
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self._started_s = time.monotonic()
@@ -72,13 +74,16 @@ class ProgressLine:
         if self.total:
             fraction = min(completed / self.total, 1.0)
             filled = int(fraction * 24)
-            parts.append(f"[{'#' * filled}{'.' * (24 - filled)}] {completed:,}/{self.total:,}")
+            unit = f" {self.unit}" if self.unit else ""
+            parts.append(
+                f"[{'#' * filled}{'.' * (24 - filled)}] {completed:,}/{self.total:,}{unit}"
+            )
             parts.append(f"{fraction:6.1%}")
             if rate > 0 and completed < self.total:
                 parts.append(f"ETA {_clock((self.total - completed) / rate)}")
         else:
             parts.append(f"{completed:,}")
-        parts.append(f"{rate:,.0f}/s")
+        parts.append(f"{rate:,.1f} {self.unit}/s" if self.unit else f"{rate:,.0f}/s")
         if note:
             parts.append(note)
         return " ".join(parts)

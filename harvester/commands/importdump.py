@@ -28,6 +28,7 @@ from harvester.store.imports import ImportedRecord, saved_position
 BATCH_RECORDS = 500
 PROGRESS_EVERY_S = 30.0  # off a terminal, an `import.progress` event this often
 REJECTS_SHOWN = 20
+MB = 1_000_000
 
 log = get_logger("harvester.commands.importdump")
 
@@ -55,11 +56,13 @@ class ImportRun:
         self._store = store
         self._key = {"path": str(dump.resolve()), "size": total_bytes}
         self._fetched_at = fetched_at
-        self._progress = ProgressLine("import", total_bytes)
+        self._progress = ProgressLine("import", max(1, total_bytes // MB), unit="MB")
         self._logged_s = time.monotonic()
         self.imported = self.present = self.rejected = 0
         self.truncated: str | None = None
         self.consumed = 0
+        self.members = 0
+        self._member: str | None = None
 
     def read(self, items: Iterator[DumpRecord | Rejected | Truncated]) -> None:
         batch: list[ImportedRecord] = []
@@ -70,6 +73,8 @@ class ImportRun:
                 self.truncated = f"{item.member or 'between members'}: {item.reason}"
                 continue
             last = item.position
+            if item.member != self._member:
+                self._member, self.members = item.member, self.members + 1
             if isinstance(item, Rejected):
                 self._reject(f"{item.member}:{item.line}: {item.reason}")
             else:
@@ -122,12 +127,13 @@ class ImportRun:
 
     def _show(self) -> None:
         records = self.imported + self.present + self.rejected
-        self._progress.update(self.consumed, f"{records:,} records")
+        self._progress.update(self.consumed // MB, f"{self.members:,} files, {records:,} records")
         now_s = time.monotonic()
         if not self._progress.enabled and now_s - self._logged_s >= PROGRESS_EVERY_S:
             self._logged_s = now_s
             log.info(
                 "import.progress",
+                files=self.members,
                 records=records,
                 imported=self.imported,
                 read_bytes=self.consumed,

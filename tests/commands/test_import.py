@@ -15,8 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import HARVESTER, KEY, cli_env, harvester, rows, simulator_process
+from helpers import (
+    HARVESTER,
+    KEY,
+    cli_env,
+    harvester,
+    rows,
+    run_on_a_terminal,
+    simulator_process,
+)
 
+from harvester.progress import ERASE_LINE
 from harvester.sim.dump import Layout, write_dump
 
 
@@ -218,3 +227,18 @@ def test_bad_input_gets_one_line_and_stores_nothing(tmp_path: Path) -> None:
     bad_date = harvester("--db", str(db), "import", str(dump.path), "--as-of", "last week")
     assert bad_date.returncode == 1 and "--as-of" in bad_date.stderr
     assert not db.exists()
+
+
+def test_on_a_terminal_a_bar_shows_the_files_records_and_megabytes(tmp_path: Path) -> None:
+    dump = write_dump(tmp_path / "dump.tar.gz", 3_000, layout="mixed", seed=29)
+    db = tmp_path / "s.db"
+    code, shown = run_on_a_terminal("--db", str(db), "import", str(dump.path))
+    assert code == 0, shown
+    drawn = shown.replace(ERASE_LINE, "\n").replace("\r", "\n").splitlines()
+    bar = [line for line in drawn if line.startswith("import [")]
+    assert bar, shown
+    size_mb = dump.size_bytes // 1_000_000
+    assert f"/{size_mb:,} MB" in bar[-1] and "MB/s" in bar[-1]
+    assert bar[-1].endswith("records")
+    assert "3,000 records" in bar[-1] and " files, " in bar[-1]
+    assert "imported 3,000, already present 0, rejected 0" in shown
