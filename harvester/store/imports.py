@@ -9,7 +9,8 @@ the tweet ledger.
 A record becomes the job of an identifier the store already knows for its output
 (queued under it, or named by an answer: `store.aliases`); else a new `done` job under
 the first identifier it has. A pending job that gets a record is done: the record is
-its answer, and `refresh` asks the API again. A batch is one transaction, with the
+its answer (so is one the API had answered 404 or that failed), and `refresh` asks
+the API again. A batch is one transaction, with the
 position in the dump it reached (`daemon_state`), so a killed import resumes there,
 and a record whose bytes its job already holds from the dump is present, not added:
 importing a dump twice adds nothing.
@@ -134,8 +135,9 @@ def _not_an_object(body: bytes) -> str:
 
 
 def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: str) -> int:
-    """The job of the output these identifiers name: a known one (a pending one is
-    done now), else a new `done` job under the first of them."""
+    """The job of the output these identifiers name: a known one (done now, if it was
+    pending, or ended without an answer: the record is one), else a new `done` job
+    under the first of them."""
     job_id = job_known_as(conn, identifiers)
     if job_id is None:
         cursor = conn.execute(
@@ -144,9 +146,9 @@ def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: s
             (identifiers[0].id_type, identifiers[0].value, now, now, now),
         )
         return int(cursor.lastrowid or 0)
-    conn.execute(
+    conn.execute(  # not one a running daemon holds: its answer will follow this one
         """UPDATE jobs SET state = 'done', last_error = NULL, updated_at = ?
-           WHERE id = ? AND state = 'pending'""",
+           WHERE id = ? AND state IN ('pending', 'not_found', 'failed')""",
         (now, job_id),
     )
     return job_id

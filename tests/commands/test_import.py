@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -168,6 +169,15 @@ def test_an_output_has_one_job_whichever_identifier_comes_first(tmp_path: Path) 
         f"SELECT state FROM jobs WHERE id_type = 'pmid' AND identifier = '{first_pmid}'"
     )
     assert rows(db, queued_by_pmid) == [("done",)]
+    # One the API had answered 404 for is done too once the dump holds its answer.
+    second = tmp_path / "second.db"
+    assert harvester("--db", str(second), "enqueue", stdin=f"pmid:{first_pmid}\n").returncode == 0
+    conn = sqlite3.connect(second)
+    with conn:
+        conn.execute("UPDATE jobs SET state = 'not_found'")
+    conn.close()
+    assert harvester("--db", str(second), "import", str(dump.path)).returncode == 0
+    assert rows(second, queued_by_pmid) == [("done",)]
     # Enqueued afterwards by another identifier of an imported output: no new job.
     doi, pmid = rows(
         db,
