@@ -103,9 +103,15 @@ class _Naming(msgspec.Struct):
     isbn: Any = None
     isbns: Any = None
     uri: Any = None
+    ssrn: Any = None
+    repec_id: Any = None
+    urn: Any = None
+    nct_id: Any = None
+    dimensions_publication_id: Any = None
 
 
 _NAMING = msgspec.json.Decoder(_Naming)
+_NAMING_FIELDS = _Naming.__struct_fields__
 
 
 def _identifiers(body: bytes) -> tuple[list[Identifier], str]:
@@ -120,9 +126,6 @@ def _identifiers(body: bytes) -> tuple[list[Identifier], str]:
     if not identifiers:
         return [], "no identifier (doi, pmid, arxiv, ads, handle, isbn, uri, altmetric_id...)"
     return identifiers, ""
-
-
-_NAMING_FIELDS = _Naming.__struct_fields__
 
 
 def _not_an_object(body: bytes) -> str:

@@ -77,3 +77,23 @@ def test_enqueue_finds_an_output_by_any_identifier_its_answer_named(store: Store
     assert (counts.added, counts.already_queued) == (0, len(named))
     assert rows(store, "SELECT count(*) FROM jobs") == [(1,)]
     assert store.jobs.add([Identifier("doi", "10.5150/alias.two")]).added == 1
+
+
+def test_a_record_named_only_at_its_top_level_finds_its_job(store: Store) -> None:
+    """Every identifier field an answer may carry outside `citation` is read on import."""
+    from harvester.store.imports import ImportedRecord
+
+    records = [
+        ImportedRecord(b'{"nct_id": "NCT01234567"}', "2024-01-01T00:00:00.000000Z", "a.json", 1),
+        ImportedRecord(b'{"ssrn": "1234567", "title": "x"}', "2024-01-01T00:00:00.000000Z", "b", 1),
+        ImportedRecord(
+            b'{"title": "nothing to find it by"}', "2024-01-01T00:00:00.000000Z", "c", 1
+        ),
+    ]
+    counts = store.import_records(records)
+    assert counts.imported == 2 and len(counts.rejected) == 1
+    assert "c:1: no identifier" in counts.rejected[0]
+    assert rows(store, "SELECT id_type, identifier FROM jobs ORDER BY id") == [
+        ("nct_id", "NCT01234567"),
+        ("ssrn", "1234567"),
+    ]
