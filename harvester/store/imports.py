@@ -71,10 +71,11 @@ def import_batch(
             rejected.append(f"{record.member}:{record.line}: {problem}")
             continue
         job_id = _job_for(conn, identifiers, now)
-        if _already_holds(conn, job_id, record):
+        sha256 = hashlib.sha256(record.body).hexdigest()
+        if _already_holds(conn, job_id, record, sha256):
             present += 1
             continue
-        response_id = responses.insert(conn, job_id, _response(record))
+        response_id = responses.insert(conn, job_id, _response(record), sha256)
         to_derive.append(Answer(response_id, job_id, record.fetched_at, DUMP_MODE, record.body))
         add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
         imported += 1
@@ -157,10 +158,12 @@ def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: s
     return job_id
 
 
-def _already_holds(conn: sqlite3.Connection, job_id: int, record: ImportedRecord) -> bool:
-    """Whether the job holds these very bytes from the dump, or an answer fetched after
-    the dump's date (a dump record must not pass for the latest snapshot then)."""
-    sha256 = hashlib.sha256(record.body).hexdigest()
+def _already_holds(
+    conn: sqlite3.Connection, job_id: int, record: ImportedRecord, sha256: str
+) -> bool:
+    """Whether the job holds these very bytes (`sha256`) from the dump, or an answer
+    fetched after the dump's date (a dump record must not pass for the latest snapshot
+    then)."""
     row = conn.execute(
         """SELECT 1 FROM responses WHERE job_id = ?
                AND ((mode = ? AND sha256 = ?) OR fetched_at > ?) LIMIT 1""",

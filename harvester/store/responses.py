@@ -24,10 +24,17 @@ class Responses:
         self._conn = conn
         self._bodies = bodies
 
-    def insert(self, conn: sqlite3.Connection, job_id: int, response: StoredResponse) -> int:
+    def insert(
+        self,
+        conn: sqlite3.Connection,
+        job_id: int,
+        response: StoredResponse,
+        sha256: str | None = None,
+    ) -> int:
         """Store the response and its body (once per distinct bytes) inside the
-        caller's transaction; the response's id. Deriving is `Store.record`'s."""
-        sha256 = hashlib.sha256(response.body).hexdigest()
+        caller's transaction; the response's id. `sha256` is the body's, when the
+        caller has it already. Deriving is `Store.record`'s."""
+        sha256 = sha256 or hashlib.sha256(response.body).hexdigest()
         body_id = self._bodies.put(response.body, sha256)
         cursor = conn.execute(
             """INSERT INTO responses (job_id, http_status, sha256, size_bytes,
