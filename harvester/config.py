@@ -37,6 +37,7 @@ SECTION_NAMES = frozenset(
     ["counts", "citation", "altmetric_score", "demographics", "posts", "images"]
 )
 POST_TYPES = frozenset({"original_tweets"})
+ENDPOINTS = ("fetch", "counts")
 
 
 class Secret:
@@ -62,6 +63,9 @@ class ApiSettings:
     key_file: Path | None = None
     timeout_s: float = 30.0
     legacy_type_names: bool = False
+    # "fetch" (details and mentions; a commercial or research licence) or "counts"
+    # (the free call: scores, counts and readers, no mentions and no tweet quota).
+    endpoint: str = "fetch"
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("workers.lease_s must be longer than api.timeout_s")
     _validate_filters(settings.filters)
     _validate_quota(settings.quota)
+    _validate_endpoint(settings)
     if settings.metrics.address:
         metrics_host_port(settings.metrics.address)
     if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
@@ -321,6 +326,27 @@ def _validate_filters(filters: FilterSettings) -> None:
             )
     if filters.include_sources and filters.exclude_sources:
         raise ConfigError("filters.include_sources and filters.exclude_sources are exclusive")
+
+
+def _validate_endpoint(settings: Settings) -> None:
+    """The counts call takes no filters and has no tweets: a fetch-only setting with it
+    would be silently ignored, so it is an error that says which."""
+    endpoint = settings.api.endpoint
+    if endpoint not in ENDPOINTS:
+        raise ConfigError(f"api.endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}")
+    if endpoint != "counts":
+        return
+    if filters := settings.filters.as_query():
+        name, values = next(iter(filters.items()))
+        raise ConfigError(
+            f"filters.{name} = {values!r} is for the fetch call; the counts call "
+            '(api.endpoint = "counts") takes no filters: remove it'
+        )
+    if settings.quota.mode != "auto":
+        raise ConfigError(
+            f"quota.mode = {settings.quota.mode!r} pins a fetch mode; counts answers hold "
+            'no tweets (api.endpoint = "counts"): remove it'
+        )
 
 
 def metrics_host_port(address: str) -> tuple[str, int]:

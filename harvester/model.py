@@ -37,6 +37,21 @@ class QuotaMode(StrEnum):
     NO_TWITTER = "no_twitter"  # exclude_sources=twitter
 
 
+class Endpoint(StrEnum):
+    """Where a stored answer's bytes came from; `responses.endpoint` holds the value."""
+
+    FETCH = "fetch"  # GET {base}/fetch/{type}/{id}: details and mentions (licensed keys)
+    COUNTS = "counts"  # GET {base}/{type}/{id}: the free counts call
+    CITATIONS = "citations"  # one result of GET {base}/citations/{timeframe} (discovery)
+    DUMP = "dump"  # a record of Altmetric's JSON dump (`harvester import`)
+
+
+COUNTS_MODE = "counts"
+"""The `mode` of a counts-shaped answer (the counts call's, or a discovery result's):
+scores, counts and readers, no mentions. Fetch answers' modes are `QuotaMode` values,
+the dump's records `dump`."""
+
+
 class Outcome(StrEnum):
     """What one request came to, as the client classifies it."""
 
@@ -82,6 +97,7 @@ class StoredResponse(NamedTuple):
     mode: str
     fetched_at: str
     tweet_ids: tuple[int, ...] = ()  # charged to the quota ledger with the response
+    endpoint: str = Endpoint.FETCH
 
 
 class JobOutcome(NamedTuple):

@@ -118,11 +118,25 @@ include_sections = "counts, posts"
         ("[workers]\nlease_s = 10", "workers.lease_s must be longer than api.timeout_s"),
         ("[log]\nlevel = 'loud'", "log.level must be one of"),
         ("[api\n", "not valid TOML"),
+        ("[api]\nendpoint = 'explorer'", "api.endpoint must be one of fetch, counts"),
+        (
+            "[api]\nendpoint = 'counts'\n[filters]\nexclude_sources = ['twitter']",
+            "filters.exclude_sources = 'twitter' is for the fetch call",
+        ),
+        (
+            "[api]\nendpoint = 'counts'\n[quota]\nmode = 'no_twitter'",
+            "quota.mode = 'no_twitter' pins a fetch mode",
+        ),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, text))
+
+
+def test_the_counts_endpoint_is_chosen_in_the_config(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "")).api.endpoint == "fetch"
+    assert load_settings(write(tmp_path, "[api]\nendpoint = 'counts'\n")).api.endpoint == "counts"
 
 
 def test_auto_rate_needs_no_guess(tmp_path: Path) -> None:

@@ -84,8 +84,11 @@ class AltmetricClient:
         *,
         timeout_s: float,
         legacy_type_names: bool = False,
+        endpoint: str = "fetch",
     ) -> None:
         self._base_url = base_url.rstrip("/")
+        # The fetch call's path is /fetch/{type}/{id}; the counts call's is /{type}/{id}.
+        self._call_prefix = "/fetch/" if endpoint == "fetch" else "/"
         self._key = key
         self._encoded_key = quote(key.reveal(), safe="")
         self._timeout_s = timeout_s
@@ -107,7 +110,8 @@ class AltmetricClient:
         assert self._http is not None
         path_type = api_type_name(id_type, self._legacy_type_names)
         return (
-            f"{self._http.path_prefix}/fetch/{path_type}/{encode_path_segment(identifier)}"
+            f"{self._http.path_prefix}{self._call_prefix}{path_type}/"
+            f"{encode_path_segment(identifier)}"
             f"?{self._query(params)}key={self._encoded_key}"
         )
 
@@ -125,8 +129,21 @@ class AltmetricClient:
         self, id_type: str, identifier: str, params: Mapping[str, str] | None = None
     ) -> FetchResult:
         """Fetch one output's details and classify the answer. Never raises for I/O."""
+        return await self._get(self._target(id_type, identifier, params or {}))
+
+    async def citations(self, timeframe: str, params: Mapping[str, str]) -> FetchResult:
+        """One page of the citations call (discovery), classified like any answer: a
+        page is `ok` when it is a whole JSON object. Never raises for I/O."""
+        assert self._http is not None
+        query = urlencode(list(params.items())) + "&" if params else ""  # pages: not cached
+        target = (
+            f"{self._http.path_prefix}/citations/{encode_path_segment(timeframe)}"
+            f"?{query}key={self._encoded_key}"
+        )
+        return await self._get(target)
+
+    async def _get(self, target: str) -> FetchResult:
         assert self._http is not None, "use AltmetricClient as an async context manager"
-        target = self._target(id_type, identifier, params or {})
         started = time.monotonic()
         try:
             response = await self._http.get(target)

@@ -34,7 +34,7 @@ from harvester.harvest.reactions import Reactions
 from harvester.harvest.report import HarvestReport, LiveView
 from harvester.harvest.workers import Fetcher, WorkerPool
 from harvester.logs import get_logger
-from harvester.model import ClaimedJob, ExitCode, JobOutcome, JobState, QuotaMode
+from harvester.model import ClaimedJob, ExitCode, JobOutcome, JobState
 from harvester.store.aio import AsyncStore
 
 WRITE_BATCH_MAX = 2000  # outcomes per commit at most
@@ -245,5 +245,5 @@ class Harvest:
         for outcome in outcomes:
             self.report.outcomes[JobState(outcome.state)] += 1
             if outcome.response is not None:
-                self.report.modes[QuotaMode(outcome.response.mode)] += 1
+                self.report.modes[outcome.response.mode] += 1
         self._on_progress(self.report)

@@ -15,10 +15,10 @@ from harvester.config import WorkerSettings
 from harvester.harvest.client import FetchResult
 from harvester.model import (
     ClaimedJob,
+    Endpoint,
     JobOutcome,
     JobState,
     Outcome,
-    QuotaMode,
     StoredResponse,
     iso_utc,
 )
@@ -52,9 +52,10 @@ def decide(
     *,
     policy: RetryPolicy,
     request_params: str,
-    mode: QuotaMode,
+    mode: str,
     now_s: float,
     tweet_ids: tuple[int, ...] = (),
+    endpoint: str = Endpoint.FETCH,
 ) -> JobOutcome:
     """The job's next state after one answer."""
     if result.outcome in (Outcome.OK, Outcome.NOT_FOUND):
@@ -66,6 +67,7 @@ def decide(
             mode=mode,
             fetched_at=iso_utc(now_s),
             tweet_ids=tweet_ids,
+            endpoint=endpoint,
         )
         return JobOutcome(job.id, job.lease_token, state, count_attempt=True, response=response)
     error = result.error or result.outcome.value

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from harvester.harvest.quota import QuotaView
 from harvester.harvest.ratestate import LearnedRate, RateView
-from harvester.model import FINAL_STATES, ExitCode, JobState, Outcome, QuotaMode
+from harvester.model import FINAL_STATES, ExitCode, JobState, Outcome
 
 
 @dataclass
@@ -22,7 +22,8 @@ class HarvestReport:
     stopped_by: str = "running"  # "drained", "signal SIGTERM", "key rejected", ...
     exit_code: ExitCode = ExitCode.OK
     outcomes: Counter[JobState] = field(default_factory=Counter)  # jobs written, per state
-    modes: Counter[QuotaMode] = field(default_factory=Counter)  # responses stored, per mode
+    # responses stored, per mode (a QuotaMode's value, or `counts` for the counts call)
+    modes: Counter[str] = field(default_factory=Counter)
     released: int = 0  # jobs in progress put back to pending at the end
     elapsed_s: float = 0.0
 

@@ -11,7 +11,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from harvester.config import FilterSettings, Settings
 from harvester.harvest.client import AltmetricClient, FetchResult
@@ -20,7 +20,7 @@ from harvester.harvest.quota import QuotaState, params_for_mode
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.reactions import Reactions
 from harvester.logs import get_logger
-from harvester.model import ClaimedJob, JobOutcome, Outcome, QuotaMode
+from harvester.model import COUNTS_MODE, ClaimedJob, Endpoint, JobOutcome, Outcome, QuotaMode
 
 log = get_logger("harvester.harvest.workers")
 
@@ -125,7 +125,8 @@ class Fetcher:
     def reconfigure(self, settings: Settings) -> None:
         """Retries and filters from (reloaded) settings, for the jobs from now on."""
         self._retry = RetryPolicy.of(settings.workers)
-        self._mode_params = params_by_mode(settings.filters)
+        self._calls = calls_by_mode(settings.filters)
+        self._counts_call = settings.api.endpoint == Endpoint.COUNTS
 
     async def outcome(self, job: ClaimedJob, stopping: asyncio.Event) -> JobOutcome | None:
         """Wait for a rate token, fetch in the quota's mode: the job's outcome. None if
@@ -133,31 +134,37 @@ class Fetcher:
         ticket = await self._rate.acquire()
         if stopping.is_set():
             return None
-        mode = self._quota.mode()
-        if job.needs_full and mode != QuotaMode.FULL:
-            return wait_for_full_mode(job, time.time())
+        call = COUNTS_CALL
+        if not self._counts_call:
+            mode = self._quota.mode()
+            if job.needs_full and mode != QuotaMode.FULL:
+                return wait_for_full_mode(job, time.time())
+            call = self._calls[mode]
         try:
-            return await self._fetch(job, mode, ticket)
+            return await self._fetch(job, call, ticket)
         except Exception as error:  # a bug of ours must not strand the job in progress
             log.exception("harvest.worker_error", id_type=job.id_type, identifier=job.identifier)
             return internal_failure(
                 job, f"internal error: {type(error).__name__}", self._retry, time.time()
             )
 
-    async def _fetch(self, job: ClaimedJob, mode: QuotaMode, ticket: int) -> JobOutcome:
-        """One request in `mode`, with the quota told what it started and brought."""
-        params, params_json = self._mode_params[mode]
-        self._quota.started(mode)
+    async def _fetch(self, job: ClaimedJob, call: Call, ticket: int) -> JobOutcome:
+        """One request as `call` says, with the quota told what a fetch started and
+        brought (a counts call has no tweets: the quota is not its concern)."""
+        quota_mode = call.quota_mode
+        if quota_mode is not None:
+            self._quota.started(quota_mode)
         tweets: tuple[int, ...] = ()
         result: FetchResult | None = None
         try:
-            result = await self._client.fetch(job.id_type, job.identifier, params)
+            result = await self._client.fetch(job.id_type, job.identifier, call.params)
             self.requests[result.outcome] += 1
-            if result.outcome is Outcome.OK and mode != QuotaMode.NO_TWITTER:
+            if result.outcome is Outcome.OK and quota_mode not in (None, QuotaMode.NO_TWITTER):
                 tweets = result.tweet_ids
         finally:
-            ok = result is not None and result.outcome is Outcome.OK
-            self._quota.answered(mode, len(tweets) if ok else None)
+            if quota_mode is not None:
+                ok = result is not None and result.outcome is Outcome.OK
+                self._quota.answered(quota_mode, len(tweets) if ok else None)
         self._reactions.react(job, result, ticket)
         if result.error and result.outcome not in (Outcome.UNAUTHORIZED, Outcome.RATE_LIMITED):
             log.info(
@@ -172,17 +179,31 @@ class Fetcher:
             job,
             result,
             policy=self._retry,
-            request_params=params_json,
-            mode=mode,
+            request_params=call.params_json,
+            mode=call.mode,
+            endpoint=call.endpoint,
             now_s=time.time(),
             tweet_ids=tweets,
         )
 
 
-def params_by_mode(filters: FilterSettings) -> dict[QuotaMode, tuple[dict[str, str], str]]:
-    """Per mode: the query parameters to send, and their JSON as stored with answers."""
+class Call(NamedTuple):
+    """How one request is made and its answer recorded."""
+
+    params: dict[str, str]  # the query parameters sent (the key aside)
+    params_json: str  # ...as stored with the answer
+    mode: str  # the answer's `mode`
+    endpoint: Endpoint
+    quota_mode: QuotaMode | None  # the tweet quota's rung, for a fetch
+
+
+COUNTS_CALL = Call({}, "{}", COUNTS_MODE, Endpoint.COUNTS, None)
+
+
+def calls_by_mode(filters: FilterSettings) -> dict[QuotaMode, Call]:
+    """Per quota mode: the fetch call's parameters, and their JSON as stored."""
     return {
-        mode: (params, json.dumps(params, sort_keys=True))
+        mode: Call(params, json.dumps(params, sort_keys=True), mode, Endpoint.FETCH, mode)
         for mode in QuotaMode
         for params in [params_for_mode(filters, mode)]
     }

@@ -159,6 +159,7 @@ class Daemon:
             self._key,
             timeout_s=settings.api.timeout_s,
             legacy_type_names=settings.api.legacy_type_names,
+            endpoint=settings.api.endpoint,
         ) as client:
             harvest = Harvest(
                 settings,

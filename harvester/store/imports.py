@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from harvester.identifiers import Identifier
-from harvester.model import StoredResponse, iso_utc
+from harvester.model import Endpoint, StoredResponse, iso_utc
 from harvester.store.aliases import add_aliases, answer_fields, identifiers_in, job_known_as
 from harvester.store.derived import derive_answers
 from harvester.store.responses import Responses
@@ -175,7 +175,9 @@ def _already_holds(
 def _response(record: ImportedRecord) -> StoredResponse:
     # ASCII JSON: a member name that was not UTF-8 (surrogate escapes) stays writable.
     params = json.dumps({"source": "dump", "member": record.member, "line": record.line})
-    return StoredResponse(200, record.body, params, DUMP_MODE, record.fetched_at)
+    return StoredResponse(
+        200, record.body, params, DUMP_MODE, record.fetched_at, endpoint=Endpoint.DUMP
+    )
 
 
 def saved_position(conn: sqlite3.Connection) -> dict[str, object] | None:

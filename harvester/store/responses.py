@@ -38,8 +38,8 @@ class Responses:
         body_id = self._bodies.put(response.body, sha256)
         cursor = conn.execute(
             """INSERT INTO responses (job_id, http_status, sha256, size_bytes,
-                   request_params, mode, fetched_at, body_id)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                   request_params, mode, fetched_at, body_id, endpoint)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 job_id,
                 response.http_status,
@@ -49,6 +49,7 @@ class Responses:
                 response.mode,
                 response.fetched_at,
                 body_id,
+                response.endpoint,
             ),
         )
         return int(cursor.lastrowid or 0)

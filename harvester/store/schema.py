@@ -9,7 +9,8 @@ tweets in a compact table of their own, `mentions` a view (`upgrade_mentions`). 
 the tweet ledger as one row per charge, `tweet_ledger` a view (`upgrade_ledger`). m008:
 two indexes of `outputs` and `counts` that no query used, dropped. m009: `aliases`,
 every identifier an answer names its output by (`store.aliases`), and the degraded
-answers' index kept to the quota modes (dump records are whole).
+answers' index kept to the quota modes (dump records are whole). m010: each answer's
+`endpoint` (fetch, counts, citations, dump).
 """
 
 from __future__ import annotations
@@ -331,3 +332,12 @@ def m009_aliases(db: Database) -> None:
             conn = db.conn
             aliases.add_aliases(conn, aliases.output_aliases(batch))
             progress.advance(len(batch))
+
+
+@migrations()
+def m010_response_endpoint(db: Database) -> None:
+    # Which call each answer came from (`model.Endpoint`): the fetch call, the free
+    # counts call, a discovery page, or the dump. A constant default costs nothing to
+    # add (SQLite rewrites no row); the dump's records, known by their mode, are named.
+    db.execute("ALTER TABLE responses ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'fetch'")
+    db.execute("UPDATE responses SET endpoint = 'dump' WHERE mode = 'dump'")

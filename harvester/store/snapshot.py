@@ -1,4 +1,5 @@
-"""One answer of the fetch API, read into the rows of the derived tables.
+"""One answer (of the fetch call, the counts call, a discovery page or the dump), read
+into the rows of the derived tables.
 
 Pure functions: bytes in, rows out; the store writes them. The API's documented shape
 is the guide, but real answers bend it, and every bend seen is read here rather than
@@ -10,7 +11,9 @@ dropped:
 - bibliographic fields sit in `citation` or at the top, dates as ISO text or as Unix
   seconds (`published_on`, `added_on`);
 - sources the API adds later (bluesky, wikipedia, podcast, ...) are kept under their
-  own names, in `counts` and `mentions` alike.
+  own names, in `counts` and `mentions` alike;
+- the counts call has no `counts` section but `cited_by_<name>_count` fields (accounts
+  per source), read into `counts` under the fetch call's source names.
 The loose values are read by `loose`, the posts by `posts`.
 A body that is not a JSON object gives no snapshot (a 404's text, or damage).
 """
@@ -44,6 +47,16 @@ IDENTIFIER_FIELDS = (
     "dimensions_publication_id",
 )
 NOT_SOURCES = ("readers", "total")  # keys of `counts` that are not a source's counts
+# The counts call's `cited_by_<name>_count` fields count accounts (unique users) per
+# source; they are stored under the source names the fetch call's `counts` uses, so one
+# query reads both. A name not listed keeps its own (a source added later).
+CITED_BY_SOURCES = {
+    "tweeters": "twitter", "msm": "news", "feeds": "blogs", "fbwalls": "facebook",
+    "gplus": "googleplus", "rdts": "reddit", "videos": "video", "policies": "policy",
+    "patents": "patent", "guidelines": "guideline", "podcasts": "podcast",
+    "peer_review_sites": "peer_reviews", "qna": "q&a", "qs": "q&a", "forums": "forum",
+}  # fmt: skip
+CITED_BY_TOTALS = ("posts", "accounts")  # all sources together: not a source's counts
 # Older answers name two contexts differently; the fetch API's names are kept.
 CONTEXT_NAMES = {"journal": "this_journal", "similar_age_journal_3m": "similar_age_this_journal_3m"}
 
@@ -183,7 +196,7 @@ def snapshot_of(body: bytes) -> Snapshot | None:
     counts = mapping(document.get("counts"))
     return Snapshot(
         output=_output(document, citation, score_section, counts),
-        counts=list(_counts(counts)),
+        counts=list(_counts(counts) if counts else _cited_by_counts(document)),
         readers=list(_readers(mapping(counts.get("readers") or document.get("readers")))),
         contexts=list(
             _contexts(mapping(score_section.get("context_for_score") or document.get("context")))
@@ -218,7 +231,11 @@ def _output(
         output_type=text(field("type")),
         score=number(document.get("score") if score is None else score),
         score_history=json.dumps(history, sort_keys=True) if isinstance(history, dict) else None,
-        posts_count=count(mapping(counts.get("total")).get("posts_count")),
+        posts_count=count(
+            mapping(counts.get("total")).get("posts_count")
+            if counts
+            else document.get("cited_by_posts_count")
+        ),
         first_seen_at=timestamp(field("first_seen_on") or field("added_on")),
     )
 
@@ -230,6 +247,17 @@ def _counts(counts: Mapping[str, Any]) -> Iterator[CountRow]:
         yield CountRow(
             str(source), count(entry.get("posts_count")), count(entry.get("unique_users_count"))
         )
+
+
+def _cited_by_counts(document: Mapping[str, Any]) -> Iterator[CountRow]:
+    """A counts answer's `cited_by_<name>_count` fields, as per-source counts of
+    accounts (the counts call gives no post counts per source)."""
+    for key, value in document.items():
+        if not (key.startswith("cited_by_") and key.endswith("_count")):
+            continue
+        name = key[len("cited_by_") : -len("_count")]
+        if name and name not in CITED_BY_TOTALS:
+            yield CountRow(CITED_BY_SOURCES.get(name, name), None, count(value))
 
 
 def _readers(readers: Mapping[str, Any]) -> Iterator[ReaderRow]:

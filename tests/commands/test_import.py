@@ -58,6 +58,7 @@ def test_every_record_is_stored_as_received_and_derived(tmp_path: Path, layout: 
     assert done.stdout.strip() == "imported 300, already present 0, rejected 0"
     responses = stored(db)
     assert len(responses) == 300
+    assert rows(db, "SELECT DISTINCT endpoint FROM responses") == [("dump",)]
     assert {(mode, fetched_at) for *_, mode, fetched_at in responses} == {
         ("dump", "2024-05-01T00:00:00.000000Z")
     }

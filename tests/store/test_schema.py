@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import build_pre_compression_store, rows, run_on_a_terminal
+from helpers import build_pre_compression_store, rows, run_on_a_terminal, store_answer
 from sqlite_utils import Database
 
 from harvester.cli import main
 from harvester.errors import StoreError
+from harvester.identifiers import Identifier
 from harvester.model import iso_utc
 from harvester.sim import universe
 from harvester.store import Store
@@ -128,3 +129,18 @@ def test_an_upgrade_that_moves_rows_shows_its_progress_on_a_terminal(db_path: Pa
     assert "upgrading the store: tweet ledger" not in shown  # nothing to move there
     with Store(db_path, read_only=True) as reader:
         assert rows(reader, "SELECT count(*) FROM mentions") == [(len(OLD_MENTIONS),)]
+
+
+def test_m010_names_each_answers_endpoint_and_the_dumps_records(db_path: Path) -> None:
+    [fetched, imported] = universe.body_pool(2)
+    with Store(db_path) as store:
+        store_answer(store, Identifier("doi", "10.5150/endpoint.fetched"), fetched)
+        store_answer(store, Identifier("doi", "10.5150/endpoint.imported"), imported)
+        store.conn.execute("UPDATE responses SET mode = 'dump' WHERE id = 2")
+        store.conn.execute("ALTER TABLE responses DROP COLUMN endpoint")
+        store.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm010_response_endpoint'")
+    Store(db_path, must_exist=True).close()  # a writing open applies m010
+    assert rows(db_path, "SELECT id, mode, endpoint FROM responses ORDER BY id") == [
+        (1, "full", "fetch"),
+        (2, "dump", "dump"),
+    ]

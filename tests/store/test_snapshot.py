@@ -200,3 +200,59 @@ def test_count_reads_the_apis_loose_numbers(value: object, expected: int | None)
 )
 def test_number_reads_the_apis_loose_numbers(value: object, expected: float | None) -> None:
     assert number(value) == expected
+
+
+# The counts call's answer: identity, score and context at the top, and accounts per
+# source as `cited_by_<name>_count` (the provider's documented fields).
+COUNTS_ANSWER = {
+    "title": "A counted output",
+    "doi": "10.1234/Counted",
+    "pmid": "31234567",
+    "altmetric_id": 241939,
+    "journal": "Journal of Counts",
+    "published_on": 1388534400,
+    "added_on": 1388620800,
+    "score": 31.5,
+    "history": {"1d": 0, "1y": 30, "at": 31.5},
+    "context": {
+        "all": {"count": 9000, "mean": 6.0, "rank": 120, "pct": 98, "higher_than": 8880},
+    },
+    "cited_by_tweeters_count": 12,
+    "cited_by_msm_count": "2",
+    "cited_by_feeds_count": 1,
+    "cited_by_peer_review_sites_count": 1,
+    "cited_by_brand_new_count": 3,
+    "cited_by_posts_count": 21,
+    "cited_by_accounts_count": 19,
+    "readers": {"mendeley": "40", "citeulike": 0, "connotea": 0},
+    "readers_count": 40,
+}
+
+
+def test_a_counts_answer_fills_counts_under_the_fetch_calls_source_names() -> None:
+    snapshot = snapshot_of(json.dumps(COUNTS_ANSWER).encode())
+    assert snapshot is not None
+    assert sorted(snapshot.counts) == [
+        CountRow("blogs", None, 1),
+        CountRow("brand_new", None, 3),
+        CountRow("news", None, 2),
+        CountRow("peer_reviews", None, 1),
+        CountRow("twitter", None, 12),
+    ]
+    output = snapshot.output
+    assert (output.altmetric_id, output.doi, output.pmid) == (241939, "10.1234/counted", "31234567")
+    assert output.score == 31.5 and output.posts_count == 21
+    assert json.loads(output.score_history or "{}") == {"1d": 0, "1y": 30, "at": 31.5}
+    assert output.pubdate is not None and output.pubdate.startswith("2014-01-01")
+    assert ReaderRow("mendeley", 40) in snapshot.readers
+    assert [context.context for context in snapshot.contexts] == ["all"]
+    assert snapshot.contexts[0].rank == 120 and snapshot.contexts[0].sample_size == 9000
+    assert snapshot.tweets == [] and snapshot.mentions == []
+
+
+def test_a_fetch_answer_ignores_stray_cited_by_fields() -> None:
+    answer = {"counts": {"twitter": {"posts_count": 3, "unique_users_count": 2}}}
+    answer["cited_by_tweeters_count"] = 99
+    snapshot = snapshot_of(json.dumps(answer).encode())
+    assert snapshot is not None
+    assert snapshot.counts == [CountRow("twitter", 3, 2)]
