@@ -34,8 +34,8 @@ from harvester.commands.show import cmd_show
 from harvester.commands.simulate import cmd_simulate
 from harvester.commands.status import cmd_status
 from harvester.commands.verify import cmd_verify
-from harvester.config import load_api_key
-from harvester.errors import HarvesterError
+from harvester.config import ORDERS, TIMEFRAMES, load_api_key
+from harvester.errors import CommandError, ConfigError, HarvesterError
 from harvester.logs import register_secret, say
 from harvester.model import FINAL_STATES, ExitCode, JobState
 from harvester.service.daemon import run_daemon
@@ -360,6 +360,51 @@ def _import(args: argparse.Namespace, invocation: Invocation) -> int:
     return cmd_import(invocation, args.path, as_of=args.as_of)
 
 
+def _discover_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeframe", required=True, choices=TIMEFRAMES, help="outputs with attention in it"
+    )
+    parser.add_argument(
+        "--cited-in", metavar="SOURCES", help="only outputs mentioned in these (e.g. news,policy)"
+    )
+    parser.add_argument("--doi-prefix", metavar="P", help="only DOIs under this prefix (10.1101)")
+    parser.add_argument("--issns", metavar="LIST", help="only these journals (comma list)")
+    parser.add_argument(
+        "--order-by",
+        choices=ORDERS,
+        help="default: score (attention gained in the timeframe)",
+    )
+    parser.add_argument("--max-pages", type=int, default=0, metavar="N", help="at most N pages")
+    parser.add_argument(
+        "--restart", action="store_true", help="start at page 1, not where a killed run stopped"
+    )
+
+
+def _discover(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.discover import cmd_discover
+    from harvester.config import DiscoverQuery, check_discover_query
+
+    query = DiscoverQuery(
+        timeframe=args.timeframe,
+        cited_in=_comma_list(args.cited_in),
+        doi_prefix=(args.doi_prefix or "").strip(),
+        issns=tuple(issn.upper() for issn in _comma_list(args.issns)),
+        order_by=args.order_by or "",
+        max_pages=args.max_pages,
+    )
+    if args.max_pages < 0:
+        raise CommandError("--max-pages must be at least 1 (or 0: every page)")
+    try:
+        check_discover_query(query, lambda name: "--" + name.replace("_", "-"))
+    except ConfigError as error:
+        raise CommandError(str(error)) from None
+    return cmd_discover(invocation, query, restart=args.restart)
+
+
+def _comma_list(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=400, help="identifiers to harvest")
 
@@ -373,6 +418,11 @@ def _demo(args: argparse.Namespace, invocation: Invocation) -> int:
 COMMANDS: dict[str, Command] = {  # in the order `harvester --help` lists them
     "enqueue": Command("queue identifiers from a file or stdin", _enqueue_arguments, _enqueue),
     "import": Command("store Altmetric's JSON dump as answers", _import_arguments, _import),
+    "discover": Command(
+        "queue the outputs the citations call lists for a timeframe",
+        _discover_arguments,
+        _discover,
+    ),
     "run": Command("run the harvest daemon", _run_arguments, _run),
     "status": Command("job counts, throughput and errors", _status_arguments, _status),
     "show": Command("print the stored response of one identifier", _show_arguments, _show),

@@ -55,3 +55,8 @@ class ParquetUnavailable(CommandError, RuntimeError):
 class DumpError(HarvesterError, ValueError):
     """A path that is not a readable dump (missing, not a tar archive, no JSON in it);
     the message names it. Damage inside a dump is reported, not raised."""
+
+
+class DiscoverError(HarvesterError, RuntimeError):
+    """A discovery that cannot go on (the API refused its query, or a page kept
+    failing); where it stopped is saved, so running it again resumes there."""

@@ -5,17 +5,14 @@ mode, again in full mode)."""
 
 from __future__ import annotations
 
-import re
 from array import array
 
 from harvester.commands.context import Invocation
+from harvester.config import parse_age
 from harvester.errors import CommandError
 from harvester.model import ExitCode, JobState
 from harvester.store import Store
 from harvester.store.tables import jobs_to_refresh
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 
 
 def cmd_refresh(invocation: Invocation, older_than: str, *, where: str | None) -> ExitCode:
@@ -56,12 +53,3 @@ def cmd_backfill(invocation: Invocation) -> ExitCode:
         "tweet quota has room"
     )
     return ExitCode.OK
-
-
-def parse_age(text: str) -> float:
-    """Seconds in an age such as `30d`, `12h`, `90m`, `2w`, `1d12h` or `0s` (all)."""
-    cleaned = text.strip().lower()
-    parts = _DURATION.findall(cleaned)
-    if not parts or _DURATION.sub("", cleaned).strip():
-        raise ValueError(f"{text!r} is not an age (try 30d, 12h, 90m or 2w)")
-    return sum(float(amount) * _UNIT_S[unit] for amount, unit in parts)

@@ -54,9 +54,9 @@ class Reactions:
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_after_notes: set[str] = set()  # each odd Retry-After is said once
 
-    def react(self, job: ClaimedJob, result: FetchResult, ticket: int) -> None:
-        """Whole-daemon consequences of one answer to `job`, whose request was
-        admitted with `ticket`."""
+    def react(self, job: ClaimedJob | None, result: FetchResult, ticket: int) -> None:
+        """Whole-daemon consequences of one answer to `job` (None: a discovery page),
+        whose request was admitted with `ticket`."""
         outcome = result.outcome
         if outcome is Outcome.UNAUTHORIZED:
             self._key_refused(result)
@@ -110,15 +110,15 @@ class Reactions:
                 requests_per_s=round(self._rate.rate_per_s, 3),
             )
 
-    def _quota_refused(self, job: ClaimedJob) -> None:
+    def _quota_refused(self, job: ClaimedJob | None) -> None:
         """The tweet-ID quota is spent: no Twitter until the ledger says it frees."""
         first = time.time() >= self._quota.refused_until_s
         self._quota.refused(time.time() + QUOTA_REFUSAL_HOLD_S)  # until the store answers
         if first:
             log.warning(
                 "harvest.quota_refused",
-                id_type=job.id_type,
-                identifier=job.identifier,
+                id_type=job and job.id_type,
+                identifier=job and job.identifier,
                 action="switching to no_twitter",
             )
             self._background(self._learn_when_quota_frees())

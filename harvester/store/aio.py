@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from harvester.model import ClaimedJob, JobOutcome, RecordResult
 from harvester.store.core import Store
+from harvester.store.discovered import DiscoveredPage, PageCounts
 
 T = TypeVar("T")
 
@@ -70,11 +71,17 @@ class AsyncStore:
     ) -> RecordResult:
         return await self._run(self.store.record, outcomes, ledger_window_s)
 
+    async def record_discovered(self, page: DiscoveredPage) -> PageCounts:
+        return await self._run(self.store.record_discovered, page)
+
     async def ledger_frees_at(self, window_s: float, target_used: int) -> float | None:
         return await self._run(self.store.ledger.frees_at, window_s, target_used)
 
     async def save_states(self, entries: dict[str, str]) -> None:
         await self._run(self.store.state.save, entries)
+
+    async def forget_state(self, key: str) -> None:
+        await self._run(self.store.state.forget, key)
 
     async def load_state(self, key: str) -> str | None:
         """A `daemon_state` entry's value (a JSON text), if saved."""

@@ -15,6 +15,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from harvester.errors import IdentifierError
 from harvester.identifiers import Identifier, normalise
 
@@ -108,3 +110,53 @@ def job_known_as(conn: sqlite3.Connection, identifiers: Sequence[Identifier]) ->
         if row is not None:
             return int(row[0])
     return None
+
+
+class _Naming(msgspec.Struct):
+    """What of a record names its output: msgspec skips the rest (posts, images...)
+    in C, a fraction of decoding the whole record."""
+
+    citation: Any = None
+    altmetric_id: Any = None
+    doi: Any = None
+    pmid: Any = None
+    arxiv_id: Any = None
+    ads_id: Any = None
+    handle: Any = None
+    handles: Any = None
+    isbn: Any = None
+    isbns: Any = None
+    uri: Any = None
+    ssrn: Any = None
+    repec_id: Any = None
+    urn: Any = None
+    nct_id: Any = None
+    dimensions_publication_id: Any = None
+
+
+_NAMING = msgspec.json.Decoder(_Naming)
+_NAMING_FIELDS = _Naming.__struct_fields__
+
+
+def named_identifiers(body: bytes) -> tuple[list[Identifier], str]:
+    """The identifiers a record (an answer from the dump or a discovery page) names its
+    output by, or why it cannot be stored: not a JSON object, or no identifier an output
+    could be found by."""
+    try:
+        naming = _NAMING.decode(body)
+    except msgspec.DecodeError:
+        return [], _not_an_object(body)
+    document = {name: value for name in _NAMING_FIELDS if (value := getattr(naming, name))}
+    identifiers = identifiers_in(answer_fields(document))
+    if not identifiers:
+        return [], "no identifier (doi, pmid, arxiv, ads, handle, isbn, uri, altmetric_id...)"
+    return identifiers, ""
+
+
+def _not_an_object(body: bytes) -> str:
+    """Why a record that is not a JSON object is refused, in a few words."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        return f"not JSON ({error})"
+    return f"not a JSON object (a {type(document).__name__})"

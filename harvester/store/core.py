@@ -33,6 +33,7 @@ from harvester.store.connection import (
     transaction,
 )
 from harvester.store.derived import derive_answers
+from harvester.store.discovered import DiscoveredPage, PageCounts, record_page
 from harvester.store.imports import ImportCounts, ImportedRecord, import_batch
 from harvester.store.jobs import JobQueue
 from harvester.store.ledger import TweetLedger
@@ -133,6 +134,14 @@ class Store:
         self.ledger.committed(charges)  # only now may the in-memory index take them in
         self.bodies.train_if_due()
         return RecordResult(written, charged, pruned, tuple(underived))
+
+    def record_discovered(self, page: DiscoveredPage) -> PageCounts:
+        """Store a page of discovery results as counts snapshots, with the position
+        after it, in one transaction (`store.discovered`)."""
+        with self.transaction() as conn:
+            counts = record_page(conn, self.responses, page, derive=self.derive)
+        self.bodies.train_if_due()
+        return counts
 
     def import_records(
         self, records: Sequence[ImportedRecord], position: str | None = None

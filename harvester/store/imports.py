@@ -23,13 +23,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
-
-import msgspec
+from typing import NamedTuple
 
 from harvester.identifiers import Identifier
 from harvester.model import Endpoint, StoredResponse, iso_utc
-from harvester.store.aliases import add_aliases, answer_fields, identifiers_in, job_known_as
+from harvester.store.aliases import add_aliases, job_known_as, named_identifiers
 from harvester.store.derived import derive_answers
 from harvester.store.responses import Responses
 from harvester.store.snapshot import Answer
@@ -66,7 +64,7 @@ def import_batch(
     to_derive: list[Answer] = []
     now = iso_utc(time.time())
     for record in records:
-        identifiers, problem = _identifiers(record.body)
+        identifiers, problem = named_identifiers(record.body)
         if problem:
             rejected.append(f"{record.member}:{record.line}: {problem}")
             continue
@@ -87,55 +85,6 @@ def import_batch(
             (POSITION_KEY, position, now),
         )
     return ImportCounts(imported, present, rejected, underived)
-
-
-class _Naming(msgspec.Struct):
-    """What of a record names its output: msgspec skips the rest (posts, images...)
-    in C, a fraction of decoding the whole record."""
-
-    citation: Any = None
-    altmetric_id: Any = None
-    doi: Any = None
-    pmid: Any = None
-    arxiv_id: Any = None
-    ads_id: Any = None
-    handle: Any = None
-    handles: Any = None
-    isbn: Any = None
-    isbns: Any = None
-    uri: Any = None
-    ssrn: Any = None
-    repec_id: Any = None
-    urn: Any = None
-    nct_id: Any = None
-    dimensions_publication_id: Any = None
-
-
-_NAMING = msgspec.json.Decoder(_Naming)
-_NAMING_FIELDS = _Naming.__struct_fields__
-
-
-def _identifiers(body: bytes) -> tuple[list[Identifier], str]:
-    """A record's identifiers, or why it cannot be stored (not a JSON object, or no
-    identifier an output could be found by)."""
-    try:
-        naming = _NAMING.decode(body)
-    except msgspec.DecodeError:
-        return [], _not_an_object(body)
-    document = {name: value for name in _NAMING_FIELDS if (value := getattr(naming, name))}
-    identifiers = identifiers_in(answer_fields(document))
-    if not identifiers:
-        return [], "no identifier (doi, pmid, arxiv, ads, handle, isbn, uri, altmetric_id...)"
-    return identifiers, ""
-
-
-def _not_an_object(body: bytes) -> str:
-    """Why a record that is not a JSON object is refused, in a few words."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as error:
-        return f"not JSON ({error})"
-    return f"not a JSON object (a {type(document).__name__})"
 
 
 def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: str) -> int:

@@ -36,3 +36,8 @@ class DaemonState:
             "SELECT value, updated_at FROM daemon_state WHERE key = ?", (key,)
         ).fetchone()
         return (row[0], row[1]) if row else None
+
+    def forget(self, key: str) -> None:
+        """Remove an entry (a finished job's saved position, say)."""
+        with transaction(self._conn) as conn:
+            conn.execute("DELETE FROM daemon_state WHERE key = ?", (key,))

@@ -1,0 +1,118 @@
+"""`harvester discover --timeframe 1d [filters] [--max-pages N] [--restart]`: the
+citations call's listing into the store, each output queued once.
+
+The discovery itself is `harvest.discovery`'s; this command gives it a client, a rate
+controller that starts from the rate earlier runs learned (and saves what this one
+learned), a progress line on a terminal, and a summary. Killed, it resumes at the
+next page when run again with the same query. A running daemon does the same on a
+schedule (`[schedule] discover_every`), inside its one rate budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from harvester.commands.context import Invocation
+from harvester.config import DISCOVER_PAGE_SIZE, DiscoverQuery, Secret, Settings, load_api_key
+from harvester.harvest.client import AltmetricClient
+from harvester.harvest.discovery import DiscoverReport, Discovery
+from harvester.harvest.policy import RetryPolicy
+from harvester.harvest.quota import QuotaState
+from harvester.harvest.ratelimit import RateController
+from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate, RatePolicy
+from harvester.harvest.reactions import Reactions
+from harvester.logs import say
+from harvester.model import ExitCode, JobState
+from harvester.progress import ProgressLine, write_above
+from harvester.store.aio import AsyncStore
+
+REJECTS_SHOWN = 20
+
+
+def cmd_discover(invocation: Invocation, query: DiscoverQuery, *, restart: bool) -> ExitCode:
+    """Run one discovery; exit 3 if the API rejects the key."""
+    settings = invocation.settings()
+    key = load_api_key(settings)
+    progress = PagesShown()
+    try:
+        report = asyncio.run(_discover(settings, key, query, restart, progress))
+    finally:
+        progress.close()
+    return _summary(report)
+
+
+async def _discover(
+    settings: Settings, key: Secret, query: DiscoverQuery, restart: bool, progress: PagesShown
+) -> DiscoverReport:
+    store = await AsyncStore.open(settings.store.path, derive=settings.store.derive)
+    try:
+        saved = await store.load_state(LEARNED_RATE_KEY)
+        rate = RateController(
+            RatePolicy.of(settings.rate),
+            learned=None if saved is None else LearnedRate.from_json(saved),
+        )
+        reactions = Reactions(rate, QuotaState(settings.quota), store, on_key_rejected=lambda: None)
+        async with AltmetricClient(
+            settings.api.base_url,
+            key,
+            timeout_s=settings.api.timeout_s,
+            legacy_type_names=settings.api.legacy_type_names,
+            endpoint=settings.api.endpoint,
+        ) as client:
+            discovery = Discovery(
+                client,
+                rate,
+                reactions,
+                store,
+                new_job_state=new_job_state(settings),
+                retry=RetryPolicy.of(settings.workers),
+                on_page=progress.show,
+            )
+            report = await discovery.run(query, restart=restart)
+        reactions.cancel()
+        if (learned := rate.learned()) is not None:
+            await store.save_states({LEARNED_RATE_KEY: learned.to_json()})
+        return report
+    finally:
+        store.shutdown()
+
+
+def new_job_state(settings: Settings) -> str:
+    """A newly discovered output is queued (`pending`) for the fetch call's mentions;
+    with the counts call, its discovery snapshot is already the answer (`done`)."""
+    return JobState.DONE if settings.api.endpoint == "counts" else JobState.PENDING
+
+
+class PagesShown:
+    """The pages on a progress line (a terminal only), rejected results above it."""
+
+    def __init__(self) -> None:
+        self._line = ProgressLine("discover", None, unit="pages")
+        self._rejects_shown = 0
+
+    def show(self, report: DiscoverReport) -> None:
+        if report.total is not None:
+            self._line.total = max(1, -(-report.total // DISCOVER_PAGE_SIZE))
+        pages_done = report.first_page - 1 + report.pages
+        self._line.update(pages_done, f"{report.stored:,} results, {report.queued:,} new")
+        for text in report.rejected[self._rejects_shown : REJECTS_SHOWN]:
+            write_above(sys.stderr, f"rejected {text}\n")
+        self._rejects_shown = max(self._rejects_shown, min(len(report.rejected), REJECTS_SHOWN))
+
+    def close(self) -> None:
+        self._line.close()
+
+
+def _summary(report: DiscoverReport) -> ExitCode:
+    if report.ended_by == "key rejected":
+        say("harvester discover: API key rejected (HTTP 403)", priority="error")
+        return ExitCode.KEY_REJECTED
+    resumed = f" (resumed at page {report.first_page})" if report.first_page > 1 else ""
+    total = "?" if report.total is None else f"{report.total:,}"
+    print(
+        f"discovered {report.stored:,} of {total} results on {report.pages:,} pages{resumed}: "
+        f"queued {report.queued:,} new outputs, {report.known:,} already in the store; "
+        f"rejected {len(report.rejected):,}"
+    )
+    return ExitCode.FAILURE if report.rejected else ExitCode.OK

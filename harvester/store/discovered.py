@@ -1,0 +1,102 @@
+"""Results of the citations call (`harvester discover`), stored as counts snapshots.
+
+Each result on a page is a counts-shaped answer: its exact bytes (a slice of the page)
+are stored like an answer's, with `endpoint = 'citations'`, `mode = 'counts'` and
+`request_params` naming the query and page, and derived into the same tables.
+
+A result becomes a snapshot of the job of an identifier the store already knows for
+its output (`store.aliases`): an output is never queued twice. Otherwise it gets a new
+job under its best identifier (doi, pmid, arxiv, ads, handle, isbn, uri, ..., the
+Altmetric ID last), `pending` when the harvest has more to ask for it (the fetch
+call's mentions) or `done` when the snapshot is already what the counts call would
+answer. A page and the position after it are one transaction, so a killed discovery
+resumes at the next page and stores no result twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from harvester.model import COUNTS_MODE, Endpoint, StoredResponse
+from harvester.store.aliases import add_aliases, job_known_as, named_identifiers
+from harvester.store.derived import derive_answers
+from harvester.store.responses import Responses
+from harvester.store.snapshot import Answer
+
+POSITION_KEY = "discover_position"  # daemon_state: where the last discovery stopped
+
+
+class DiscoveredPage(NamedTuple):
+    """One page's results to store, and the position to save with them."""
+
+    results: Sequence[bytes]  # each result's exact bytes
+    fetched_at: str
+    request_params: str  # JSON: the query and page (never the key)
+    new_job_state: str  # "pending" (fetch mode: mentions to ask for) or "done"
+    position: str | None  # JSON for daemon_state, or None to clear it (the last page)
+
+
+class PageCounts(NamedTuple):
+    stored: int  # snapshots stored
+    queued: int  # outputs new to the store: a job each
+    known: int  # outputs the store already had a job for
+    rejected: list[str]  # "result N: why", for results that name no output
+    underived: list[str]  # stored raw, not derived (for `harvester derive`): why
+
+
+def record_page(
+    conn: sqlite3.Connection, responses: Responses, page: DiscoveredPage, *, derive: bool
+) -> PageCounts:
+    """Store a page's results and its position in the caller's transaction."""
+    queued = known = 0
+    rejected: list[str] = []
+    to_derive: list[Answer] = []
+    for number, body in enumerate(page.results, start=1):
+        identifiers, problem = named_identifiers(body)
+        if problem:
+            rejected.append(f"result {number}: {problem}")
+            continue
+        job_id = job_known_as(conn, identifiers)
+        if job_id is None:
+            queued += 1
+            best = identifiers[0]
+            job_id = _new_job(conn, best.id_type, best.value, page.new_job_state, page.fetched_at)
+        else:
+            known += 1
+        response = StoredResponse(
+            200,
+            body,
+            page.request_params,
+            COUNTS_MODE,
+            page.fetched_at,
+            endpoint=Endpoint.CITATIONS,
+        )
+        sha256 = hashlib.sha256(body).hexdigest()
+        response_id = responses.insert(conn, job_id, response, sha256)
+        to_derive.append(Answer(response_id, job_id, page.fetched_at, COUNTS_MODE, body))
+        add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
+    underived = derive_answers(conn, to_derive).problems if derive and to_derive else []
+    _save_position(conn, page.position, page.fetched_at)
+    return PageCounts(len(to_derive), queued, known, rejected, underived)
+
+
+def _new_job(conn: sqlite3.Connection, id_type: str, value: str, state: str, now: str) -> int:
+    cursor = conn.execute(
+        """INSERT INTO jobs (id_type, identifier, state, next_attempt_at, created_at,
+               updated_at) VALUES (?, ?, ?, ?, ?, ?)""",
+        (id_type, value, state, now, now, now),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _save_position(conn: sqlite3.Connection, position: str | None, now: str) -> None:
+    if position is None:
+        conn.execute("DELETE FROM daemon_state WHERE key = ?", (POSITION_KEY,))
+        return
+    conn.execute(
+        "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
+        (POSITION_KEY, position, now),
+    )
