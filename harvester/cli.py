@@ -178,7 +178,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, invocation: Invocation) -> int:
     settings = invocation.settings()
-    require_store(settings.store.path)
+    if not (settings.schedule.discover_every and not args.drain):
+        require_store(settings.store.path)  # a daemon that discovers may start a new one
     key = load_api_key(settings)
     register_secret(key.reveal())
     tune_for_a_long_harvest()
@@ -405,6 +406,12 @@ def _comma_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
+def _check(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.check import cmd_check
+
+    return cmd_check(invocation, as_json=args.json)
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=400, help="identifiers to harvest")
 
@@ -424,6 +431,9 @@ COMMANDS: dict[str, Command] = {  # in the order `harvester --help` lists them
         _discover,
     ),
     "run": Command("run the harvest daemon", _run_arguments, _run),
+    "check": Command(
+        "one request: does the key work for the configured call?", _status_arguments, _check
+    ),
     "status": Command("job counts, throughput and errors", _status_arguments, _status),
     "show": Command("print the stored response of one identifier", _show_arguments, _show),
     "export": Command(

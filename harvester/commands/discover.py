@@ -16,14 +16,14 @@ import sys
 from harvester.commands.context import Invocation
 from harvester.config import DISCOVER_PAGE_SIZE, DiscoverQuery, Secret, Settings, load_api_key
 from harvester.harvest.client import AltmetricClient
-from harvester.harvest.discovery import DiscoverReport, Discovery
+from harvester.harvest.discovery import DiscoverReport, Discovery, new_job_state
 from harvester.harvest.policy import RetryPolicy
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate, RatePolicy
 from harvester.harvest.reactions import Reactions
 from harvester.logs import say
-from harvester.model import ExitCode, JobState
+from harvester.model import ExitCode
 from harvester.progress import ProgressLine, write_above
 from harvester.store.aio import AsyncStore
 
@@ -65,7 +65,7 @@ async def _discover(
                 rate,
                 reactions,
                 store,
-                new_job_state=new_job_state(settings),
+                new_job_state=new_job_state(settings.api.endpoint),
                 retry=RetryPolicy.of(settings.workers),
                 on_page=progress.show,
             )
@@ -76,12 +76,6 @@ async def _discover(
         return report
     finally:
         store.shutdown()
-
-
-def new_job_state(settings: Settings) -> str:
-    """A newly discovered output is queued (`pending`) for the fetch call's mentions;
-    with the counts call, its discovery snapshot is already the answer (`done`)."""
-    return JobState.DONE if settings.api.endpoint == "counts" else JobState.PENDING
 
 
 class PagesShown:

@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from harvester.commands.context import Invocation
-from harvester.config import QuotaSettings, RateSettings
+from harvester.config import QuotaSettings, RateSettings, ScheduleSettings, parse_age
 from harvester.harvest.quota import default_up_thresholds, mode_for_usage, next_mode_change
 from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate
+from harvester.harvest.schedule import SCHEDULE_KEY
 from harvester.model import ExitCode, JobState, QuotaMode, iso_utc, parse_iso
 from harvester.store import Store
 from harvester.store.state import HEARTBEAT_STALE_S
@@ -36,7 +37,7 @@ def cmd_status(invocation: Invocation, *, as_json: bool) -> ExitCode:
     """`harvester status [--json]`."""
     settings = invocation.settings()
     with Store(settings.store.path, read_only=True) as store:
-        status = collect_status(store, settings.quota, settings.rate)
+        status = collect_status(store, settings.quota, settings.rate, settings.schedule)
     print(json.dumps(status.as_json(), indent=2) if as_json else render_status(status))
     return ExitCode.OK
 
@@ -94,6 +95,18 @@ class RateStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduledTask:
+    """One `[schedule]` task: its period, and when it last ran and runs next (known
+    from a running daemon, or a period after the last run; None: at the next start)."""
+
+    every: str
+    every_s: float
+    next_at: str | None
+    last_at: str | None
+    last: object  # what the last run did (pages, queued, requeued...), as the daemon saved it
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorCount:
     state: JobState
     error: str
@@ -114,6 +127,7 @@ class StatusReport:
     daemon: DaemonStatus
     eta_s: float | None
     rate: RateStatus
+    schedule: dict[str, ScheduledTask]  # the enabled ones
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -127,11 +141,15 @@ class StatusReport:
             "daemon": self.daemon.as_json(),
             "eta_s": self.eta_s,
             "rate": asdict(self.rate),
+            "schedule": {name: asdict(task) for name, task in self.schedule.items()},
         }
 
 
 def collect_status(
-    store: Store, quota_settings: QuotaSettings, rate_settings: RateSettings
+    store: Store,
+    quota_settings: QuotaSettings,
+    rate_settings: RateSettings,
+    schedule_settings: ScheduleSettings | None = None,
 ) -> StatusReport:
     jobs = {JobState(state): count for state, count in store.jobs.counts_by_state().items()}
     now_s = time.time()
@@ -154,6 +172,7 @@ def collect_status(
         daemon=daemon,
         eta_s=eta_s(jobs, daemon_rate_per_s(store, daemon, now_s)),
         rate=rate_status(store, rate_settings, daemon),
+        schedule=schedule_status(store, schedule_settings or ScheduleSettings(), daemon),
     )
 
 
@@ -172,6 +191,30 @@ def rate_status(store: Store, settings: RateSettings, daemon: DaemonStatus) -> R
         allowed_per_s=allowed if isinstance(allowed, int | float) else None,
         limited_by=None if heartbeat is None else _text_or_none(heartbeat.rate_limited_by),
     )
+
+
+def schedule_status(
+    store: Store, settings: ScheduleSettings, daemon: DaemonStatus
+) -> dict[str, ScheduledTask]:
+    """The configured tasks, with their last runs (saved by any daemon) and next runs
+    (the running daemon's heartbeat says; otherwise a period after the last)."""
+    saved = _saved_json(store, SCHEDULE_KEY)
+    live = _saved_json(store, "heartbeat").get("schedule") if daemon.running else None
+    tasks = {}
+    for name, every in (("discover", settings.discover_every), ("refresh", settings.refresh_every)):
+        if not every:
+            continue
+        every_s = parse_age(every)
+        entry = saved.get(name)
+        entry = entry if isinstance(entry, dict) else {}
+        last_at = _text_or_none(entry.get("last_at"))
+        next_at = None if last_at is None else iso_utc(parse_iso(last_at) + every_s)
+        said = live.get(name) if isinstance(live, dict) else None
+        live_next_at = _text_or_none(said.get("next_at")) if isinstance(said, dict) else None
+        if live_next_at and (last_at is None or live_next_at > last_at):
+            next_at = live_next_at  # the daemon's (a retry after a failure, say)
+        tasks[name] = ScheduledTask(every, every_s, next_at, last_at, entry.get("last"))
+    return tasks
 
 
 def _text_or_none(value: object) -> str | None:
@@ -389,6 +432,8 @@ def render_status(status: StatusReport) -> str:
     )
     lines.append(_describe_rate(status.rate))
     lines.append(_describe_quota(status.quota))
+    for name, task in status.schedule.items():
+        lines.append(_describe_task(name, task))
     if status.errors:
         lines.append("")
         lines.append("commonest errors")
@@ -408,6 +453,12 @@ def _describe_rate(rate: RateStatus) -> str:
     if rate.allowed_per_s is not None:
         parts.append(f"allowed now {rate.allowed_per_s:g}/s ({rate.limited_by})")
     return "rate  " + "; ".join(parts)
+
+
+def _describe_task(name: str, task: ScheduledTask) -> str:
+    next_run = task.next_at or "at the daemon's next start"
+    last_run = f"; last {task.last_at} {task.last}" if task.last_at else ""
+    return f"schedule  {name} every {task.every}: next {next_run}{last_run}"
 
 
 def _describe_quota(quota: QuotaStatus) -> str:

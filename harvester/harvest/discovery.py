@@ -28,7 +28,7 @@ from harvester.harvest.policy import RetryPolicy
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.reactions import Reactions
 from harvester.logs import get_logger
-from harvester.model import Outcome, iso_utc
+from harvester.model import Endpoint, JobState, Outcome, iso_utc
 from harvester.store.aio import AsyncStore
 from harvester.store.discovered import POSITION_KEY, DiscoveredPage, PageCounts
 from harvester.store.loose import count
@@ -61,6 +61,12 @@ class DiscoverReport:
         self.queued += counts.queued
         self.known += counts.known
         self.rejected += counts.rejected
+
+
+def new_job_state(endpoint: str) -> str:
+    """A newly discovered output is queued (`pending`) for the fetch call's mentions;
+    with the counts call, its discovery snapshot is already the answer (`done`)."""
+    return JobState.DONE if endpoint == Endpoint.COUNTS else JobState.PENDING
 
 
 class _Page(msgspec.Struct):

@@ -26,12 +26,15 @@ from collections.abc import Callable
 from harvester.config import Settings
 from harvester.harvest.batches import OutcomeBatches
 from harvester.harvest.client import AltmetricClient
+from harvester.harvest.discovery import Discovery, new_job_state
 from harvester.harvest.feeder import Feeder, Leases
+from harvester.harvest.policy import RetryPolicy
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import LearnedRate, RatePolicy
 from harvester.harvest.reactions import Reactions
 from harvester.harvest.report import HarvestReport, LiveView
+from harvester.harvest.schedule import Scheduler
 from harvester.harvest.workers import Fetcher, WorkerPool
 from harvester.logs import get_logger
 from harvester.model import ClaimedJob, ExitCode, JobOutcome, JobState
@@ -106,6 +109,21 @@ class Harvest:
         self._outcomes = OutcomeBatches(
             target=WRITE_BATCH_TARGET, linger_s=WRITE_LINGER_S, max_size=WRITE_BATCH_MAX
         )
+        # A drain is a one-off: it ends with the queue, so nothing is scheduled in it.
+        self._scheduler = None if drain else self._make_scheduler(client)
+
+    def _make_scheduler(self, client: AltmetricClient) -> Scheduler:
+        """Discovery and refresh on `[schedule]`'s timer, through this run's client,
+        rate controller and reactions: one rate budget for everything."""
+        discovery = Discovery(
+            client,
+            self._rate,
+            self._reactions,
+            self._db,
+            new_job_state=new_job_state(self._settings.api.endpoint),
+            retry=RetryPolicy.of(self._settings.workers),
+        )
+        return Scheduler(self._settings.schedule, discovery, self._db)
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -148,6 +166,7 @@ class Harvest:
             quota=self._quota.view(time.time()),
             rate=self._rate.view(),
             learned_rate=self._rate.learned(),
+            schedule={} if self._scheduler is None else self._scheduler.view(),
         )
 
     def apply_settings(self, settings: Settings) -> None:
@@ -165,6 +184,8 @@ class Harvest:
         self._feeder.settings = settings
         self._pool.resize(settings.workers.concurrency)
         self._room.set()  # the feeder's idea of a full queue may have changed
+        if self._scheduler is not None:
+            self._scheduler.reconfigure(settings.schedule)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -172,12 +193,19 @@ class Harvest:
         started_s = time.monotonic()
         feeder = asyncio.create_task(self._feed(), name="feeder")
         writer = asyncio.create_task(self._write(), name="writer")
-        for task in (feeder, writer):
+        helpers = [feeder]
+        if self._scheduler is not None:
+            await self._scheduler.load()
+            helpers.append(
+                asyncio.create_task(self._scheduler.run(self._stopping), name="schedule")
+            )
+        for task in (*helpers, writer):
             task.add_done_callback(self._on_task_done)
         self._pool.resize(self._settings.workers.concurrency)
         await self._stopping.wait()
-        feeder.cancel()
-        await asyncio.gather(feeder, return_exceptions=True)
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         await self._pool.stop(self._settings.workers.drain_deadline_s, self._hurry)
         self._outcomes.close()
         await writer

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from harvester.harvest.quota import QuotaView
 from harvester.harvest.ratestate import LearnedRate, RateView
+from harvester.harvest.schedule import TaskView
 from harvester.model import FINAL_STATES, ExitCode, JobState, Outcome
 
 
@@ -55,3 +56,4 @@ class LiveView:
     quota: QuotaView
     rate: RateView
     learned_rate: LearnedRate | None  # what refusals taught, to save; None if nothing
+    schedule: Mapping[str, TaskView] = field(default_factory=dict)  # each scheduled task

@@ -18,7 +18,7 @@ import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from harvester.harvest.ratestate import LEARNED_RATE_KEY
 from harvester.harvest.report import LiveView
@@ -69,6 +69,7 @@ class Heartbeat:
     concurrency: int
     rate_limited_by: str  # what sets the allowed rate: configured, learned, an allowance
     allowance_per_s: float | None  # what the hourly/daily headers leave, spread out
+    schedule: dict[str, dict[str, Any]]  # each scheduled task: every_s, next_at, last_at, last
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -153,6 +154,7 @@ class ServiceLoop:
             concurrency=view.live.concurrency,
             rate_limited_by=view.live.rate.limited_by,
             allowance_per_s=view.live.rate.allowance_per_s,
+            schedule={name: task.to_dict() for name, task in view.live.schedule.items()},
         )
         entries = {"heartbeat": heartbeat.to_json(), "quota": view.live.quota.to_json()}
         if view.live.learned_rate is not None:

@@ -33,6 +33,7 @@ RELOAD: Mapping[str, Reload] = {
     "quota": Reload.IN_FLIGHT,
     "metrics": Reload.RESTART,  # the endpoint is bound once
     "log": Reload.RESTART,  # logging is configured once, the progress display chosen once
+    "schedule": Reload.IN_FLIGHT,  # periods and the discovery's query, from the next run on
 }
 
 

@@ -74,6 +74,9 @@ class AsyncStore:
     async def record_discovered(self, page: DiscoveredPage) -> PageCounts:
         return await self._run(self.store.record_discovered, page)
 
+    async def refresh_older_than(self, older_than_s: float) -> int:
+        return await self._run(self.store.refresh_older_than, older_than_s)
+
     async def ledger_frees_at(self, window_s: float, target_used: int) -> float | None:
         return await self._run(self.store.ledger.frees_at, window_s, target_used)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ from harvester.store.connection import (
 from harvester.store.derived import derive_answers
 from harvester.store.discovered import DiscoveredPage, PageCounts, record_page
 from harvester.store.imports import ImportCounts, ImportedRecord, import_batch
-from harvester.store.jobs import JobQueue
+from harvester.store.jobs import JobQueue, refresh_cutoff, stale_job_ids
 from harvester.store.ledger import TweetLedger
 from harvester.store.responses import Responses
 from harvester.store.schema import migrations
@@ -142,6 +143,15 @@ class Store:
             counts = record_page(conn, self.responses, page, derive=self.derive)
         self.bodies.train_if_due()
         return counts
+
+    def refresh_older_than(self, older_than_s: float) -> int:
+        """Requeue every done job whose latest answer is older than `older_than_s`
+        (the daemon's scheduled refresh; the CLI's `refresh` may add a --where). Every
+        id is read before any is requeued: the requeued must not be read again."""
+        chosen = array("q")
+        for job_ids in stale_job_ids(self.conn, refresh_cutoff(older_than_s), 5_000):
+            chosen.extend(job_ids)
+        return self.jobs.requeue_done(chosen)
 
     def import_records(
         self, records: Sequence[ImportedRecord], position: str | None = None

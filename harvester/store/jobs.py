@@ -15,7 +15,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
 from harvester.identifiers import Identifier
@@ -268,3 +268,25 @@ class JobQueue:
             return row
         finally:
             self._conn.row_factory = None
+
+
+# Done jobs due for a new snapshot (`refresh`'s own conditions; its --where is
+# never part of this statement).
+_REFRESH_CANDIDATES = """
+    SELECT id FROM jobs
+    WHERE state = 'done'
+      AND (SELECT max(fetched_at) FROM responses WHERE responses.job_id = jobs.id) < ?
+    ORDER BY id"""
+
+
+def refresh_cutoff(older_than_s: float) -> str:
+    """The time before which a latest answer is due for a new snapshot. An age beyond
+    the epoch selects nothing, rather than a date that cannot be written."""
+    return iso_utc(max(time.time() - older_than_s, 0.0))
+
+
+def stale_job_ids(conn: sqlite3.Connection, cutoff: str, chunk: int) -> Iterator[list[int]]:
+    """Done jobs whose latest answer was fetched before `cutoff`, in chunks of ids."""
+    cursor = conn.execute(_REFRESH_CANDIDATES, (cutoff,))
+    while rows := cursor.fetchmany(chunk):
+        yield [job_id for (job_id,) in rows]

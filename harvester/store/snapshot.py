@@ -55,6 +55,7 @@ CITED_BY_SOURCES = {
     "gplus": "googleplus", "rdts": "reddit", "videos": "video", "policies": "policy",
     "patents": "patent", "guidelines": "guideline", "podcasts": "podcast",
     "peer_review_sites": "peer_reviews", "qna": "q&a", "qs": "q&a", "forums": "forum",
+    "pinners": "pinterest",
 }  # fmt: skip
 CITED_BY_TOTALS = ("posts", "accounts")  # all sources together: not a source's counts
 # Older answers name two contexts differently; the fetch API's names are kept.

@@ -14,15 +14,14 @@ whatever the expression does, the requeue gets a subset of the candidates.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from harvester.errors import BodyCorrupt, QueryError
-from harvester.model import iso_utc
 from harvester.store.core import Store
 from harvester.store.filters import Filter, filtering, make_filter, quoted
+from harvester.store.jobs import refresh_cutoff, stale_job_ids
 from harvester.store.readonly import SQL_ERRORS, explain, fetch, lock, lock_read_only
 
 FETCH_ROWS = 1_000
@@ -134,14 +133,6 @@ def _uncompressed_bodies(
 # -- refresh -------------------------------------------------------------------------------
 
 
-# The command's own conditions; a --where is never part of this statement.
-_REFRESH_CANDIDATES = """
-    SELECT id FROM jobs
-    WHERE state = 'done'
-      AND (SELECT max(fetched_at) FROM responses WHERE responses.job_id = jobs.id) < ?
-    ORDER BY id"""
-
-
 def jobs_to_refresh(
     store: Store, older_than_s: float, where: str | None, chunk: int = 5_000
 ) -> Iterator[list[int]]:
@@ -150,8 +141,7 @@ def jobs_to_refresh(
     `latest_outputs` row matches a `--where` expression. The expression is checked
     here, before any chunk is given out, so a bad one requeues nothing."""
     lock_read_only(store)
-    # An age beyond the epoch selects nothing, rather than a date that cannot be written.
-    cutoff = iso_utc(max(time.time() - older_than_s, 0.0))
+    cutoff = refresh_cutoff(older_than_s)
     filter_ = None
     if where is not None:
         filter_ = make_filter(store, "latest_outputs", where)
@@ -166,9 +156,7 @@ def _refresh_chunks(
     store: Store, cutoff: str, filter_: Filter | None, chunk: int
 ) -> Iterator[list[int]]:
     try:
-        cursor = store.conn.execute(_REFRESH_CANDIDATES, (cutoff,))
-        while rows := cursor.fetchmany(chunk):
-            job_ids = [job_id for (job_id,) in rows]
+        for job_ids in stale_job_ids(store.conn, cutoff, chunk):
             if filter_ is not None:
                 job_ids = _matching(store, filter_, job_ids)
             if job_ids:
