@@ -173,3 +173,30 @@ def _seconds_between(first: str, second: str) -> float:
     from harvester.model import parse_iso
 
     return parse_iso(second) - parse_iso(first)
+
+
+async def test_a_discovery_and_the_harvest_share_the_rate_without_starving(
+    tmp_path: Path,
+) -> None:
+    """At 40 requests a second for everything: the discovery's five pages go out among
+    the workers' fetches, neither waiting for the other to finish."""
+    db = tmp_path / "s.db"
+    queue(db, dois(400, "10.5150/busy."))
+    async with Simulator(SimulatorSettings(key=KEY, citations_per_timeframe=500)) as sim:
+        cfg = write_config(
+            tmp_path / "h.toml",
+            sim.base_url,
+            rate={"requests_per_s": 40, "burst": 1},
+            workers={"concurrency": 8},
+            schedule={"discover_every": "1h", "discover_timeframe": "1w"},
+        )
+        daemon = await start_harvester("--config", str(cfg), "--db", str(db), "run", env=ENV)
+        try:
+            await until(lambda: citation_pages(sim) == 5)
+            kinds = [record.endpoint for record in sim.sent]
+        finally:
+            await stop(daemon)
+    pages_at = [n for n, kind in enumerate(kinds) if kind == "citations"]
+    fetches_between = kinds[pages_at[0] : pages_at[-1]].count("fetch")
+    assert fetches_between >= 8  # the harvest went on while the discovery paged
+    assert pages_at[-1] < 250  # the discovery was done long before the 400 fetches
