@@ -1,5 +1,7 @@
-"""`harvester simulate`: the bundled API simulator, served on loopback until Ctrl-C,
-with the flags that make it a bad day's API (latency, rate limits, faults)."""
+"""`harvester simulate`: the bundled API simulator, served on loopback until Ctrl-C.
+
+It answers the fetch, counts and citations calls, with the flags that make it a bad day's
+API (latency, rate limits, faults) and the size of each citations timeframe's listing."""
 
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ def cmd_simulate(
     daily_limit: int | None = None,
     retry_after: bool,
     fault_rate: float,
+    citations_per_timeframe: int = 250,
 ) -> ExitCode:
     """`harvester simulate [--host H] [--port N] ...`: exit 1 for a bad flag value."""
+    from harvester.sim.listing import MAX_LISTING
     from harvester.sim.server import SimulatorSettings, serve
 
     if not 0 <= port <= 65535:
@@ -50,6 +54,8 @@ def cmd_simulate(
     for flag, limit in (("--hourly-limit", hourly_limit), ("--daily-limit", daily_limit)):
         if limit is not None and limit < 1:
             raise CommandError(f"{flag} must be at least 1 request")
+    if not 0 <= citations_per_timeframe <= MAX_LISTING:
+        raise CommandError(f"--citations-per-timeframe must be between 0 and {MAX_LISTING}")
     settings = SimulatorSettings(
         key=key,
         latency_s=latency_ms / 1000,
@@ -62,6 +68,7 @@ def cmd_simulate(
         daily_limit=daily_limit,
         send_retry_after=retry_after,
         fault_rate=fault_rate,
+        citations_per_timeframe=citations_per_timeframe,
     )
     with suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, host, port))

@@ -3,8 +3,10 @@
 Each gate is an async callable `(request, fetch) -> response | None` appended to
 `Simulator.gates`: the server's rate limits (a per-second token bucket, hourly and
 daily allowances, with the API's headers), and fault injection (5xx, connection
-resets, truncated bodies, invalid JSON, answers slower than any sane client timeout).
-They are deterministic for a given seed, so a failing test can be replayed.
+resets, truncated bodies, invalid JSON, answers slower than any sane client timeout),
+for every call the simulator answers (fetch, counts, citations), and the tweet-ID quota,
+for fetch calls only. They are deterministic for a given seed, so a failing test can be
+replayed.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ FAULT_KINDS = ("500", "502", "503", "reset", "truncated", "invalid_json", "slow"
 
 
 class FetchRequestLike(Protocol):
-    """What a gate reads of a fetch call (the server's frozen FetchRequest)."""
+    """What a gate reads of a call (the server's frozen FetchRequest)."""
 
+    @property
+    def endpoint(self) -> str: ...
     @property
     def id_type(self) -> str: ...
     @property
@@ -237,9 +241,10 @@ class TweetQuotaGate:
     """At most `limit` unique tweet IDs per rolling `window_s`, as the real fetch call.
 
     It answers known outputs itself (it must see the tweets it is about to send):
-    IDs already charged within the window cost nothing again. Every answer carries
+    IDs already charged within the window cost nothing again. Every fetch answer carries
     X-TweetIDRateLimit-Limit/-Remaining; an answer that would go over is refused with
-    the API's 429 text instead. Put it last among the gates.
+    the API's 429 text instead. Put it last among the gates. Counts and citations calls
+    carry no tweet IDs: it lets them pass untouched, uncharged and without its headers.
     """
 
     limit: int
@@ -266,6 +271,8 @@ class TweetQuotaGate:
         }
 
     async def __call__(self, request: web.Request, fetch: FetchRequestLike) -> web.Response | None:
+        if fetch.endpoint != "fetch":
+            return None
         now_s = time.monotonic()
         used = self.used(now_s)
         output = universe.output_for(fetch.id_type, fetch.identifier)

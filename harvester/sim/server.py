@@ -1,9 +1,19 @@
-"""A loopback stand-in for the Altmetric fetch API, for tests, benchmarks and the demo.
+"""A loopback stand-in for the Altmetric API, for tests, benchmarks and the demo.
 
-It answers ``GET {api_prefix}/fetch/{type}/{identifier}`` from the deterministic universe in
-``harvester.sim.universe``, with the provider's status codes and texts. Every answer passes a list
-of gates first (the built-in one checks the key); later features such as rate limits, the
-tweet-ID quota or fault injection are more gates appended to ``Simulator.gates``.
+It answers three calls from the deterministic universe in ``harvester.sim.universe``, with the
+provider's status codes and texts:
+
+- fetch, ``GET {api_prefix}/fetch/{type}/{identifier}``: the output's details, filtered by
+  ``include_sources`` and the like;
+- counts, ``GET {api_prefix}/{type}/{identifier}``: the free summary of the same output
+  (``harvester.sim.counts``); the fetch call's filters are ignored, and it carries no tweet IDs;
+- citations, ``GET {api_prefix}/citations/{timeframe}``: pages of counts answers for the
+  outputs with recent attention (``harvester.sim.listing``), each of them answerable by the
+  other two calls.
+
+Every answer passes a list of gates first (the built-in one checks the key); rate limits,
+faults and the tweet-ID quota are more gates appended to ``Simulator.gates``. A gate sees
+which call it is (``FetchRequest.endpoint``); the tweet-ID quota charges fetch calls only.
 
 The identifier is read from the raw request target and percent-decoded exactly once, so the
 tests see what a real server would: a literal ``/`` inside a DOI, and ``%23`` arriving as ``#``.
@@ -16,12 +26,13 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import unquote
 
+import msgspec
 from aiohttp import web
 
-from harvester.sim import universe
+from harvester.sim import counts, listing, universe
 from harvester.sim.gates import (
     EXTRA_HEADERS,
     FAULT_KINDS,
@@ -69,15 +80,27 @@ class SimulatorSettings:
     # ...and the tweet-ID quota: unique tweet IDs per rolling window (seconds, for tests).
     tweet_quota: int | None = None
     tweet_quota_window_s: float = 2_592_000.0
+    # How many outputs each timeframe of the citations call lists (before its filters).
+    citations_per_timeframe: int = 250
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.citations_per_timeframe <= listing.MAX_LISTING:
+            raise ValueError(f"citations_per_timeframe must be 0 to {listing.MAX_LISTING}")
+
+
+# Which call a request is; "other" is a path that is none of them (answered 404).
+Endpoint = Literal["fetch", "counts", "citations", "other"]
 
 
 @dataclass(frozen=True)
 class FetchRequest:
-    """One parsed fetch call, as gates see it; ``query`` never holds the key."""
+    """One parsed call, as gates see it; ``query`` never holds the key. For the citations
+    call ``id_type`` is empty and ``identifier`` is the timeframe."""
 
     id_type: str
     identifier: str
     query: dict[str, str] = field(default_factory=dict)
+    endpoint: Endpoint = "fetch"
 
 
 @dataclass(frozen=True)
@@ -90,6 +113,7 @@ class SentRecord:
     sha256: str
     size: int
     query: dict[str, str]
+    endpoint: Endpoint = "fetch"
 
 
 Gate = Callable[[web.Request, FetchRequest], Awaitable[web.StreamResponse | None]]
@@ -105,27 +129,47 @@ def text_response(status: int, text: str) -> web.Response:
 def _parse_target(
     raw_path: str, api_prefix: str, query: dict[str, str]
 ) -> tuple[FetchRequest, str | None]:
-    """Read type and identifier from the raw request target, decoding the identifier once.
+    """Tell the call from the raw request target and read its type and identifier.
 
-    Returns the request and, when the API would answer 400, the error text (the identifier is
-    then kept raw if it could not be decoded). A path that is no fetch call has an empty type.
+    Returns the request and, when the API would answer 400, the error text. Under the prefix,
+    ``fetch/...`` is the fetch call, ``citations/...`` the citations call (its parameters
+    checked here, so a bad one is a 400 before any gate), anything else the counts call.
     """
     path = raw_path.partition("?")[0]
-    prefix = f"{api_prefix}/fetch/"
-    if not path.startswith(prefix):
-        return FetchRequest("", path, query), None
-    id_type, _, raw_identifier = path[len(prefix) :].partition("/")
+    if not path.startswith(f"{api_prefix}/"):
+        return FetchRequest("", path, query, "other"), None
+    call = path[len(api_prefix) + 1 :]
+    head, _, tail = call.partition("/")
+    if head == "fetch":
+        return _parse_identifier(tail, query, "fetch")
+    if head != "citations":
+        return _parse_identifier(call, query, "counts")
+    request = FetchRequest("", tail, query, "citations")
+    try:
+        listing.parse_query(tail, query)
+    except ValueError as error:
+        return request, str(error)
+    return request, None
+
+
+def _parse_identifier(
+    target: str, query: dict[str, str], endpoint: Endpoint
+) -> tuple[FetchRequest, str | None]:
+    """Type and identifier from ``{type}/{identifier}``, the identifier percent-decoded once
+    (kept raw, with the 400 text, when it cannot be decoded)."""
+    id_type, _, raw_identifier = target.partition("/")
     if id_type not in FETCH_TYPES:
-        return FetchRequest(id_type, raw_identifier, query), INVALID_TYPE_TEXT
+        return FetchRequest(id_type, raw_identifier, query, endpoint), INVALID_TYPE_TEXT
     try:
         identifier = unquote(raw_identifier, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        return FetchRequest(id_type, raw_identifier, query), INVALID_IDENTIFIER_TEXT
-    return FetchRequest(id_type, identifier, query), None if identifier else INVALID_IDENTIFIER_TEXT
+        return FetchRequest(id_type, raw_identifier, query, endpoint), INVALID_IDENTIFIER_TEXT
+    request = FetchRequest(id_type, identifier, query, endpoint)
+    return request, None if identifier else INVALID_IDENTIFIER_TEXT
 
 
 class Simulator:
-    """The fetch API on loopback: ``async with Simulator(settings) as sim: sim.base_url``."""
+    """The API on loopback: ``async with Simulator(settings) as sim: sim.base_url``."""
 
     def __init__(self, settings: SimulatorSettings) -> None:
         self.settings = settings
@@ -209,7 +253,8 @@ class Simulator:
         await self.stop()
 
     async def check_key(self, request: web.Request, fetch: FetchRequest) -> web.Response | None:
-        """The built-in gate: a missing or wrong key gets the API's 403 text."""
+        """The built-in gate: a missing or wrong key gets the API's 403 text, on every call
+        (since November 2025 the free counts and citations calls need a key too)."""
         if request.query.get("key") != self.settings.key:
             return text_response(403, INVALID_KEY_TEXT)
         return None
@@ -238,27 +283,36 @@ class Simulator:
         fetch, invalid = _parse_target(request.raw_path, self.settings.api_prefix, query)
         if invalid is not None:
             return self._record(fetch, text_response(400, invalid))
-        if not fetch.id_type:
+        if fetch.endpoint == "other":
             return self._record(fetch, text_response(404, NOT_FOUND_TEXT))
         for gate in self.gates:
             answer = await gate(request, fetch)
             if answer is not None:
                 return self._record(fetch, answer)
-        if self._pool:
-            return self._record(fetch, self._pooled_answer(fetch))
+        return self._record(fetch, await self._answer(fetch))
+
+    async def _answer(self, fetch: FetchRequest) -> web.Response:
+        """The call's answer once every gate let it pass.
+
+        Building an output with thousands of tweets, or a listing, takes milliseconds:
+        off the loop, so the other requests in flight keep their latency.
+        """
+        if fetch.endpoint == "citations":
+            size = self.settings.citations_per_timeframe
+            return await asyncio.to_thread(_citations_answer, fetch, size)
+        if self._pool and fetch.endpoint == "fetch":
+            return self._pooled_answer(fetch)
+        answer = _fetch_answer if fetch.endpoint == "fetch" else _counts_answer
         if universe.is_heavy(fetch.id_type, fetch.identifier):
-            # Hundreds of KB take milliseconds to build: off the loop, so the other
-            # requests in flight keep their latency.
-            return self._record(fetch, await asyncio.to_thread(_answer, fetch))
-        return self._record(fetch, _answer(fetch))
+            return await asyncio.to_thread(answer, fetch)
+        return answer(fetch)
 
     def _pooled_answer(self, fetch: FetchRequest) -> web.Response:
         """A pre-rendered body (or the usual 404) for benchmark runs."""
         if not universe.is_known(fetch.id_type, fetch.identifier):
             return text_response(404, NOT_FOUND_TEXT)
         digest = hashlib.sha256(f"{fetch.id_type}:{fetch.identifier}".encode()).digest()
-        body = self._pool[int.from_bytes(digest[:8]) % len(self._pool)]
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
+        return _json_response(self._pool[int.from_bytes(digest[:8]) % len(self._pool)])
 
     def _record(self, fetch: FetchRequest, response: web.StreamResponse) -> web.StreamResponse:
         """Remember status and a digest of the exact body bytes (empty if not a plain body)."""
@@ -267,19 +321,45 @@ class Simulator:
             data = bytes(body) if isinstance(body, bytes | bytearray) else b""
             digest = hashlib.sha256(data).hexdigest()
             record = SentRecord(
-                fetch.id_type, fetch.identifier, response.status, digest, len(data), fetch.query
+                fetch.id_type,
+                fetch.identifier,
+                response.status,
+                digest,
+                len(data),
+                fetch.query,
+                fetch.endpoint,
             )
             self.sent.append(record)
         return response
 
 
-def _answer(fetch: FetchRequest) -> web.Response:
+def _json_response(body: bytes) -> web.Response:
+    """A 200 answer carrying JSON bytes as they are."""
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+def _fetch_answer(fetch: FetchRequest) -> web.Response:
     """404 "Not Found" for outputs without attention data, else the filtered JSON."""
     output = universe.output_for(fetch.id_type, fetch.identifier)
     if output is None:
         return text_response(404, NOT_FOUND_TEXT)
-    body = universe.render_with_query(output, fetch.query)
-    return web.Response(body=body, content_type="application/json", charset="utf-8")
+    return _json_response(universe.render_with_query(output, fetch.query))
+
+
+def _counts_answer(fetch: FetchRequest) -> web.Response:
+    """The counts call: the same output summarised; the fetch call's filters do not apply."""
+    output = universe.output_for(fetch.id_type, fetch.identifier)
+    if output is None:
+        return text_response(404, NOT_FOUND_TEXT)
+    return _json_response(msgspec.json.encode(counts.counts_answer(output)))
+
+
+def _citations_answer(fetch: FetchRequest, size: int) -> web.Response:
+    """A page of the timeframe's listing; 404 "Not Found" past its last page."""
+    answer = listing.citations_answer(listing.parse_query(fetch.identifier, fetch.query), size)
+    if answer is None:
+        return text_response(404, NOT_FOUND_TEXT)
+    return _json_response(msgspec.json.encode(answer))
 
 
 def _require_loopback(host: str) -> None:

@@ -48,7 +48,11 @@ _WORDS = (
     "graphene", "lattice", "neuron", "enzyme", "forest", "survey", "outcome", "dynamics",
 )  # fmt: skip
 _TEXT = tuple(random.Random(0).choices(_WORDS, k=2000))  # fixed, so outputs never change
-_JOURNALS = ("Nature", "Science", "PLoS ONE", "The Lancet", "eLife", "Zeitschrift für Physik")
+_JOURNAL_ISSNS = {  # real ones, in every output with a journal (the citations call filters on them)
+    "Nature": ["0028-0836", "1476-4687"], "Science": ["0036-8075", "1095-9203"],
+    "PLoS ONE": ["1932-6203"], "The Lancet": ["0140-6736", "1474-547X"], "eLife": ["2050-084X"],
+    "Zeitschrift für Physik": ["0044-3328"]}  # fmt: skip
+_JOURNALS = tuple(_JOURNAL_ISSNS)
 _STATUSES = ("PhD Student", "Researcher", "Professor", "Student > Master", "Librarian")
 _DISCIPLINES = ("Physics", "Biology", "Medicine", "Computer Science", "Psychology", "Economics")
 _COHORTS = ("Members of the public", "Scientists", "Practitioners", "Science communicators")
@@ -233,7 +237,8 @@ def _citation(rng: random.Random, canonical: str, key: str, sparse: bool) -> Jso
         "pubdate": _timestamp(rng)[:10] + "T00:00:00+00:00",
     }
     if not sparse:
-        citation["journal"] = _pick(rng, _JOURNALS)
+        citation["journal"] = journal = _pick(rng, _JOURNALS)
+        citation["issns"] = list(_JOURNAL_ISSNS[journal])
         citation["altmetric_jid"] = f"{rng.getrandbits(96):024x}"
     field = CITATION_KEYS[canonical]
     if field:
