@@ -9,6 +9,8 @@ rejected the key; 4 `run --drain` drained the queue but left jobs `failed`. Ctrl
 exits 130, as shells expect.
 """
 
+# long: the whole command line, every verb with its flags and handler side by side; what
+# each command does is in `harvester.commands`.
 from __future__ import annotations
 
 import argparse
@@ -34,10 +36,11 @@ from harvester.commands.show import cmd_show
 from harvester.commands.simulate import cmd_simulate
 from harvester.commands.status import cmd_status
 from harvester.commands.verify import cmd_verify
-from harvester.config import ORDERS, TIMEFRAMES, load_api_key
+from harvester.config import load_api_key
 from harvester.errors import CommandError, ConfigError, HarvesterError
 from harvester.logs import register_secret, say
 from harvester.model import FINAL_STATES, ExitCode, JobState
+from harvester.scheduling import ORDERS, TIMEFRAMES
 from harvester.service.daemon import run_daemon
 from harvester.service.tuning import tune_for_a_long_harvest
 from harvester.store.connection import explain_sqlite_error
@@ -327,6 +330,13 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="F",
         help="replace this fraction of answers with faults (0-1)",
     )
+    parser.add_argument(
+        "--citations-per-timeframe",
+        type=int,
+        default=250,
+        metavar="N",
+        help="outputs each timeframe of the citations call lists",
+    )
 
 
 def _simulate(args: argparse.Namespace, invocation: Invocation) -> int:
@@ -343,6 +353,7 @@ def _simulate(args: argparse.Namespace, invocation: Invocation) -> int:
         daily_limit=args.daily_limit,
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
+        citations_per_timeframe=args.citations_per_timeframe,
     )
 
 
@@ -383,7 +394,7 @@ def _discover_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _discover(args: argparse.Namespace, invocation: Invocation) -> int:
     from harvester.commands.discover import cmd_discover
-    from harvester.config import DiscoverQuery, check_discover_query
+    from harvester.scheduling import DiscoverQuery, check_discover_query
 
     query = DiscoverQuery(
         timeframe=args.timeframe,

@@ -6,15 +6,15 @@ not a setting: it comes from the environment or a key file (systemd credentials)
 wrapped in `Secret` so it cannot leak through a repr, and a `key` in the TOML is an error.
 """
 
+# long: every setting, its type and its check in one file, so every message names its key;
+# what to discover and when is apart already (`scheduling`).
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 import math
 import os
-import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from harvester.errors import ConfigError
 from harvester.model import QuotaMode
+from harvester.scheduling import ScheduleSettings, validate_schedule
 
 DEFAULT_CONFIG_PATH = Path("harvester.toml")
 KEY_ENV_VAR = "ALTMETRIC_API_KEY"
@@ -40,15 +41,6 @@ SECTION_NAMES = frozenset(
 )
 POST_TYPES = frozenset({"original_tweets"})
 ENDPOINTS = ("fetch", "counts")
-# The citations call's timeframes and orders; its pages hold at most 100 results.
-TIMEFRAMES = ("at", "1d", "2d", "3d", "4d", "5d", "6d", "1w", "1m", "3m", "6m", "1y")
-ORDERS = ("score", "at_score", "readers", "first_seen", "pubdate")
-DISCOVER_PAGE_SIZE = 100
-_SOURCE_NAME = re.compile(r"[a-z][a-z0-9_&]*")
-_ISSN = re.compile(r"\d{4}-\d{3}[\dX]")
-_DOI_PREFIX = re.compile(r"10\.\d{4,9}(/\S*)?")
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_AGE_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 
 
 class Secret:
@@ -151,75 +143,6 @@ class MetricsSettings:
 class LogSettings:
     level: str = "info"
     progress_every_s: float = 60.0  # off a terminal: a harvest.progress event this often
-
-
-@dataclass(frozen=True)
-class DiscoverQuery:
-    """One discovery: the citations call's timeframe and filters (`harvester discover`,
-    or `[schedule]`'s discover_* keys)."""
-
-    timeframe: str = "1d"
-    cited_in: tuple[str, ...] = ()
-    doi_prefix: str = ""
-    issns: tuple[str, ...] = ()
-    order_by: str = ""  # empty: the API's default (score gained in the timeframe)
-    max_pages: int = 0  # 0: every page
-
-    def params(self, page: int) -> dict[str, str]:
-        """The query parameters of one page (the key aside), in a fixed order."""
-        filters = {
-            "cited_in": ",".join(self.cited_in),
-            "doi_prefix": self.doi_prefix,
-            "issns": ",".join(self.issns),
-            "order_by": self.order_by,
-        }
-        return {
-            "num_results": str(DISCOVER_PAGE_SIZE),
-            "page": str(page),
-            **{name: value for name, value in filters.items() if value},
-        }
-
-    def identity(self) -> dict[str, object]:
-        """What makes two discoveries the same listing (a resume continues only that)."""
-        filters = {name: value for name, value in self.params(1).items() if name != "page"}
-        return {"timeframe": self.timeframe, **filters}
-
-
-@dataclass(frozen=True)
-class ScheduleSettings:
-    """What a running daemon does by itself; an empty `*_every` is never."""
-
-    discover_every: str = ""  # an age: "1d", "6h"...
-    discover_timeframe: str = "1d"
-    discover_cited_in: tuple[str, ...] = ()
-    discover_doi_prefix: str = ""
-    discover_issns: tuple[str, ...] = ()
-    discover_order_by: str = ""
-    discover_max_pages: int = 0
-    refresh_every: str = ""
-    refresh_older_than: str = ""  # requeue outputs whose latest snapshot is older
-
-    def discover_query(self) -> DiscoverQuery:
-        return DiscoverQuery(
-            self.discover_timeframe,
-            self.discover_cited_in,
-            self.discover_doi_prefix,
-            self.discover_issns,
-            self.discover_order_by,
-            self.discover_max_pages,
-        )
-
-    @property
-    def discover_every_s(self) -> float | None:
-        return parse_age(self.discover_every) if self.discover_every else None
-
-    @property
-    def refresh_every_s(self) -> float | None:
-        return parse_age(self.refresh_every) if self.refresh_every else None
-
-    @property
-    def refresh_older_than_s(self) -> float:
-        return parse_age(self.refresh_older_than)
 
 
 @dataclass(frozen=True)
@@ -364,7 +287,7 @@ def _validate(settings: Settings) -> None:
     _validate_filters(settings.filters)
     _validate_quota(settings.quota)
     _validate_endpoint(settings)
-    _validate_schedule(settings.schedule)
+    validate_schedule(settings.schedule)
     if settings.metrics.address:
         metrics_host_port(settings.metrics.address)
     if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
@@ -430,62 +353,6 @@ def _validate_endpoint(settings: Settings) -> None:
             f"quota.mode = {settings.quota.mode!r} pins a fetch mode; counts answers hold "
             'no tweets (api.endpoint = "counts"): remove it'
         )
-
-
-def _validate_schedule(schedule: ScheduleSettings) -> None:
-    for key in ("discover_every", "refresh_every", "refresh_older_than"):
-        text = getattr(schedule, key)
-        if text:
-            _check_age(f"schedule.{key}", text)
-    if schedule.refresh_every and not schedule.refresh_older_than:
-        raise ConfigError(
-            'schedule.refresh_every needs schedule.refresh_older_than (e.g. "30d"): '
-            "which outputs are due for a new snapshot"
-        )
-    check_discover_query(schedule.discover_query(), lambda name: f"schedule.discover_{name}")
-
-
-def _check_age(name: str, text: str) -> None:
-    try:
-        seconds = parse_age(text)
-    except ValueError as error:
-        raise ConfigError(f"{name}: {error}") from None
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be longer than 0, not {text!r}")
-
-
-def parse_age(text: str) -> float:
-    """Seconds in an age such as `30d`, `12h`, `90m`, `2w`, `1d12h` or `0s`."""
-    cleaned = text.strip().lower()
-    parts = _AGE.findall(cleaned)
-    if not parts or _AGE.sub("", cleaned).strip():
-        raise ValueError(f"{text!r} is not an age (try 30d, 12h, 90m or 2w)")
-    return sum(float(amount) * _AGE_UNIT_S[unit] for amount, unit in parts)
-
-
-def check_discover_query(query: DiscoverQuery, name: Callable[[str], str]) -> None:
-    """Refuse a discovery the API would refuse or misread, naming the option (`name`
-    gives a field's name as the user wrote it: a flag or a config key)."""
-    if query.timeframe not in TIMEFRAMES:
-        raise ConfigError(
-            f"{name('timeframe')} must be one of {' '.join(TIMEFRAMES)}, not {query.timeframe!r}"
-        )
-    if query.order_by and query.order_by not in ORDERS:
-        raise ConfigError(
-            f"{name('order_by')} must be one of {', '.join(ORDERS)}, not {query.order_by!r}"
-        )
-    for source in query.cited_in:
-        if not _SOURCE_NAME.fullmatch(source):
-            raise ConfigError(f"{name('cited_in')}: {source!r} is not a source name (e.g. news)")
-    for issn in query.issns:
-        if not _ISSN.fullmatch(issn):
-            raise ConfigError(f"{name('issns')}: {issn!r} is not an ISSN (e.g. 0028-0836)")
-    if query.doi_prefix and not _DOI_PREFIX.fullmatch(query.doi_prefix):
-        raise ConfigError(
-            f"{name('doi_prefix')}: {query.doi_prefix!r} is not a DOI prefix (e.g. 10.1101)"
-        )
-    if query.max_pages < 0:
-        raise ConfigError(f"{name('max_pages')} must be at least 1 (or 0: every page)")
 
 
 def metrics_host_port(address: str) -> tuple[str, int]:

@@ -41,6 +41,7 @@ ROOMS = {
     "identifiers": "identifiers.py",
     "logs": "logs.py",
     "progress": "progress.py",
+    "scheduling": "scheduling.py",
     "dump": "dump/__init__.py",
     "store": "store/__init__.py",
     "harvest": "harvest/__init__.py",

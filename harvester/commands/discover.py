@@ -14,7 +14,7 @@ import asyncio
 import sys
 
 from harvester.commands.context import Invocation
-from harvester.config import DISCOVER_PAGE_SIZE, DiscoverQuery, Secret, Settings, load_api_key
+from harvester.config import Secret, Settings, load_api_key
 from harvester.harvest.client import AltmetricClient
 from harvester.harvest.discovery import DiscoverReport, Discovery, new_job_state
 from harvester.harvest.policy import RetryPolicy
@@ -25,6 +25,7 @@ from harvester.harvest.reactions import Reactions
 from harvester.logs import say
 from harvester.model import ExitCode
 from harvester.progress import ProgressLine, write_above
+from harvester.scheduling import DISCOVER_PAGE_SIZE, DiscoverQuery
 from harvester.store.aio import AsyncStore
 
 REJECTS_SHOWN = 20
@@ -104,9 +105,10 @@ def _summary(report: DiscoverReport) -> ExitCode:
         return ExitCode.KEY_REJECTED
     resumed = f" (resumed at page {report.first_page})" if report.first_page > 1 else ""
     total = "?" if report.total is None else f"{report.total:,}"
+    again = f" ({report.requeued:,} queued again for a new fetch)" if report.requeued else ""
     print(
         f"discovered {report.stored:,} of {total} results on {report.pages:,} pages{resumed}: "
-        f"queued {report.queued:,} new outputs, {report.known:,} already in the store; "
-        f"rejected {len(report.rejected):,}"
+        f"queued {report.queued:,} new outputs, {report.known:,} already in the store"
+        f"{again}; rejected {len(report.rejected):,}"
     )
     return ExitCode.FAILURE if report.rejected else ExitCode.OK

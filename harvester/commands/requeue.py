@@ -8,9 +8,9 @@ from __future__ import annotations
 from array import array
 
 from harvester.commands.context import Invocation
-from harvester.config import parse_age
 from harvester.errors import CommandError
 from harvester.model import ExitCode, JobState
+from harvester.scheduling import parse_age
 from harvester.store import Store
 from harvester.store.tables import jobs_to_refresh
 

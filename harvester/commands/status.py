@@ -20,11 +20,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from harvester.commands.context import Invocation
-from harvester.config import QuotaSettings, RateSettings, ScheduleSettings, parse_age
+from harvester.config import QuotaSettings, RateSettings
 from harvester.harvest.quota import default_up_thresholds, mode_for_usage, next_mode_change
 from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate
 from harvester.harvest.schedule import SCHEDULE_KEY
 from harvester.model import ExitCode, JobState, QuotaMode, iso_utc, parse_iso
+from harvester.scheduling import ScheduleSettings, parse_age
 from harvester.store import Store
 from harvester.store.state import HEARTBEAT_STALE_S
 

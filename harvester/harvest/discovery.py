@@ -21,7 +21,6 @@ from typing import Any
 
 import msgspec
 
-from harvester.config import DISCOVER_PAGE_SIZE, DiscoverQuery
 from harvester.errors import DiscoverError
 from harvester.harvest.client import AltmetricClient, FetchResult
 from harvester.harvest.policy import RetryPolicy
@@ -29,6 +28,7 @@ from harvester.harvest.ratelimit import RateController
 from harvester.harvest.reactions import Reactions
 from harvester.logs import get_logger
 from harvester.model import Endpoint, JobState, Outcome, iso_utc
+from harvester.scheduling import DISCOVER_PAGE_SIZE, DiscoverQuery
 from harvester.store.aio import AsyncStore
 from harvester.store.discovered import POSITION_KEY, DiscoveredPage, PageCounts
 from harvester.store.loose import count
@@ -47,6 +47,7 @@ class DiscoverReport:
     stored: int = 0
     queued: int = 0
     known: int = 0
+    requeued: int = 0  # known outputs queued again for a new fetch
     rejected: list[str] = field(default_factory=list)
     ended_by: str = ""  # "last page", "max pages", "past the end", "stopping", "key rejected"
 
@@ -60,6 +61,7 @@ class DiscoverReport:
         self.stored += counts.stored
         self.queued += counts.queued
         self.known += counts.known
+        self.requeued += counts.requeued
         self.rejected += counts.rejected
 
 

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harvester.config import ScheduleSettings
 from harvester.errors import HarvesterError
 from harvester.harvest.discovery import Discovery
 from harvester.logs import get_logger
 from harvester.model import iso_utc, parse_iso
+from harvester.scheduling import ScheduleSettings
 from harvester.store.aio import AsyncStore
 
 SCHEDULE_KEY = "schedule"  # daemon_state: when each scheduled task last ran
@@ -140,6 +140,7 @@ class Scheduler:
             "stored": report.stored,
             "queued": report.queued,
             "known": report.known,
+            "requeued": report.requeued,
         }
 
     async def _refresh(self) -> dict[str, Any]:

@@ -5,12 +5,15 @@ are stored like an answer's, with `endpoint = 'citations'`, `mode = 'counts'` an
 `request_params` naming the query and page, and derived into the same tables.
 
 A result becomes a snapshot of the job of an identifier the store already knows for
-its output (`store.aliases`): an output is never queued twice. Otherwise it gets a new
-job under its best identifier (doi, pmid, arxiv, ads, handle, isbn, uri, ..., the
+its output (`store.aliases`): an output never gets a second job. Otherwise it gets a
+new job under its best identifier (doi, pmid, arxiv, ads, handle, isbn, uri, ..., the
 Altmetric ID last), `pending` when the harvest has more to ask for it (the fetch
 call's mentions) or `done` when the snapshot is already what the counts call would
-answer. A page and the position after it are one transaction, so a killed discovery
-resumes at the next page and stores no result twice.
+answer. With the fetch call, a known output that was done (or had no attention data
+then) is queued again: being listed says its attention changed, so its mentions did.
+
+A page and the position after it are one transaction, so a killed discovery resumes
+at the next page and stores no result twice.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from harvester.model import COUNTS_MODE, Endpoint, StoredResponse
+from harvester.model import COUNTS_MODE, Endpoint, JobState, StoredResponse
 from harvester.store.aliases import add_aliases, job_known_as, named_identifiers
 from harvester.store.derived import derive_answers
 from harvester.store.responses import Responses
@@ -42,7 +45,8 @@ class DiscoveredPage(NamedTuple):
 class PageCounts(NamedTuple):
     stored: int  # snapshots stored
     queued: int  # outputs new to the store: a job each
-    known: int  # outputs the store already had a job for
+    known: int  # outputs the store already had a job for...
+    requeued: int  # ...of which this many were queued again for a new fetch
     rejected: list[str]  # "result N: why", for results that name no output
     underived: list[str]  # stored raw, not derived (for `harvester derive`): why
 
@@ -51,7 +55,7 @@ def record_page(
     conn: sqlite3.Connection, responses: Responses, page: DiscoveredPage, *, derive: bool
 ) -> PageCounts:
     """Store a page's results and its position in the caller's transaction."""
-    queued = known = 0
+    queued = known = requeued = 0
     rejected: list[str] = []
     to_derive: list[Answer] = []
     for number, body in enumerate(page.results, start=1):
@@ -66,6 +70,8 @@ def record_page(
             job_id = _new_job(conn, best.id_type, best.value, page.new_job_state, page.fetched_at)
         else:
             known += 1
+            if page.new_job_state == JobState.PENDING:
+                requeued += _queue_again(conn, job_id, page.fetched_at)
         response = StoredResponse(
             200,
             body,
@@ -80,7 +86,7 @@ def record_page(
         add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
     underived = derive_answers(conn, to_derive).problems if derive and to_derive else []
     _save_position(conn, page.position, page.fetched_at)
-    return PageCounts(len(to_derive), queued, known, rejected, underived)
+    return PageCounts(len(to_derive), queued, known, requeued, rejected, underived)
 
 
 def _new_job(conn: sqlite3.Connection, id_type: str, value: str, state: str, now: str) -> int:
@@ -90,6 +96,17 @@ def _new_job(conn: sqlite3.Connection, id_type: str, value: str, state: str, now
         (id_type, value, state, now, now, now),
     )
     return int(cursor.lastrowid or 0)
+
+
+def _queue_again(conn: sqlite3.Connection, job_id: int, now: str) -> int:
+    """Back to `pending` with a fresh attempt budget, if it had ended done or without
+    attention data (one pending, running or failed is left alone); 1 if it was."""
+    return conn.execute(
+        """UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?,
+               last_error = NULL, updated_at = ?
+           WHERE id = ? AND state IN ('done', 'not_found')""",
+        (now, now, job_id),
+    ).rowcount
 
 
 def _save_position(conn: sqlite3.Connection, position: str | None, now: str) -> None:

@@ -104,6 +104,29 @@ async def test_a_second_discovery_queues_only_what_is_new(tmp_path: Path) -> Non
     assert rows(db, "SELECT count(*) FROM responses") == [(220,)]  # a snapshot each time
 
 
+async def test_with_the_fetch_call_a_listed_output_already_fetched_is_fetched_again(
+    tmp_path: Path,
+) -> None:
+    """Listed again means its attention changed: with the fetch call, its job goes back
+    to the queue for the new mentions (no second job)."""
+    db = tmp_path / "s.db"
+    async with Simulator(SimulatorSettings(key=KEY, citations_per_timeframe=60)) as sim:
+        cfg = config(tmp_path, sim.base_url)
+        code, _, err = await discover(cfg, db)
+        assert code == 0, err
+        code, _, err = await harvester_async(
+            "--config", str(cfg), "--db", str(db), "run", "--drain", env=ENV
+        )
+        assert code == 0, err
+        assert rows(db, "SELECT state, count(*) FROM jobs GROUP BY 1") == [("done", 60)]
+        code, out, err = await discover(cfg, db)
+        assert code == 0, err
+    assert "queued 0 new outputs, 60 already in the store (60 queued again for a new fetch)" in out
+    assert rows(db, "SELECT state, attempts, count(*) FROM jobs GROUP BY 1, 2") == [
+        ("pending", 0, 60)
+    ]
+
+
 async def test_an_output_queued_before_is_not_queued_again(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     async with Simulator(SimulatorSettings(key=KEY, citations_per_timeframe=100)) as sim:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import harvest_from_simulator, harvester, rows, run_main
 
-from harvester.config import parse_age
+from harvester.scheduling import parse_age
 
 
 async def test_refresh_requeues_old_snapshots_matching_the_where(
