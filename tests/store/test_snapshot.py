@@ -251,8 +251,10 @@ def test_a_counts_answer_fills_counts_under_the_fetch_calls_source_names() -> No
 
 
 def test_a_fetch_answer_ignores_stray_cited_by_fields() -> None:
-    answer = {"counts": {"twitter": {"posts_count": 3, "unique_users_count": 2}}}
-    answer["cited_by_tweeters_count"] = 99
+    answer = {
+        "counts": {"twitter": {"posts_count": 3, "unique_users_count": 2}},
+        "cited_by_tweeters_count": 99,
+    }
     snapshot = snapshot_of(json.dumps(answer).encode())
     assert snapshot is not None
     assert snapshot.counts == [CountRow("twitter", 3, 2)]
