@@ -46,7 +46,13 @@ def cmd_retry(invocation: Invocation, state: JobState) -> ExitCode:
 
 def cmd_backfill(invocation: Invocation) -> ExitCode:
     """`harvester backfill --twitter`."""
-    with Store(invocation.settings().store.path, must_exist=True) as store:
+    settings = invocation.settings()
+    if settings.api.endpoint != "fetch":
+        raise CommandError(
+            "backfill --twitter re-fetches mentions with the fetch call, but api.endpoint "
+            f"is {settings.api.endpoint!r}: counts answers hold no tweets to backfill"
+        )
+    with Store(settings.store.path, must_exist=True) as store:
         count = store.jobs.queue_backfill()
     print(
         f"queued {count:,} outputs for a full re-fetch; the daemon runs them when the "

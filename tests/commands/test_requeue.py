@@ -69,3 +69,16 @@ def test_parse_age(text: str, seconds: float) -> None:
 def test_parse_age_refuses_what_is_not_an_age(text: str) -> None:
     with pytest.raises(ValueError, match="not an age"):
         parse_age(text)
+
+
+def test_backfill_is_refused_with_the_counts_call(
+    harvested: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "counts.toml"
+    config.write_text('[api]\nendpoint = "counts"\n')
+    before = rows(harvested, "SELECT state, count(*) FROM jobs GROUP BY 1")
+    code, _, err = run_main(
+        capsys, "--config", str(config), "--db", str(harvested), "backfill", "--twitter"
+    )
+    assert code == 1 and "api.endpoint is 'counts'" in err
+    assert rows(harvested, "SELECT state, count(*) FROM jobs GROUP BY 1") == before
