@@ -423,6 +423,36 @@ def _check(args: argparse.Namespace, invocation: Invocation) -> int:
     return cmd_check(invocation, as_json=args.json)
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
+
+
+def _serve(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.serve import cmd_serve
+
+    return cmd_serve(invocation, host=args.host, port=args.port)
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--example", action="store_true", help="print the example config, every key documented"
+    )
+
+
+def _config(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.configshow import cmd_config
+    from harvester.commands.packaged import cmd_config_example
+
+    return cmd_config_example() if args.example else cmd_config(invocation)
+
+
+def _systemd_unit(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.packaged import cmd_systemd_unit
+
+    return cmd_systemd_unit()
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=400, help="identifiers to harvest")
 
@@ -465,5 +495,14 @@ COMMANDS: dict[str, Command] = {  # in the order `harvester --help` lists them
     ),
     "retry": Command("put finished jobs back to pending", _retry_arguments, _retry),
     "simulate": Command("serve the bundled API simulator", _simulate_arguments, _simulate),
+    "serve": Command(
+        "open the store read-only in Datasette (extra [web])", _serve_arguments, _serve
+    ),
+    "config": Command(
+        "the config file in use and its settings (--example: every key)",
+        _config_arguments,
+        _config,
+    ),
+    "systemd-unit": Command("print the systemd unit to install", _no_arguments, _systemd_unit),
     "demo": Command("harvest a sample from the simulator, no key needed", _demo_arguments, _demo),
 }

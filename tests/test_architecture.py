@@ -47,6 +47,8 @@ ROOMS = {
     "harvest": "harvest/__init__.py",
     "service": "service/__init__.py",
     "commands": "commands/__init__.py",
+    "web": "web/__init__.py",
+    "notebook": "notebook.py",
     "sim": "sim/__init__.py",
     "cli": "cli.py",
 }
