@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import argcomplete
+
 from harvester import __version__
+from harvester.commands.completion import SHELLS, cmd_completion, cmd_man
 from harvester.commands.context import Invocation, require_store
 from harvester.commands.derive import cmd_derive
 from harvester.commands.drain import run_verdict
 from harvester.commands.enqueue import cmd_enqueue
 from harvester.commands.export import cmd_export
+from harvester.commands.helptext import EXAMPLES, EXIT_CODES, FILES, OVERVIEW
 from harvester.commands.query import cmd_query
 from harvester.commands.requeue import cmd_backfill, cmd_refresh, cmd_retry
 from harvester.commands.show import cmd_show
@@ -56,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
     The one place failures become exit codes: whatever a command expects to go wrong
     is a HarvesterError, reported in one line as 1; so are SQLite's and the OS's."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers the shell's completion, then exits
+    args = parser.parse_args(argv)
     invocation = Invocation(config_path=args.config, db_path=args.db)
     if args.command not in _OWN_SIGTERM:
         signal.signal(signal.SIGTERM, _raise_terminated)
@@ -114,7 +120,10 @@ class Command:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harvester",
-        description="Harvest the Altmetric details (fetch) API into a SQLite store.",
+        description="Harvest the Altmetric API (the fetch or the free counts call) into a "
+        "SQLite store, resumably, at the rate the API allows.",
+        epilog=f"{OVERVIEW}\n{EXIT_CODES}\n\n{FILES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_global_options(parser, default=None)
@@ -124,7 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(after_command, default=argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        command.arguments(subparsers.add_parser(name, parents=[after_command], help=command.help))
+        examples = EXAMPLES.get(name)
+        command.arguments(
+            subparsers.add_parser(
+                name,
+                parents=[after_command],
+                help=command.help,
+                description=command.help[0].upper() + command.help[1:] + ".",
+                epilog=f"{examples}\n\n{EXIT_CODES}" if examples else EXIT_CODES,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
     return parser
 
 
@@ -134,10 +153,14 @@ def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         type=Path,
         metavar="PATH",
         default=default,
-        help="TOML settings (default: ./harvester.toml if present)",
+        help="TOML settings (default: $HARVESTER_CONFIG, ./harvester.toml, the XDG and /etc ones)",
     )
     parser.add_argument(
-        "--db", type=Path, metavar="PATH", default=default, help="store path (overrides store.path)"
+        "--db",
+        type=Path,
+        metavar="PATH",
+        default=default,
+        help="store path (over $HARVESTER_DB and store.path)",
     )
 
 
@@ -453,6 +476,18 @@ def _systemd_unit(args: argparse.Namespace, invocation: Invocation) -> int:
     return cmd_systemd_unit()
 
 
+def _completion_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shell", choices=SHELLS, help="the shell to print the script for")
+
+
+def _completion(args: argparse.Namespace, invocation: Invocation) -> int:
+    return cmd_completion(args.shell)
+
+
+def _man(args: argparse.Namespace, invocation: Invocation) -> int:
+    return cmd_man(build_parser())
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=400, help="identifiers to harvest")
 
@@ -504,5 +539,9 @@ COMMANDS: dict[str, Command] = {  # in the order `harvester --help` lists them
         _config,
     ),
     "systemd-unit": Command("print the systemd unit to install", _no_arguments, _systemd_unit),
+    "completion": Command(
+        "print the shell completion script (bash, zsh, fish)", _completion_arguments, _completion
+    ),
+    "man": Command("print the man page (roff)", _no_arguments, _man),
     "demo": Command("harvest a sample from the simulator, no key needed", _demo_arguments, _demo),
 }

@@ -15,6 +15,7 @@ import ipaddress
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from harvester.errors import ConfigError
 from harvester.model import QuotaMode
 from harvester.scheduling import ScheduleSettings, validate_schedule
 
-DEFAULT_CONFIG_PATH = Path("harvester.toml")
+CONFIG_ENV_VAR = "HARVESTER_CONFIG"  # a config file named by the environment
+DB_ENV_VAR = "HARVESTER_DB"  # the store, over store.path (--db wins over both)
 KEY_ENV_VAR = "ALTMETRIC_API_KEY"
 CREDENTIAL_NAME = "altmetric-api-key"  # systemd LoadCredential= name
 
@@ -172,18 +174,48 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def load_settings(path: Path | None = None, db_override: Path | None = None) -> Settings:
-    """Load settings from `path`, else ./harvester.toml if present, else the defaults."""
-    if path is None and DEFAULT_CONFIG_PATH.is_file():
-        path = DEFAULT_CONFIG_PATH
+def load_settings(
+    path: Path | None = None,
+    db_override: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load settings from the config file `find_config` picks (else the defaults), with
+    the store from `db_override` (--db), else $HARVESTER_DB, else `store.path`."""
+    environ = os.environ if environ is None else environ
+    path = find_config(path, environ)
     document: dict[str, Any] = {}
     if path is not None:
         document = _read_toml(path)
     settings = settings_from_mapping(document, source=path)
+    if db_override is None and environ.get(DB_ENV_VAR, "").strip():
+        db_override = Path(environ[DB_ENV_VAR].strip()).expanduser()
     if db_override is not None:
         store = dataclasses.replace(settings.store, path=db_override)
         settings = dataclasses.replace(settings, store=store)
     return settings
+
+
+def find_config(path: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read: `path` (--config), else $HARVESTER_CONFIG, both of which
+    must exist; else the first file found of `config_search_path`; else None (the
+    built-in defaults)."""
+    if path is not None:
+        return path
+    named = environ.get(CONFIG_ENV_VAR, "").strip()
+    if named:
+        return Path(named).expanduser()
+    return next((found for found in config_search_path(environ) if found.is_file()), None)
+
+
+def config_search_path(environ: Mapping[str, str]) -> list[Path]:
+    """Where a config file is looked for when none is named, in order: the working
+    directory, the user's XDG config directory, the system's."""
+    xdg_home = environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
+    return [
+        Path("harvester.toml"),
+        Path(xdg_home) / "altmetric-harvester" / "harvester.toml",
+        Path("/etc/altmetric-harvester/harvester.toml"),
+    ]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -191,7 +223,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(
+            f"config file {path} does not exist (named by --config or ${CONFIG_ENV_VAR})"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     except UnicodeDecodeError:

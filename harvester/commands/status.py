@@ -12,6 +12,7 @@ history, and are shown as such.
 # side by side, each in a few short functions.
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -39,6 +40,9 @@ def cmd_status(invocation: Invocation, *, as_json: bool) -> ExitCode:
     settings = invocation.settings()
     with Store(settings.store.path, read_only=True) as store:
         status = collect_status(store, settings.quota, settings.rate, settings.schedule)
+    status = dataclasses.replace(
+        status, config=None if settings.source is None else str(settings.source)
+    )
     print(json.dumps(status.as_json(), indent=2) if as_json else render_status(status))
     return ExitCode.OK
 
@@ -129,10 +133,12 @@ class StatusReport:
     eta_s: float | None
     rate: RateStatus
     schedule: dict[str, ScheduledTask]  # the enabled ones
+    config: str | None = None  # the config file read; None: the built-in defaults
 
     def as_json(self) -> dict[str, object]:
         return {
             "store": self.store,
+            "config": self.config,
             "jobs": {str(state): count for state, count in self.jobs.items()},
             "total": self.total,
             "responses": self.responses,
@@ -414,7 +420,11 @@ def _describe_daemon(daemon: DaemonStatus) -> str:
 def render_status(status: StatusReport) -> str:
     """The status as a short table for people."""
     total = status.total or 1
-    lines = [f"store  {status.store}", f"daemon {_describe_daemon(status.daemon)}"]
+    lines = [
+        f"store  {status.store}",
+        f"config {status.config or 'none (the built-in defaults)'}",
+        f"daemon {_describe_daemon(status.daemon)}",
+    ]
     lines += ["", "jobs"]
     for state in JobState:
         count = status.jobs[state]
