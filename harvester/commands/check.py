@@ -60,13 +60,7 @@ def cmd_check(invocation: Invocation, *, as_json: bool) -> ExitCode:
     key = load_api_key(settings)
 
     async def probe() -> FetchResult:
-        async with AltmetricClient(
-            settings.api.base_url,
-            key,
-            timeout_s=settings.api.timeout_s,
-            legacy_type_names=settings.api.legacy_type_names,
-            endpoint=settings.api.endpoint,
-        ) as client:
+        async with AltmetricClient.for_api(settings.api, key) as client:
             return await client.fetch(*PROBE)
 
     report = _report(settings, asyncio.run(probe()))

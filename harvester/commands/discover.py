@@ -54,13 +54,7 @@ async def _discover(
             learned=None if saved is None else LearnedRate.from_json(saved),
         )
         reactions = Reactions(rate, QuotaState(settings.quota), store, on_key_rejected=lambda: None)
-        async with AltmetricClient(
-            settings.api.base_url,
-            key,
-            timeout_s=settings.api.timeout_s,
-            legacy_type_names=settings.api.legacy_type_names,
-            endpoint=settings.api.endpoint,
-        ) as client:
+        async with AltmetricClient.for_api(settings.api, key) as client:
             discovery = Discovery(
                 client,
                 rate,

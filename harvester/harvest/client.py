@@ -25,7 +25,7 @@ from urllib.parse import quote, urlencode
 import msgspec
 
 from harvester import __version__
-from harvester.config import Secret
+from harvester.config import ApiSettings, Secret
 from harvester.harvest.http import HttpClient, PayloadError
 from harvester.identifiers import api_type_name, encode_path_segment
 from harvester.model import Outcome
@@ -95,6 +95,17 @@ class AltmetricClient:
         self._legacy_type_names = legacy_type_names
         self._http: HttpClient | None = None
         self._queries: dict[tuple[tuple[str, str], ...], str] = {}
+
+    @classmethod
+    def for_api(cls, api: ApiSettings, key: Secret) -> AltmetricClient:
+        """The client of the configured API: its base URL, timeout, type names and call."""
+        return cls(
+            api.base_url,
+            key,
+            timeout_s=api.timeout_s,
+            legacy_type_names=api.legacy_type_names,
+            endpoint=api.endpoint,
+        )
 
     async def __aenter__(self) -> AltmetricClient:
         self._http = HttpClient(self._base_url, timeout_s=self._timeout_s, headers=REQUEST_HEADERS)

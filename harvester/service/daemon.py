@@ -154,13 +154,7 @@ class Daemon:
     ) -> HarvestReport:
         """The pipeline, with the heartbeat, metrics, signals and progress around it."""
         settings = self._settings
-        async with AltmetricClient(
-            settings.api.base_url,
-            self._key,
-            timeout_s=settings.api.timeout_s,
-            legacy_type_names=settings.api.legacy_type_names,
-            endpoint=settings.api.endpoint,
-        ) as client:
+        async with AltmetricClient.for_api(settings.api, self._key) as client:
             harvest = Harvest(
                 settings,
                 store,
