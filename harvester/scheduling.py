@@ -19,9 +19,10 @@ TIMEFRAMES = ("at", "1d", "2d", "3d", "4d", "5d", "6d", "1w", "1m", "3m", "6m", 
 ORDERS = ("score", "at_score", "readers", "first_seen", "pubdate")
 DISCOVER_PAGE_SIZE = 100
 _SOURCE_NAME = re.compile(r"[a-z][a-z0-9_&]*")
-_ISSN = re.compile(r"\d{4}-\d{3}[\dX]")
+_ISSN = re.compile(r"\d{4}-\d{3}[\dXx]")
 _DOI_PREFIX = re.compile(r"10\.\d{4,9}(/\S*)?")
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+MIN_PERIOD_S = 1.0  # a shorter period would keep the store busy scanning, not harvesting
 _AGE_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 
 
@@ -42,7 +43,7 @@ class DiscoverQuery:
         filters = {
             "cited_in": ",".join(self.cited_in),
             "doi_prefix": self.doi_prefix,
-            "issns": ",".join(self.issns),
+            "issns": ",".join(issn.upper() for issn in self.issns),
             "order_by": self.order_by,
         }
         return {
@@ -52,9 +53,9 @@ class DiscoverQuery:
         }
 
     def identity(self) -> dict[str, object]:
-        """What makes two discoveries the same listing (a resume continues only that)."""
+        """What makes two discoveries the same (a resume continues only the same one)."""
         filters = {name: value for name, value in self.params(1).items() if name != "page"}
-        return {"timeframe": self.timeframe, **filters}
+        return {"timeframe": self.timeframe, **filters, "max_pages": self.max_pages}
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,14 @@ class ScheduleSettings:
 
 
 def validate_schedule(schedule: ScheduleSettings) -> None:
-    for key in ("discover_every", "refresh_every", "refresh_older_than"):
+    for key, least_s in (
+        ("discover_every", MIN_PERIOD_S),
+        ("refresh_every", MIN_PERIOD_S),
+        ("refresh_older_than", 0.0),
+    ):
         text = getattr(schedule, key)
         if text:
-            _check_age(f"schedule.{key}", text)
+            _check_age(f"schedule.{key}", text, least_s)
     if schedule.refresh_every and not schedule.refresh_older_than:
         raise ConfigError(
             'schedule.refresh_every needs schedule.refresh_older_than (e.g. "30d"): '
@@ -107,13 +112,15 @@ def validate_schedule(schedule: ScheduleSettings) -> None:
     check_discover_query(schedule.discover_query(), lambda name: f"schedule.discover_{name}")
 
 
-def _check_age(name: str, text: str) -> None:
+def _check_age(name: str, text: str, least_s: float) -> None:
     try:
         seconds = parse_age(text)
     except ValueError as error:
         raise ConfigError(f"{name}: {error}") from None
     if seconds <= 0:
         raise ConfigError(f"{name} must be longer than 0, not {text!r}")
+    if seconds < least_s:
+        raise ConfigError(f"{name} must be at least {least_s:g}s, not {text!r}")
 
 
 def parse_age(text: str) -> float:

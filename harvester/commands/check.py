@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import asdict, dataclass
 
 from harvester.commands.context import Invocation
 from harvester.config import Settings, load_api_key
 from harvester.harvest.client import AltmetricClient, FetchResult
-from harvester.harvest.ratelimit import AUTO_START_PER_S
-from harvester.harvest.ratesignals import allowance_pace
-from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate
+from harvester.harvest.ratelimit import RateController
+from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate, RatePolicy
 from harvester.model import ExitCode, Outcome
 from harvester.store import Store
 
@@ -59,27 +57,25 @@ def cmd_check(invocation: Invocation, *, as_json: bool) -> ExitCode:
     settings = invocation.settings()
     key = load_api_key(settings)
 
-    async def probe() -> FetchResult:
+    async def probe() -> CheckReport:
         async with AltmetricClient.for_api(settings.api, key) as client:
-            return await client.fetch(*PROBE)
+            return _report(settings, await client.fetch(*PROBE))
 
-    report = _report(settings, asyncio.run(probe()))
+    report = asyncio.run(probe())
     print(json.dumps(asdict(report), indent=2) if as_json else render_check(report))
     return report.exit_code()
 
 
 def _report(settings: Settings, result: FetchResult) -> CheckReport:
+    """The report of one answer; the rate is the one the harvest's own controller would
+    choose from the config, what the store learned and the headers (made in the event
+    loop, as the controller's token bucket wants)."""
     limits = result.limits
-    allowance = None
-    if limits.hourly_remaining is not None or limits.daily_remaining is not None:
-        allowance, _, _ = allowance_pace(
-            time.time(), limits.hourly_remaining, limits.daily_remaining, 0
-        )
+    learned = _learned(settings)
+    rate = RateController(RatePolicy.of(settings.rate), learned=learned)
+    rate.on_allowance(rate.admit(), limits.hourly_remaining, limits.daily_remaining)
+    allowance = rate.view().allowance_per_s
     configured = settings.rate.requests_per_s
-    learned = _learned_per_s(settings)
-    if allowance is not None:
-        allowance = round(allowance, 4)
-    known = [rate for rate in (configured, learned, allowance) if rate is not None]
     call = "fetch/" if settings.api.endpoint == "fetch" else ""
     return CheckReport(
         endpoint=settings.api.endpoint,
@@ -94,9 +90,9 @@ def _report(settings: Settings, result: FetchResult) -> CheckReport:
         tweet_limit=limits.tweet_limit,
         tweet_remaining=limits.tweet_remaining,
         configured_per_s="auto" if configured is None else configured,
-        learned_per_s=learned,
+        learned_per_s=None if learned is None else learned.requests_per_s,
         allowance_per_s=allowance,
-        would_use_per_s=min(known) if known else AUTO_START_PER_S,
+        would_use_per_s=round(rate.rate_per_s, 4),
     )
 
 
@@ -127,8 +123,8 @@ def _verdict(settings: Settings, result: FetchResult) -> str:
     return f"could not tell: {result.error or outcome}"
 
 
-def _learned_per_s(settings: Settings) -> float | None:
-    """The rate earlier runs on the configured store learned, if there is one."""
+def _learned(settings: Settings) -> LearnedRate | None:
+    """What earlier runs on the configured store learned, if there is one."""
     if not settings.store.path.exists():
         return None
     try:
@@ -136,8 +132,7 @@ def _learned_per_s(settings: Settings) -> float | None:
             saved = store.state.load(LEARNED_RATE_KEY)
     except Exception:  # an old or damaged store: the check is about the key
         return None
-    learned = None if saved is None else LearnedRate.from_json(saved[0])
-    return None if learned is None else learned.requests_per_s
+    return None if saved is None else LearnedRate.from_json(saved[0])
 
 
 def render_check(report: CheckReport) -> str:

@@ -20,7 +20,7 @@ from harvester.harvest.discovery import DiscoverReport, Discovery, new_job_state
 from harvester.harvest.policy import RetryPolicy
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
-from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate, RatePolicy
+from harvester.harvest.ratestate import LEARNED_RATE_KEY, RatePolicy, saved_learned_rate
 from harvester.harvest.reactions import Reactions
 from harvester.logs import say
 from harvester.model import ExitCode
@@ -47,13 +47,9 @@ async def _discover(
     settings: Settings, key: Secret, query: DiscoverQuery, restart: bool, progress: PagesShown
 ) -> DiscoverReport:
     store = await AsyncStore.open(settings.store.path, derive=settings.store.derive)
+    rate = RateController(RatePolicy.of(settings.rate), learned=await saved_learned_rate(store))
+    reactions = Reactions(rate, QuotaState(settings.quota), store, on_key_rejected=lambda: None)
     try:
-        saved = await store.load_state(LEARNED_RATE_KEY)
-        rate = RateController(
-            RatePolicy.of(settings.rate),
-            learned=None if saved is None else LearnedRate.from_json(saved),
-        )
-        reactions = Reactions(rate, QuotaState(settings.quota), store, on_key_rejected=lambda: None)
         async with AltmetricClient.for_api(settings.api, key) as client:
             discovery = Discovery(
                 client,
@@ -64,12 +60,11 @@ async def _discover(
                 retry=RetryPolicy.of(settings.workers),
                 on_page=progress.show,
             )
-            report = await discovery.run(query, restart=restart)
+            return await discovery.run(query, restart=restart)
+    finally:  # what the refusals taught is kept however the discovery ended
         reactions.cancel()
         if (learned := rate.learned()) is not None:
             await store.save_states({LEARNED_RATE_KEY: learned.to_json()})
-        return report
-    finally:
         store.shutdown()
 
 

@@ -41,7 +41,9 @@ def cmd_status(invocation: Invocation, *, as_json: bool) -> ExitCode:
     with Store(settings.store.path, read_only=True) as store:
         status = collect_status(store, settings.quota, settings.rate, settings.schedule)
     status = dataclasses.replace(
-        status, config=None if settings.source is None else str(settings.source)
+        status,
+        config=None if settings.source is None else str(settings.source),
+        quota=dataclasses.replace(status.quota, applies=settings.api.endpoint == "fetch"),
     )
     print(json.dumps(status.as_json(), indent=2) if as_json else render_status(status))
     return ExitCode.OK
@@ -82,6 +84,7 @@ class QuotaStatus:
     window_s: float
     next_mode: QuotaMode | None  # predicted only while a daemon runs
     next_change_at: str | None
+    applies: bool = True  # false with the counts call: its answers hold no tweet IDs
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +210,13 @@ def schedule_status(
     (the running daemon's heartbeat says; otherwise a period after the last)."""
     saved = _saved_json(store, SCHEDULE_KEY)
     live = _saved_json(store, "heartbeat").get("schedule") if daemon.running else None
+    live = live if isinstance(live, dict) else {}
+    periods = {"discover": settings.discover_every, "refresh": settings.refresh_every}
+    for name, said in live.items():  # a running daemon's tasks, whatever config this read
+        if not periods.get(name) and isinstance(said, dict) and said.get("every_s"):
+            periods[name] = f"{said['every_s']:g}s"
     tasks = {}
-    for name, every in (("discover", settings.discover_every), ("refresh", settings.refresh_every)):
+    for name, every in periods.items():
         if not every:
             continue
         every_s = parse_age(every)
@@ -216,7 +224,7 @@ def schedule_status(
         entry = entry if isinstance(entry, dict) else {}
         last_at = _text_or_none(entry.get("last_at"))
         next_at = None if last_at is None else iso_utc(parse_iso(last_at) + every_s)
-        said = live.get(name) if isinstance(live, dict) else None
+        said = live.get(name)
         live_next_at = _text_or_none(said.get("next_at")) if isinstance(said, dict) else None
         if live_next_at and (last_at is None or live_next_at > last_at):
             next_at = live_next_at  # the daemon's (a retry after a failure, say)
@@ -473,6 +481,8 @@ def _describe_task(name: str, task: ScheduledTask) -> str:
 
 
 def _describe_quota(quota: QuotaStatus) -> str:
+    if not quota.applies:
+        return "tweet quota  none: the counts call (api.endpoint) brings no tweet IDs"
     change = (
         f", next: {quota.next_mode} at {quota.next_change_at}"
         if quota.next_mode and quota.next_change_at

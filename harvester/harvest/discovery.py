@@ -13,6 +13,7 @@ the end (the API answers asking beyond the last page with one).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -30,9 +31,10 @@ from harvester.logs import get_logger
 from harvester.model import Endpoint, JobState, Outcome, iso_utc
 from harvester.scheduling import DISCOVER_PAGE_SIZE, DiscoverQuery
 from harvester.store.aio import AsyncStore
-from harvester.store.discovered import POSITION_KEY, DiscoveredPage, PageCounts
+from harvester.store.discovered import POSITION_PREFIX, DiscoveredPage, PageCounts
 from harvester.store.loose import count
 
+RESUME_WITHIN_S = 6 * 3600.0  # an older position is of a listing that has moved on
 log = get_logger("harvester.harvest.discovery")
 
 
@@ -115,7 +117,7 @@ class Discovery:
             if stopping.is_set():
                 report.ended_by = "stopping"
             elif query.max_pages and page > query.max_pages:
-                await self._db.forget_state(POSITION_KEY)
+                await self._db.forget_state(position_key(query))
                 report.ended_by = "max pages"
             elif await self._page(query, page, report):
                 page += 1
@@ -144,7 +146,7 @@ class Discovery:
         if outcome is Outcome.UNAUTHORIZED:
             report.ended_by = "key rejected"
         elif outcome in (Outcome.NOT_FOUND, Outcome.INVALID_REQUEST):
-            await self._refused(page, result, report)
+            await self._refused(query, page, result, report)
         elif outcome is not Outcome.RATE_LIMITED:  # a refusal paused everyone: ask again
             await self._failed(page, result)
         return False
@@ -162,7 +164,8 @@ class Discovery:
         at_max = bool(query.max_pages) and page >= query.max_pages
         position = None
         if not (last or at_max):
-            position = json.dumps({"query": query.identity(), "next_page": page + 1})
+            saved = {"query": query.identity(), "next_page": page + 1, "saved_at_s": time.time()}
+            position = json.dumps(saved)
         params = {"timeframe": query.timeframe, **query.params(page)}
         counts = await self._db.record_discovered(
             DiscoveredPage(
@@ -170,6 +173,7 @@ class Discovery:
                 iso_utc(time.time()),
                 json.dumps(params, sort_keys=True),
                 self._new_job_state,
+                position_key(query),
                 position,
             )
         )
@@ -178,12 +182,14 @@ class Discovery:
             report.ended_by = "last page" if last else "max pages"
         self._on_page(report)
 
-    async def _refused(self, page: int, result: FetchResult, report: DiscoverReport) -> None:
+    async def _refused(
+        self, query: DiscoverQuery, page: int, result: FetchResult, report: DiscoverReport
+    ) -> None:
         """A 404 or 400: past the last page (or nothing listed) ends the discovery; a
         first page refused is a query the API will not answer."""
         if page == 1 and result.outcome is Outcome.INVALID_REQUEST:
             raise DiscoverError(f"the API refused the discovery query: {result.error}")
-        await self._db.forget_state(POSITION_KEY)
+        await self._db.forget_state(position_key(query))
         report.ended_by = "past the end"
 
     async def _failed(self, page: int, result: FetchResult) -> None:
@@ -200,19 +206,32 @@ class Discovery:
         await asyncio.sleep(self._retry.backoff_s(self._failures))
 
     async def _resume_page(self, query: DiscoverQuery) -> int:
-        """The next page of an earlier discovery of the same listing, else 1."""
-        saved = await self._db.load_state(POSITION_KEY)
+        """The next page of an earlier discovery of the same query, if it stopped less
+        than RESUME_WITHIN_S ago; else 1 (the listing has moved on since)."""
+        key = position_key(query)
+        saved = await self._db.load_state(key)
         try:
             position = json.loads(saved) if saved else {}
         except ValueError:
             position = {}
         if not isinstance(position, dict):
             return 1
-        next_page = position.get("next_page")
-        if position.get("query") == query.identity() and isinstance(next_page, int):
-            log.info("discover.resumed", timeframe=query.timeframe, page=next_page)
-            return max(next_page, 1)
-        return 1
+        next_page, saved_at_s = position.get("next_page"), position.get("saved_at_s")
+        if position.get("query") != query.identity() or not isinstance(next_page, int):
+            return 1
+        if not isinstance(saved_at_s, int | float) or time.time() - saved_at_s > RESUME_WITHIN_S:
+            log.info("discover.position_dropped", timeframe=query.timeframe, page=next_page)
+            await self._db.forget_state(key)
+            return 1
+        log.info("discover.resumed", timeframe=query.timeframe, page=next_page)
+        return max(next_page, 1)
+
+
+def position_key(query: DiscoverQuery) -> str:
+    """The daemon_state key of a query's position: each query resumes its own, so the
+    daemon's scheduled discovery and one run by hand never clear each other's."""
+    identity = json.dumps(query.identity(), sort_keys=True)
+    return POSITION_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def _read_page(body: bytes) -> tuple[int | None, list[bytes]] | None:

@@ -103,7 +103,10 @@ class Feeder:
                 await self._leases.written_some.wait()
 
     def _backfill(self) -> bool:
-        """Backfill jobs (`needs_full`) are claimed only while the quota allows full mode."""
+        """Backfill jobs (`needs_full`) are claimed only while the quota allows full mode;
+        the counts call has no quota (nor mentions to backfill): never held back."""
+        if self.settings.api.endpoint == "counts":
+            return True
         return self._quota.mode() == QuotaMode.FULL
 
     async def _room_in_queue(self) -> int:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from harvester.config import RateSettings
 from harvester.harvest.ratesignals import LimitedBy
+from harvester.store.aio import AsyncStore
 
 LEARNED_RATE_KEY = "learned_rate"  # the daemon_state entry that keeps it across runs
 
@@ -72,3 +73,9 @@ class RateView:
     allowed_per_s: float  # what the workers are admitted at now
     burst: int
     limited_by: LimitedBy
+
+
+async def saved_learned_rate(store: AsyncStore) -> LearnedRate | None:
+    """The rate an earlier run learned, so this one starts there, not in refusals."""
+    saved = await store.load_state(LEARNED_RATE_KEY)
+    return None if saved is None else LearnedRate.from_json(saved)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -120,7 +121,7 @@ class Scheduler:
         started_s = time.time()
         try:
             last = await (self._discover(stopping) if name == "discover" else self._refresh())
-        except (HarvesterError, OSError) as error:
+        except (HarvesterError, OSError, sqlite3.Error) as error:  # the store busy, say
             task.retry_at_s = time.time() + FAILED_RETRY_S
             task.last = {"error": str(error)}
             log.error(f"schedule.{name}_failed", error=str(error), retry_in_s=FAILED_RETRY_S)

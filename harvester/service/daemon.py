@@ -22,7 +22,7 @@ from harvester.config import Secret, Settings
 from harvester.errors import ConfigError
 from harvester.harvest.client import AltmetricClient
 from harvester.harvest.pipeline import Harvest
-from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate
+from harvester.harvest.ratestate import LearnedRate, saved_learned_rate
 from harvester.harvest.report import HarvestReport
 from harvester.logs import get_logger
 from harvester.model import JobState, iso_utc
@@ -116,7 +116,7 @@ class Daemon:
         try:
             recovered = await store_thread.requeue_all_leased()
             ledger_used = await store_thread.ledger_count(settings.quota.window_s)
-            learned_rate = await _learned_rate(store_thread)
+            learned_rate = await saved_learned_rate(store_thread)
             counts = await store_thread.counts_by_state()
             log.info(
                 "harvest.start",
@@ -268,9 +268,3 @@ def _announce_upgrade(store_path: Path, notifier: Notifier) -> None:
             EXTEND_TIMEOUT_USEC=str(UPGRADE_TIMEOUT_USEC),
             STATUS="upgrading the store's schema (one time; a large store takes minutes)",
         )
-
-
-async def _learned_rate(store: AsyncStore) -> LearnedRate | None:
-    """The rate an earlier run learned, so this one starts there, not in refusals."""
-    saved = await store.load_state(LEARNED_RATE_KEY)
-    return None if saved is None else LearnedRate.from_json(saved)

@@ -10,7 +10,8 @@ new job under its best identifier (doi, pmid, arxiv, ads, handle, isbn, uri, ...
 Altmetric ID last), `pending` when the harvest has more to ask for it (the fetch
 call's mentions) or `done` when the snapshot is already what the counts call would
 answer. With the fetch call, a known output that was done (or had no attention data
-then) is queued again: being listed says its attention changed, so its mentions did.
+then) is queued again: being listed says its attention changed, so its mentions did;
+with the counts call, a known output still waiting for its answer is done.
 
 A page and the position after it are one transaction, so a killed discovery resumes
 at the next page and stores no result twice.
@@ -29,7 +30,7 @@ from harvester.store.derived import derive_answers
 from harvester.store.responses import Responses
 from harvester.store.snapshot import Answer
 
-POSITION_KEY = "discover_position"  # daemon_state: where the last discovery stopped
+POSITION_PREFIX = "discover_position:"  # daemon_state: where a discovery stopped, per query
 
 
 class DiscoveredPage(NamedTuple):
@@ -39,6 +40,7 @@ class DiscoveredPage(NamedTuple):
     fetched_at: str
     request_params: str  # JSON: the query and page (never the key)
     new_job_state: str  # "pending" (fetch mode: mentions to ask for) or "done"
+    position_key: str  # the daemon_state key of this discovery's position
     position: str | None  # JSON for daemon_state, or None to clear it (the last page)
 
 
@@ -72,6 +74,8 @@ def record_page(
             known += 1
             if page.new_job_state == JobState.PENDING:
                 requeued += _queue_again(conn, job_id, page.fetched_at)
+            else:
+                _answered(conn, job_id, page.fetched_at)
         response = StoredResponse(
             200,
             body,
@@ -85,7 +89,7 @@ def record_page(
         to_derive.append(Answer(response_id, job_id, page.fetched_at, COUNTS_MODE, body))
         add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
     underived = derive_answers(conn, to_derive).problems if derive and to_derive else []
-    _save_position(conn, page.position, page.fetched_at)
+    _save_position(conn, page.position_key, page.position, page.fetched_at)
     return PageCounts(len(to_derive), queued, known, requeued, rejected, underived)
 
 
@@ -109,11 +113,21 @@ def _queue_again(conn: sqlite3.Connection, job_id: int, now: str) -> int:
     ).rowcount
 
 
-def _save_position(conn: sqlite3.Connection, position: str | None, now: str) -> None:
+def _answered(conn: sqlite3.Connection, job_id: int, now: str) -> None:
+    """With the counts call, the result is the job's answer: a job waiting for one, or
+    that ended without one, is done (one a running daemon holds is left to it)."""
+    conn.execute(
+        """UPDATE jobs SET state = 'done', last_error = NULL, updated_at = ?
+           WHERE id = ? AND state IN ('pending', 'not_found', 'failed')""",
+        (now, job_id),
+    )
+
+
+def _save_position(conn: sqlite3.Connection, key: str, position: str | None, now: str) -> None:
     if position is None:
-        conn.execute("DELETE FROM daemon_state WHERE key = ?", (POSITION_KEY,))
+        conn.execute("DELETE FROM daemon_state WHERE key = ?", (key,))
         return
     conn.execute(
         "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
-        (POSITION_KEY, position, now),
+        (key, position, now),
     )

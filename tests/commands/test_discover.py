@@ -20,6 +20,7 @@ from harvester.identifiers import Identifier
 from harvester.sim.server import FetchRequest, Simulator, SimulatorSettings, text_response
 
 ENV = {"ALTMETRIC_API_KEY": KEY}
+POSITIONS = "SELECT count(*) FROM daemon_state WHERE key LIKE 'discover_position:%'"
 
 
 def config(tmp_path: Path, base_url: str, **sections: dict[str, object]) -> Path:
@@ -87,7 +88,9 @@ async def test_a_listing_is_stored_page_by_page_and_each_output_queued_once(
         row[0] for row in rows(db, "SELECT identifier FROM jobs WHERE id_type = 'doi'")
     }
     assert rows(db, "SELECT count(*) FROM counts WHERE posts_count IS NULL")[0][0] > 0
-    assert rows(db, "SELECT count(*) FROM daemon_state WHERE key = 'discover_position'") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM daemon_state WHERE key LIKE 'discover_position:%'") == [
+        (0,)
+    ]
 
 
 async def test_a_second_discovery_queues_only_what_is_new(tmp_path: Path) -> None:
@@ -186,7 +189,9 @@ async def test_an_error_past_the_last_page_ends_the_discovery(tmp_path: Path) ->
         code, out, err = await discover(config(tmp_path, sim.base_url), db)
     assert code == 0, err
     assert out.startswith("discovered 100 of 250 results on 1 pages")
-    assert rows(db, "SELECT count(*) FROM daemon_state WHERE key = 'discover_position'") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM daemon_state WHERE key LIKE 'discover_position:%'") == [
+        (0,)
+    ]
 
 
 async def test_a_page_that_keeps_failing_stops_it_and_a_rerun_resumes_there(
@@ -256,6 +261,67 @@ async def _until_pages_stored(db: Path, pages: int) -> None:
         except sqlite3.Error:
             continue
     raise AssertionError("the discovery stored no pages")
+
+
+async def test_each_query_resumes_its_own_position_and_only_a_recent_one(
+    tmp_path: Path,
+) -> None:
+    """A full discovery killed part-way keeps its place when another query (a shorter
+    one) runs to its end; a place saved hours ago is of a listing that moved on."""
+    db = tmp_path / "s.db"
+    failing = {"page": "3"}
+
+    async def broken(request: web.Request, fetch: FetchRequest) -> web.Response | None:
+        if fetch.endpoint == "citations" and fetch.query.get("page") == failing["page"]:
+            return text_response(503, "Service Unavailable")
+        return None
+
+    async with Simulator(SimulatorSettings(key=KEY, citations_per_timeframe=500)) as sim:
+        sim.gates.append(broken)
+        cfg = config(tmp_path, sim.base_url)
+        code, _, _ = await discover(cfg, db)  # stops at page 3, its place saved
+        assert code == 1
+        code, out, err = await discover(cfg, db, "--max-pages", "2")  # another query
+        assert code == 0, err
+        assert "resumed" not in out and "on 2 pages" in out
+        failing["page"] = ""
+        code, out, err = await discover(cfg, db)
+        assert code == 0, err
+        assert "(resumed at page 3)" in out
+        # A place saved seven hours ago is dropped: the listing is asked from page 1.
+        failing["page"] = "2"
+        code, _, _ = await discover(cfg, db)
+        assert code == 1
+        with sqlite3.connect(db) as conn:
+            [(key, value)] = conn.execute(
+                "SELECT key, value FROM daemon_state WHERE key LIKE 'discover_position:%'"
+            ).fetchall()
+            position = json.loads(value)
+            position["saved_at_s"] -= 7 * 3600
+            conn.execute(
+                "UPDATE daemon_state SET value = ? WHERE key = ?", (json.dumps(position), key)
+            )
+        conn.close()
+        failing["page"] = ""
+        code, out, err = await discover(cfg, db)
+        assert code == 0, err
+    assert "resumed" not in out and "on 5 pages" in out
+
+
+async def test_with_the_counts_call_a_known_output_waiting_for_its_answer_is_done(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "s.db"
+    async with Simulator(SimulatorSettings(key=KEY, citations_per_timeframe=30)) as sim:
+        results = keep_pages(sim)
+        cfg = config(tmp_path, sim.base_url, api={"endpoint": "counts"})
+        code, _, err = await discover(cfg, tmp_path / "probe.db")
+        assert code == 0, err
+        queue(db, [Identifier("id", str(r["altmetric_id"])) for r in results[:5]])
+        code, out, err = await discover(cfg, db)
+        assert code == 0, err
+    assert rows(db, "SELECT state, count(*) FROM jobs GROUP BY 1") == [("done", 30)]
+    assert "5 already in the store" in out
 
 
 async def test_bad_input_and_a_bad_key_get_clear_messages(tmp_path: Path) -> None:

@@ -3,9 +3,11 @@ and store, derived into the same tables under the fetch call's source names."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from helpers import KEY, dois, drain, queue, rows
+import pytest
+from helpers import KEY, dois, drain, queue, rows, run_main
 
 from harvester.config import ApiSettings, RateSettings, Settings, StoreSettings, WorkerSettings
 from harvester.sim.server import Simulator, SimulatorSettings
@@ -61,3 +63,17 @@ async def test_a_counts_harvest_stores_and_derives_what_the_counts_call_answers(
     assert rows(counts_db, "SELECT count(*) FROM counts WHERE posts_count IS NOT NULL") == [(0,)]
     assert rows(counts_db, "SELECT count(*) FROM score_context")[0][0] > 0
     assert rows(counts_db, "SELECT count(*) FROM readers")[0][0] > 0
+
+
+def test_status_says_no_tweet_quota_applies_to_the_counts_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = queue(tmp_path / "s.db", dois(2, "10.5150/status."))
+    config = tmp_path / "counts.toml"
+    config.write_text('[api]\nendpoint = "counts"\n')
+    code, out, _ = run_main(capsys, "--config", str(config), "--db", str(db), "status")
+    assert code == 0 and "tweet quota  none: the counts call" in out
+    code, out, _ = run_main(capsys, "--config", str(config), "--db", str(db), "status", "--json")
+    assert json.loads(out)["quota"]["applies"] is False
+    code, out, _ = run_main(capsys, "--db", str(db), "status", "--json")
+    assert json.loads(out)["quota"]["applies"] is True

@@ -86,6 +86,10 @@ async def test_the_daemon_discovers_and_refreshes_on_its_own(tmp_path: Path) -> 
             )
             await until(lambda: citation_pages(sim) >= 4)  # two discoveries of 2 pages
             report = await status(cfg, db)
+            # `status` run without the daemon's config still shows what the daemon runs.
+            code, out, err = await harvester_async("--db", str(db), "status", "--json")
+            assert code == 0, err
+            assert set(json.loads(out)["schedule"]) == {"discover", "refresh"}
         finally:
             await stop(daemon)
     assert rows(db, "SELECT count(*) FROM jobs") == [(150,)]  # each output queued once
