@@ -10,7 +10,8 @@ the tweet ledger as one row per charge, `tweet_ledger` a view (`upgrade_ledger`)
 two indexes of `outputs` and `counts` that no query used, dropped. m009: `aliases`,
 every identifier an answer names its output by (`store.aliases`), and the degraded
 answers' index kept to the quota modes (dump records are whole). m010: each answer's
-`endpoint` (fetch, counts, citations, dump).
+`endpoint` (fetch, counts, citations, dump). m011: `outputs_wide`, a view with one row
+per output and a column per common source's counts (`store.wide`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from harvester.model import JobState
-from harvester.store import aliases, upgrade_ledger, upgrade_mentions
+from harvester.store import aliases, upgrade_ledger, upgrade_mentions, wide
 from harvester.store.codec import BodyCodec
 from harvester.store.upgrade import UpgradeProgress
 
@@ -341,3 +342,12 @@ def m010_response_endpoint(db: Database) -> None:
     # add (SQLite rewrites no row); the dump's records, known by their mode, are named.
     db.execute("ALTER TABLE responses ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'fetch'")
     db.execute("UPDATE responses SET endpoint = 'dump' WHERE mode = 'dump'")
+
+
+@migrations()
+def m011_outputs_wide(db: Database) -> None:
+    # One row per output's latest snapshot, a column per common source's posts and
+    # accounts, the Mendeley readers and the score's percentile among all outputs
+    # (`store.wide`): what rAltmetric's altmetric_data() gives, without a pivot. A
+    # view: no space, no rows to write as answers arrive.
+    db.execute(wide.CREATE_VIEW)
