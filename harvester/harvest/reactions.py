@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from harvester.harvest.client import NO_LIMITS, FetchResult
+from harvester.harvest.client import FetchResult
+from harvester.harvest.limits import NO_LIMITS
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.logs import get_logger

@@ -18,8 +18,9 @@ from aiohttp import web
 from helpers import ODD_KEY
 
 from harvester.config import Secret
-from harvester.harvest.client import AltmetricClient, read_body, read_retry_after, tweet_ids
+from harvester.harvest.client import AltmetricClient, read_body, tweet_ids
 from harvester.harvest.http import HttpClient
+from harvester.harvest.limits import read_retry_after
 from harvester.model import Outcome
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from harvester.config import QuotaSettings
-from harvester.harvest.client import FetchResult, LimitHeaders
+from harvester.harvest.client import FetchResult
+from harvester.harvest.limits import LimitHeaders
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import RatePolicy
