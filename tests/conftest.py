@@ -4,7 +4,10 @@ behind them, and everything else the tests share, are in helpers.py."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sqlite3
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,6 +17,35 @@ from helpers import KEY, NotifyListener, harvest_from_simulator, harvest_store
 
 from harvester.sim.server import Simulator, SimulatorSettings
 from harvester.store import Store
+
+
+def close_datasettes_probes() -> None:
+    """Datasette 0.65 probes SQLite through connections it never closes: JSON1 when
+    `datasette.filters` is imported and on every table page (`datasette.facets`), and
+    its version once. Python 3.13 reports each as a ResourceWarning (an error here) when
+    the garbage collector gets to it, in whatever test runs then. The same probes on
+    connections that are closed, in place before any datasette module copies them
+    (datasette 1.0 closes its own)."""
+    try:
+        import datasette.utils
+        import datasette.utils.sqlite
+    except ImportError:
+        return
+    assert "datasette.filters" not in sys.modules, "imported before its probes were closed"
+    leaky = datasette.utils.detect_json1
+
+    def detect_json1(conn: sqlite3.Connection | None = None) -> bool:
+        if conn is not None:
+            return bool(leaky(conn))
+        with contextlib.closing(datasette.utils.sqlite.sqlite3.connect(":memory:")) as probe:
+            return bool(leaky(probe))
+
+    datasette.utils.detect_json1 = detect_json1
+    version = datasette.utils.sqlite.sqlite3.sqlite_version
+    datasette.utils.sqlite._cached_sqlite_version = tuple(map(int, version.split(".")))
+
+
+close_datasettes_probes()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from helpers import (
     copy_store,
     harvester,
     harvester_async,
+    rows,
     start_harvester,
 )
 
@@ -91,10 +92,10 @@ def test_enqueue_that_rejects_every_line_leaves_no_file(tmp_path: Path) -> None:
 
 
 def test_enqueue_that_rejects_every_line_keeps_an_existing_store(db: Path) -> None:
-    before = sqlite3.connect(db).execute("SELECT count(*) FROM jobs").fetchone()
+    before = rows(db, "SELECT count(*) FROM jobs")
     result = harvester("--db", str(db), "enqueue", stdin="junk\n")
     assert result.returncode == 1 and db.exists()
-    assert sqlite3.connect(db).execute("SELECT count(*) FROM jobs").fetchone() == before
+    assert rows(db, "SELECT count(*) FROM jobs") == before
 
 
 @pytest.mark.parametrize("command", [("enqueue",), ("derive",), ("retry",)], ids=" ".join)
@@ -150,7 +151,7 @@ async def test_drain_with_failed_jobs_exits_4(tmp_path: Path) -> None:
         process = await _run_async("--config", str(config), "--db", str(db), "run", "--drain")
     assert process[0] == 4, process[2]
     assert "2 jobs ended failed" in process[2]
-    states = sqlite3.connect(db).execute("SELECT DISTINCT state FROM jobs").fetchall()
+    states = rows(db, "SELECT DISTINCT state FROM jobs")
     assert states == [("failed",)]
 
 
@@ -183,7 +184,7 @@ async def test_drain_stopped_by_a_signal_is_a_graceful_stop(tmp_path: Path) -> N
         _, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     assert "stopped by signal SIGTERM before the queue was drained" in err.decode()
-    states = dict(sqlite3.connect(db).execute("SELECT state, count(*) FROM jobs GROUP BY 1"))
+    states = dict(rows(db, "SELECT state, count(*) FROM jobs GROUP BY 1"))
     assert states.get("pending", 0) > 0 and "in_progress" not in states
 
 

@@ -18,25 +18,37 @@ def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
         )
     else:
         conn = sqlite3.connect(path, check_same_thread=False)
-    # Autocommit: each statement is its own transaction unless we open one explicitly.
-    conn.isolation_level = None
-    # Long enough to wait out an admin command's transaction (enqueue, backfill).
-    conn.execute("PRAGMA busy_timeout = 60000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    # WAL + NORMAL: a crash never corrupts; a power cut may undo the last commits,
-    # which only returns those jobs to the queue.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    if not read_only:
-        # 8 MiB of page cache (SQLite's default is 2). 64 MiB bought nothing measurable
-        # (enqueue of 1M jobs into a fresh or a 2M-job store, a 100,000-output harvest,
-        # derive --rebuild) and was ~60 MB of the daemon's RSS: the pages a write
-        # misses are in the OS's cache, a read() away.
-        conn.execute("PRAGMA cache_size = -8192")
-        # Savepoints (one per derived answer) journal the pages they touch: in
-        # memory that costs ~20 us an answer, in a temp file ~250 us. Readers keep
-        # temp files, so a user's huge ORDER BY does not fill the memory.
-        conn.execute("PRAGMA temp_store = MEMORY")
+    with closed_on_error(conn):  # e.g. a file that is not SQLite
+        # Autocommit: each statement is its own transaction unless we open one explicitly.
+        conn.isolation_level = None
+        # Long enough to wait out an admin command's transaction (enqueue, backfill).
+        conn.execute("PRAGMA busy_timeout = 60000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # WAL + NORMAL: a crash never corrupts; a power cut may undo the last commits,
+        # which only returns those jobs to the queue.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if not read_only:
+            # 8 MiB of page cache (SQLite's default is 2). 64 MiB bought nothing measurable
+            # (enqueue of 1M jobs into a fresh or a 2M-job store, a 100,000-output harvest,
+            # derive --rebuild) and was ~60 MB of the daemon's RSS: the pages a write
+            # misses are in the OS's cache, a read() away.
+            conn.execute("PRAGMA cache_size = -8192")
+            # Savepoints (one per derived answer) journal the pages they touch: in
+            # memory that costs ~20 us an answer, in a temp file ~250 us. Readers keep
+            # temp files, so a user's huge ORDER BY does not fill the memory.
+            conn.execute("PRAGMA temp_store = MEMORY")
     return conn
+
+
+@contextmanager
+def closed_on_error(conn: sqlite3.Connection) -> Iterator[None]:
+    """Close `conn` if the block raises: a store that cannot be opened leaves no
+    connection behind for the garbage collector (Python 3.13 warns of each one)."""
+    try:
+        yield
+    except BaseException:
+        conn.close()
+        raise
 
 
 @contextmanager

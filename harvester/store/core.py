@@ -29,6 +29,7 @@ from harvester.store.bodies import BodyStore
 from harvester.store.connection import (
     check_is_store,
     check_store_path,
+    closed_on_error,
     connect,
     explain_sqlite_error,
     transaction,
@@ -59,16 +60,17 @@ class Store:
         existed = path.exists()
         try:
             self.conn = connect(path, read_only=read_only)
-            self.db = Database(self.conn, execute_plugins=False)
-            check_is_store(path, self.db.table_names(), existed=existed)
-            if not read_only:
-                self.db.enable_wal()
-                migrations.apply(self.db)
-            elif migrations.pending(self.db):
-                raise StoreError(
-                    f"{path} was written by an older version: run any writing command "
-                    "(e.g. `harvester derive`) once to upgrade it"
-                )
+            with closed_on_error(self.conn):
+                self.db = Database(self.conn, execute_plugins=False)
+                check_is_store(path, self.db.table_names(), existed=existed)
+                if not read_only:
+                    self.db.enable_wal()
+                    migrations.apply(self.db)
+                elif migrations.pending(self.db):
+                    raise StoreError(
+                        f"{path} was written by an older version: run any writing command "
+                        "(e.g. `harvester derive`) once to upgrade it"
+                    )
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open store {path}: {explain_sqlite_error(error)}") from None
         self.bodies = BodyStore(self.conn, self.transaction, writable=not read_only)
