@@ -67,13 +67,14 @@ def build_store(path: Path, jobs: int) -> None:
                 state = ("pending", "pending", "failed", "not_found")[n // 10 % 4]
                 error = f"HTTP {500 + n % 4}" if state != "not_found" else None
             stamp = iso_utc(now_s - (jobs - n) * 0.001)
-            job_rows.append((n + 1, "doi", f"10.{1000 + n % 9000}/s.{n}", state, stamp, error))
+            identifier = f"10.{1000 + n % 9000}/s.{n}"
+            job_rows.append((n + 1, "doi", identifier, state, stamp, error, stamp, stamp))
             if state in ("done", "not_found"):
                 response_rows.append((n + 1, 200 if state == "done" else 404, stamp))
         with conn:
             conn.executemany(
                 """INSERT INTO jobs (id, id_type, identifier, state, next_attempt_at,
-                   last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?5, ?6, ?5, ?5)""",
+                   last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
                 job_rows,
             )
             conn.executemany(

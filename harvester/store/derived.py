@@ -31,11 +31,12 @@ YIELD_EVERY_S, YIELD_PAUSE_S = 0.0005, 0.00005
 DERIVED_TABLES = ("tweets", "posts", "score_context", "readers", "counts", "outputs")
 
 # A snapshot is the latest of its output unless a higher response of it is already
-# derived; the older latest is unflagged after the batch (_UNFLAG_OLDER).
-_INSERT_OUTPUT = """
-    INSERT INTO outputs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-        ?15, ?16, ?17,
-        NOT EXISTS (SELECT 1 FROM outputs WHERE job_id = ?2 AND response_id > ?1))
+# derived; the older latest is unflagged after the batch (_UNFLAG_OLDER). Plain `?`
+# placeholders throughout (the row's job and response given again at the end): Python
+# 3.12's sqlite3 warns of numbered ones (`?2`) bound from a sequence.
+_INSERT_OUTPUT = f"""
+    INSERT INTO outputs VALUES ({", ".join("?" * 17)},
+        NOT EXISTS (SELECT 1 FROM outputs WHERE job_id = ? AND response_id > ?))
 """
 _UNFLAG_OLDER = (
     "UPDATE outputs SET is_latest = 0 WHERE job_id = ? AND is_latest AND response_id < ?"
@@ -46,7 +47,8 @@ _UNFLAG_OLDER = (
 # and the larger last win, and the other columns come from the later snapshot, so
 # snapshots may be derived in any order with the same result. (SET expressions all
 # read the row as it was before the update.) A post's URL is stored as '' when it is
-# the post's key too; the `mentions` view puts it back (upgrade_mentions). A tweet's
+# the post's key too (`snapshot.rows_of`); the `mentions` view puts it back
+# (upgrade_mentions). A tweet's
 # tweeter ID comes as `tweets` keeps it (`posts.stored_author`).
 _LAST = "coalesce(last_response_id, first_response_id)"
 _NEWER = f"excluded.first_response_id > {_LAST}"
@@ -55,12 +57,12 @@ _SNAPSHOTS = f"""
         last_response_id = nullif(max({_LAST}, excluded.first_response_id),
                                   min(first_response_id, excluded.first_response_id))"""
 _UPSERT_TWEET = f"""
-    INSERT INTO tweets VALUES (?1, ?2, ?3, ?4, NULL)
+    INSERT INTO tweets VALUES (?, ?, ?, ?, NULL)
     ON CONFLICT (job_id, tweet_id) DO UPDATE SET {_SNAPSHOTS},
         author_id = iif({_NEWER}, excluded.author_id, author_id)
 """
 _UPSERT_POST = f"""
-    INSERT INTO posts VALUES (?1, ?2, ?3, iif(?4 = ?3, '', ?4), ?5, ?6, ?7, ?8, ?9, ?10, NULL)
+    INSERT INTO posts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
     ON CONFLICT (job_id, source, post_key) DO UPDATE SET {_SNAPSHOTS},
         url = iif({_NEWER}, excluded.url, url),
         title = iif({_NEWER}, excluded.title, title),
@@ -148,7 +150,7 @@ def _insert_one_at_a_time(
 def insert_rows(conn: sqlite3.Connection, rows: Sequence[AnswerRows]) -> None:
     """Write the derived rows of these answers, one statement per table."""
     outputs = [answer.output for answer in rows]
-    conn.executemany(_INSERT_OUTPUT, outputs)
+    conn.executemany(_INSERT_OUTPUT, [(*row, row[1], row[0]) for row in outputs])
     conn.executemany(_UNFLAG_OLDER, [(row[1], row[0]) for row in outputs])
     add_aliases(conn, output_aliases(outputs))
     conn.executemany("INSERT INTO counts VALUES (?, ?, ?, ?, ?)", _every(rows, "counts"))

@@ -73,11 +73,11 @@ class JobQueue:
             for id_type, array in arrays:
                 conn.execute(
                     "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
-                    " created_at, updated_at) SELECT ?1, value, ?2, ?3, ?3, ?3 FROM json_each(?4)"
+                    " created_at, updated_at) SELECT ?, value, ?, ?, ?, ? FROM json_each(?)"
                     # An output the store holds under another identifier: no second job.
                     " WHERE NOT EXISTS (SELECT 1 FROM aliases"
-                    " WHERE aliases.id_type = ?1 AND aliases.identifier = value)",
-                    (id_type, priority, now, array),
+                    " WHERE aliases.id_type = ? AND aliases.identifier = value)",
+                    (id_type, priority, now, now, now, array, id_type),
                 )
             return conn.total_changes - before
 

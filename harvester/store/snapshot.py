@@ -147,8 +147,14 @@ def rows_of(answer: Answer, snapshot: Snapshot) -> AnswerRows:
             (job_id, tweet_id, stored_author(tweeter_id), response_id)
             for tweet_id, tweeter_id in snapshot.tweets
         ],
-        [(job_id, *row, response_id) for row in snapshot.mentions],
+        [(job_id, *_url_kept_once(row), response_id) for row in snapshot.mentions],
     )
+
+
+def _url_kept_once(row: MentionRow) -> MentionRow:
+    """A post's URL as `posts` stores it: '' when it is the post's key too (the
+    `mentions` view gives it back), so a URL-keyed post holds its URL once."""
+    return row._replace(url="") if row.url == row.post_key else row
 
 
 class Read(NamedTuple):

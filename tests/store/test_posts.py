@@ -94,8 +94,8 @@ def test_a_tweeter_id_is_stored_as_the_upgrades_sql_stores_it(tweeter_id: str | 
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (by_sql, by_python)")
     conn.execute(
-        f"INSERT INTO t VALUES ({compact_author('?1')}, ?2)",
-        (tweeter_id, stored_author(tweeter_id)),
+        f"INSERT INTO t VALUES ({compact_author(':by_sql')}, :by_python)",
+        {"by_sql": tweeter_id, "by_python": stored_author(tweeter_id)},
     )
     [(by_sql, by_python, type_sql, type_python, text)] = conn.execute(
         "SELECT by_sql, by_python, typeof(by_sql), typeof(by_python), CAST(by_python AS TEXT)"
