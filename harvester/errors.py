@@ -57,6 +57,11 @@ class DumpError(HarvesterError, ValueError):
     the message names it. Damage inside a dump is reported, not raised."""
 
 
+class DumpDamaged(DumpError):
+    """A dump whose bytes fail their own checks (a compressor's CRC or checksum, the tar
+    archive's framing) or end early; the message names the file and what is wrong."""
+
+
 class DiscoverError(HarvesterError, RuntimeError):
     """A discovery that cannot go on (the API refused its query, or a page kept
     failing); where it stopped is saved, so running it again resumes there."""

@@ -4,7 +4,8 @@ The dump streams through `harvester.dump` (never unpacked to disk) in batches; e
 batch is one transaction of `store.imports`, with the position it reached, so a
 killed import run again resumes after the last batch committed, and the store ends
 as one clean run leaves it. Bad records are counted and reported with their member
-and line; an archive cut short keeps every record before the cut.
+and line. Before any of that, the file is read whole with every check it carries
+(`harvester.dump.verify_dump`): a damaged or cut one stores nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harvester.commands.context import Invocation, new_store_kept_if_used
-from harvester.dump import DumpRecord, Rejected, Truncated, input_size_bytes, iter_records
-from harvester.errors import CommandError
+from harvester.dump import (
+    DumpRecord,
+    Rejected,
+    Truncated,
+    input_size_bytes,
+    iter_records,
+    verify_dump,
+)
+from harvester.errors import CommandError, DumpDamaged
 from harvester.logs import get_logger
 from harvester.model import ExitCode, iso_utc
 from harvester.progress import ProgressLine, write_above
@@ -37,9 +45,9 @@ def cmd_import(invocation: Invocation, path: str, *, as_of: str | None) -> ExitC
     """Import the dump at `path`; exit 1 if any record was rejected or it ends early."""
     dump = Path(path)
     fetched_at = _as_of(as_of) if as_of else None
-    iter_records(dump)  # a missing path, or one that is not a dump, fails before any store
-    total_bytes = input_size_bytes(dump)
-    with new_store_kept_if_used(invocation.settings().store.path) as store:
+    store_path = invocation.settings().store.path  # and logging configured
+    total_bytes = _verify(dump)  # not a dump, or damaged: fails here, before any store
+    with new_store_kept_if_used(store_path) as store:
         start_after = _resume_point(store, dump, total_bytes)
         if start_after:
             member, line = start_after
@@ -162,4 +170,32 @@ def _as_of(text: str) -> str:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    if when > datetime.now(UTC):
+        raise CommandError(f"--as-of {text!r} is in the future: give the date the dump was made")
     return iso_utc(when.timestamp())
+
+
+def _verify(dump: Path) -> int:
+    """The first pass: the whole file read with every check it carries, before any
+    record is stored; a damaged one ends the import with nothing stored. Returns the
+    size the progress of reading it counts towards."""
+    started_s = time.monotonic()
+    try:
+        iter_records(dump)  # a missing path, or one that is not a dump, fails at once
+        total_bytes = input_size_bytes(dump)
+        progress = ProgressLine("verify", max(1, total_bytes // MB), unit="MB")
+        try:
+            verified = verify_dump(dump, on_progress=lambda read: progress.update(read // MB))
+        finally:
+            progress.close()
+    except DumpDamaged as error:
+        raise CommandError(f"{error}: nothing imported") from None
+    for caveat in verified.caveats:
+        print(
+            f"harvester import: {dump}: {caveat}: only its framing could be checked, "
+            "not the bytes of the records",
+            file=sys.stderr,
+        )
+    elapsed_s = round(time.monotonic() - started_s, 1)
+    log.info("import.verified", compression=verified.compression, seconds=elapsed_s)
+    return total_bytes

@@ -1,37 +1,39 @@
 """`iter_records`: a dump, streamed, as records, rejected records and at most one
 `Truncated` at the end. What goes wrong inside the dump is reported, never raised:
-a bad record is a `Rejected` and reading goes on; an archive cut short or corrupt
-ends the iteration with a `Truncated` after every record read before the damage.
-Only a path that is not a dump at all raises (`DumpError`), before anything is read.
+a bad record is a `Rejected` and reading goes on; an archive cut short, corrupt, or
+failing a check at its end (a gzip CRC, what follows the archive) ends the iteration
+with a `Truncated` after every record read before the damage was seen. Only a path
+that is not a dump at all, or damaged in its very first bytes, raises (`DumpError`),
+before anything is read. The damage a file's end reveals comes after its records:
+a caller that must not use a record of a damaged file runs `verify_dump` first.
 """
 
 from __future__ import annotations
 
 import os
 import tarfile
-import zlib
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from harvester.dump.items import DumpItem, DumpRecord, Rejected, Truncated
 from harvester.dump.records import Piece, split_bytes, split_member
 from harvester.dump.sources import DirectorySource, Member, TarSource, open_source
-from harvester.errors import DumpError
+from harvester.errors import DumpDamaged, DumpError
 
 Position = tuple[str, int]
 """(member name, line): where a record is, and where a resumed read starts after."""
 
-# What reading a damaged archive raises: tarfile's errors (data cut short, a bad
-# header, bad compressed data), and the compressors' own.
-DAMAGE = (tarfile.TarError, EOFError, zlib.error)
+# What reading a damaged archive raises besides DumpDamaged (the compression's checks,
+# the archive's end): tarfile's errors (data cut short, a bad header).
+DAMAGE = (tarfile.TarError, EOFError)
 
 
 def iter_records(
     path: str | os.PathLike[str], *, start_after: Position | None = None
 ) -> Generator[DumpItem, None, None]:
-    """Stream the dump at `path` (.tar.gz/.tgz/.tar/.tar.bz2/.tar.xz, or a directory):
-    each record as a `DumpRecord` or `Rejected`, in member order then line order, and
-    a final `Truncated` if the archive ends early.
+    """Stream the dump at `path` (a tar, bare or gzip, bzip2, xz or zstd compressed, or a
+    directory): each record as a `DumpRecord` or `Rejected`, in member order then line
+    order, and a final `Truncated` if the archive ends early or fails a check.
 
     `start_after` resumes: everything up to and including that position is skipped
     (members before it are passed over unparsed). Nothing is written to disk; memory
@@ -78,12 +80,12 @@ def _items(
                 yield Truncated(member.name, reason, source.consumed_bytes())
                 return
             member_name = None
+    except DumpDamaged as error:
+        yield Truncated(member_name, str(error), source.consumed_bytes())
+        return
     except DAMAGE as error:
         reason = f"the archive is damaged or cut short ({error})"
         yield Truncated(member_name, reason, source.consumed_bytes())
-        return
-    if (cut := source.cut_short()) is not None:
-        yield Truncated(None, cut, source.consumed_bytes())
         return
     _check_finished(source.path, seen_any, skip_to)
 

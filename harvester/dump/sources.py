@@ -9,21 +9,24 @@ directories and everything else are passed over without being opened or followed
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import tarfile
-import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from harvester.dump import records
-from harvester.errors import DumpError
+from harvester.dump.layers import TarBytes, open_layer
+from harvester.errors import DumpDamaged, DumpError
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
-GZIP_MAGIC = b"\x1f\x8b"
 CLEAN_END = "EOFHeaderError"  # tarfile's name for the zero block that ends an archive
+CUT_SHORT = ("EmptyHeaderError", "TruncatedHeaderError")  # the input ended at or in a header
+NOT_A_TAR_READ_ON_BYTES = 4 * 1024 * 1024  # see `_damage_soon_after`
+PROGRESS_EVERY_MEMBERS = 64  # `verify` reports its progress this often
 HEADER_ERROR = tarfile.HeaderError  # a name the override's `tarfile` argument cannot hide
 
 
@@ -52,68 +55,138 @@ def is_json_name(name: str) -> bool:
     return base.lower().endswith(JSON_SUFFIXES) and not base.startswith("._")
 
 
-class TarSource:
-    """The members of a tar archive (plain, gzip, bzip2 or xz), read as one stream.
+def is_json_member(info: tarfile.TarInfo) -> bool:
+    """Whether a member of a tar archive is one of the dump's JSON files (a regular file)."""
+    return info.isreg() and is_json_name(info.name)
 
-    The archive is never seeked in nor unpacked; memory stays flat however many
+
+class TarSource:
+    """The members of a tar archive, bare or compressed (see `layers`), read as one stream.
+
+    The archive is never seeked back in nor unpacked; memory stays flat however many
     members it holds (tarfile's list of the members read so far is emptied as it goes).
-    `cut_short` says, once the members are exhausted, whether the archive ended
-    without its end-of-archive blocks (cut short between or inside member headers).
+    Reading goes on to the file's very end: after the last member, the end-of-archive
+    marker, then zeros only (tar's padding), then the compression's own end and checks.
+    Whatever fails there raises `DumpDamaged` once the members are exhausted.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: IO[bytes] | None = None
+        self._stream: TarBytes | None = None
         self._read_bytes = 0  # where the file stood when it was closed
         self._header_faults: list[tarfile.HeaderError] = []
+        self.compression: str | None = None  # known once checked: gzip, zstd...; None if bare
 
     def check(self) -> None:
-        """Raise DumpError unless the file opens as a tar archive (reads one header)."""
-        magic = b""
+        """Raise DumpError unless the file opens as a tar archive (reads one header);
+        DumpDamaged when the compression around it shows damage first."""
         try:
             with self.path.open("rb") as raw:
-                magic = raw.read(2)
-                raw.seek(0)
-                tarfile.open(fileobj=raw, mode="r|*").close()
-        except (tarfile.TarError, EOFError, zlib.error) as error:
-            what = "a gzip file holding no tar archive" if magic == GZIP_MAGIC else None
-            raise DumpError(
-                f"{self.path}: {what or 'not a tar archive'} ({error}); "
-                "give the dump's .tar.gz, .tar or unpacked directory"
-            ) from None
+                stream = open_layer(raw, str(self.path))
+                self.compression = compression = stream.compression
+                try:
+                    _open_tar(stream, []).close()
+                except (tarfile.TarError, EOFError) as error:
+                    if compression:
+                        self._damage_soon_after(stream)
+                    what = f"a {compression} file holding no tar archive" if compression else None
+                    raise DumpError(
+                        f"{self.path}: {what or 'not a tar archive'} ({error}); "
+                        "give the dump's .tar.gz, .tar.zst, .tar or unpacked directory"
+                    ) from None
         except OSError as error:
             raise DumpError(f"{self.path}: cannot be read ({error.strerror})") from None
 
-    def members(self) -> Iterator[Member]:
-        """Each JSON member in archive order; its stream is valid until the next one."""
-        with self.path.open("rb") as raw:
-            self._file = raw
-            try:
-                yield from self._members_of(raw)
-            finally:
-                self._read_bytes, self._file = raw.tell(), None
+    def _damage_soon_after(self, stream: TarBytes) -> None:
+        """Raise DumpDamaged if the compression shows damage within the next few MB: what
+        did not read as a tar header may be damaged data whose check comes after it (a
+        bzip2 block's CRC follows its up to 900 KB), not another kind of file."""
+        read = 0
+        for chunk in stream.rest():
+            read += len(chunk)
+            if read > NOT_A_TAR_READ_ON_BYTES:
+                return
 
-    def _members_of(self, raw: IO[bytes]) -> Iterator[Member]:
-        with _open_stream(raw, self._header_faults) as archive:
-            while (info := archive.next()) is not None:
-                archive.members.clear()  # type: ignore[attr-defined]  # else it keeps them all
-                if info.isreg() and is_json_name(info.name):
-                    member = _tar_member(archive, info)
-                    yield member
-                    if member.cut_short:
-                        return  # the input ended inside it: nothing follows
+    def members(self) -> Iterator[Member]:
+        """Each JSON member in archive order; its stream is valid until the next one.
+        Once the last is yielded, the rest of the file is read and checked."""
+        with self.path.open("rb") as raw:
+            self._stream = stream = open_layer(raw, str(self.path))
+            try:
+                yield from self._members_of(stream)
+            finally:
+                self._read_bytes, self._stream = raw.tell(), None
+
+    def _members_of(
+        self, stream: TarBytes, wanted: Callable[[tarfile.TarInfo], bool] = is_json_member
+    ) -> Iterator[Member]:
+        """The members `wanted` picks (each read), then the archive's end, checked."""
+        try:
+            with _open_tar(stream, self._header_faults) as archive:
+                while (info := archive.next()) is not None:
+                    archive.members.clear()  # type: ignore[attr-defined]  # else it keeps them all
+                    if wanted(info):
+                        member = _tar_member(archive, info)
+                        yield member
+                        if member.cut_short:
+                            return  # the input ended inside it: nothing follows
+                self._check_end(archive, stream)
+        except (tarfile.TarError, EOFError) as error:
+            problem = f"the tar archive is cut short or damaged ({error})"
+            raise self._damage(stream, problem, "the file is incomplete or damaged") from None
+
+    def verify(self, on_progress: Callable[[int], None]) -> tuple[str, ...]:
+        """Read the whole file as `members` does, passing over the members' data (which
+        is decompressed and checked all the same); raise DumpDamaged at any damage.
+        `on_progress` hears the bytes of the file read so far. Returns what could not
+        be checked (`TarBytes.caveats`)."""
+        with self.path.open("rb") as raw:
+            stream = open_layer(raw, str(self.path))
+            headers = itertools.count(1)
+
+            def passed_over(_: tarfile.TarInfo) -> bool:
+                if next(headers) % PROGRESS_EVERY_MEMBERS == 0:
+                    on_progress(stream.consumed_bytes())
+                return False
+
+            for _ in self._members_of(stream, passed_over):
+                pass  # none is read
+            on_progress(stream.consumed_bytes())
+            return stream.caveats()
+
+    def _check_end(self, archive: tarfile.TarFile, stream: TarBytes) -> None:
+        """Past the last member: its end-of-archive marker, then zeros to the very end."""
+        offset = archive.offset
+        last = self._header_faults[-1] if self._header_faults else None
+        if last is None or type(last).__name__ in CUT_SHORT:
+            problem = f"the tar archive is cut short: it ends at byte {offset:,} without its end"
+            raise self._damage(stream, problem, "the file is incomplete or damaged")
+        if type(last).__name__ != CLEAN_END:
+            problem = f"the tar header at byte {offset:,} of the archive is damaged ({last})"
+            raise self._damage(stream, problem)
+        position = stream.tell()
+        for chunk in stream.rest():
+            if chunk.count(0) != len(chunk):
+                where = position + len(chunk) - len(chunk.lstrip(b"\0"))
+                problem = (
+                    f"data follows the tar archive's end (at byte {where:,} of the archive; "
+                    "tar would not read it either)"
+                )
+                raise self._damage(stream, problem, "the file is damaged, or two archives in one")
+            position += len(chunk)
+
+    def _damage(
+        self, stream: TarBytes, problem: str, verdict: str = "the file is damaged"
+    ) -> DumpDamaged:
+        """The damage to report for a fault of the archive's framing: the compression's
+        own, if reading on to its end shows one (the cause, then), else this one."""
+        for _ in stream.rest():
+            pass  # raises DumpDamaged for the compression's damage
+        return DumpDamaged(f"{self.path}: {problem} ({verdict})")
 
     def consumed_bytes(self) -> int:
         """Bytes of the (compressed) file read so far."""
-        return self._read_bytes if self._file is None else self._file.tell()
-
-    def cut_short(self) -> str | None:
-        """Why the archive ended early, or None when it ended with its end marker."""
-        last = self._header_faults[-1] if self._header_faults else None
-        if last is not None and type(last).__name__ != CLEAN_END:
-            why = str(last) or "no data"
-            return f"the archive is damaged or cut short: no end-of-archive marker ({why})"
-        return None
+        return self._read_bytes if self._stream is None else self._stream.consumed_bytes()
 
 
 def _tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Member:
@@ -131,9 +204,10 @@ def _tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Member:
     return Member(name, mtime_s, size, None, stream)
 
 
-def _open_stream(raw: IO[bytes], faults: list[tarfile.HeaderError]) -> tarfile.TarFile:
-    """tarfile in stream mode, noting each header it fails to read: tarfile ends the
-    iteration quietly on a header cut short, and the note is how we can tell."""
+def _open_tar(stream: TarBytes, faults: list[tarfile.HeaderError]) -> tarfile.TarFile:
+    """tarfile over the archive's bytes (read forward only), noting each header it fails
+    to read: tarfile ends the iteration quietly on a header cut short or damaged, and
+    the note is how we can tell."""
 
     class NotingTarInfo(tarfile.TarInfo):
         @classmethod
@@ -144,7 +218,8 @@ def _open_stream(raw: IO[bytes], faults: list[tarfile.HeaderError]) -> tarfile.T
                 faults.append(error)
                 raise
 
-    return tarfile.open(fileobj=raw, mode="r|*", tarinfo=NotingTarInfo)
+    fileobj = cast(IO[bytes], stream)  # all tarfile calls on it: read, tell, seek forward
+    return tarfile.open(fileobj=fileobj, mode="r:", tarinfo=NotingTarInfo)
 
 
 class DirectorySource:
@@ -164,6 +239,16 @@ class DirectorySource:
                 f"(looked for {', '.join(JSON_SUFFIXES)} under it)"
             )
 
+    def _damage_soon_after(self, stream: TarBytes) -> None:
+        """Raise DumpDamaged if the compression shows damage within the next few MB: what
+        did not read as a tar header may be damaged data whose check comes after it (a
+        bzip2 block's CRC follows its up to 900 KB), not another kind of file."""
+        read = 0
+        for chunk in stream.rest():
+            read += len(chunk)
+            if read > NOT_A_TAR_READ_ON_BYTES:
+                return
+
     def members(self) -> Iterator[Member]:
         """Each JSON file, opened in turn and closed before the next."""
         for relative, entry in self.json_files():
@@ -182,10 +267,6 @@ class DirectorySource:
         """Bytes of the files read so far (all of the finished ones, part of this one)."""
         current = self._current
         return self._done_bytes + (current.tell() if current and not current.closed else 0)
-
-    def cut_short(self) -> str | None:
-        """A directory is never cut short."""
-        return None
 
     def json_files(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """(path relative to the root, entry) of each regular JSON file, depth first."""

@@ -1,7 +1,8 @@
 """`harvester import`: Altmetric's dump as the store's first snapshot of every output.
 
 Dumps come from the simulator's generator (`harvester.sim.dump`): both file layouts,
-the quirks of the real one, bad records and an archive cut short. The store is a real
+the quirks of the real one, bad records and an archive cut short (refused: the damage
+is tested in test_import_damage.py). The store is a real
 SQLite file; a kill is a real SIGKILL of a real process.
 """
 
@@ -13,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -98,14 +100,17 @@ def test_bad_records_are_reported_and_the_rest_imported(tmp_path: Path) -> None:
     assert len(stored(db)) == 200
 
 
-def test_an_archive_cut_short_keeps_every_record_before_the_cut(tmp_path: Path) -> None:
-    dump = write_dump(tmp_path / "dump.tar.gz", 400, seed=9, truncate=True)
+@pytest.mark.parametrize("compressed", [True, False])
+def test_an_archive_cut_short_stores_nothing(tmp_path: Path, compressed: bool) -> None:
+    """Proven bytes only: the records before the cut are not proven sound (a .tar.gz's
+    checks come at its end), so none is stored (tests/commands/test_import_damage.py)."""
+    name = "dump.tar.gz" if compressed else "dump.tar"
+    dump = write_dump(tmp_path / name, 400, seed=9, truncate=True, gzip=compressed)
     db = tmp_path / "s.db"
     done = harvester("--db", str(db), "import", str(dump.path))
     assert done.returncode == 1
-    assert "the archive ends early" in done.stderr
-    # Whole members before the cut, and the whole lines of the member it cuts.
-    assert 0 < dump.records_before_cut <= len(stored(db)) < 400
+    assert "cut short" in done.stderr and done.stderr.strip().endswith(": nothing imported")
+    assert not db.exists()
 
 
 def test_a_second_import_adds_nothing(tmp_path: Path) -> None:
@@ -238,6 +243,24 @@ def test_bad_input_gets_one_line_and_stores_nothing(tmp_path: Path) -> None:
     bad_date = harvester("--db", str(db), "import", str(dump.path), "--as-of", "last week")
     assert bad_date.returncode == 1 and "--as-of" in bad_date.stderr
     assert not db.exists()
+
+
+@pytest.mark.parametrize("when", ["2999-01-01", "2999-01-01T00:00:00Z", "tomorrow"])
+def test_an_as_of_date_in_the_future_is_refused(tmp_path: Path, when: str) -> None:
+    """Dates from the user are not in the future: a dump cannot be from after now."""
+    if when == "tomorrow":
+        when = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    dump = write_dump(tmp_path / "dump.tar.gz", 5, seed=1)
+    db = tmp_path / "s.db"
+    refused = harvester("--db", str(db), "import", str(dump.path), "--as-of", when)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"harvester import: --as-of {when!r} is in the future: give the date the dump was made"
+    ]
+    assert refused.stdout == "" and not db.exists()
+    today = datetime.now(UTC).date().isoformat()
+    done = harvester("--db", str(db), "import", str(dump.path), "--as-of", today)
+    assert done.returncode == 0, done.stderr
 
 
 def test_on_a_terminal_a_bar_shows_the_files_records_and_megabytes(tmp_path: Path) -> None:

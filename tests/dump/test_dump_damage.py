@@ -97,7 +97,7 @@ def test_corrupt_compressed_data_is_reported_not_raised(tmp_path):
     bad.write_bytes(bytes(data))
     items = list(iter_records(bad))
     assert isinstance(items[-1], Truncated)
-    assert "damaged or cut short" in items[-1].reason
+    assert "damaged" in items[-1].reason
     assert 0 < len(positions(items)) < 300
 
 
