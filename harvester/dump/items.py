@@ -54,7 +54,8 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Truncated:
-    """The archive ends early (cut short or corrupt): always the last item yielded.
+    """The archive ends early (cut short or corrupt) or fails a check at its end (a gzip
+    CRC, data after the archive): always the last item yielded.
 
     `member` is the member being read when the input ran out (None between members);
     the records of it yielded before are complete, the rest of it is lost.

@@ -3,9 +3,10 @@
 a bad record is a `Rejected` and reading goes on; an archive cut short, corrupt, or
 failing a check at its end (a gzip CRC, what follows the archive) ends the iteration
 with a `Truncated` after every record read before the damage was seen. Only a path
-that is not a dump at all, or damaged in its very first bytes, raises (`DumpError`),
-before anything is read. The damage a file's end reveals comes after its records:
-a caller that must not use a record of a damaged file runs `verify_dump` first.
+that is not a dump at all, or whose damage shows in the first bytes read (all of a
+small file), raises (`DumpError`), before anything is read. The damage a file's end
+reveals comes after its records: a caller that must not use a record of a damaged file
+runs `verify_dump` first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Where a dump's files come from: a tar archive read as a stream, or a directory tree.
+"""Where a dump's files come from: a tar archive read as a stream (through the
+compression around it, undone and checked by `layers`), or a directory tree.
 
 Both give the same thing, `Member`s in a fixed order with an open binary stream each,
 and say how much of the input has been read. Nothing is ever written to disk and no
