@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harvester.config_ranges import check_ranges, number
 from harvester.errors import ConfigError
 from harvester.model import QuotaMode
 from harvester.scheduling import ScheduleSettings, validate_schedule
@@ -248,7 +248,7 @@ def settings_from_mapping(document: dict[str, Any], source: Path | None = None) 
         name: _build_section(name, cls, document.get(name, {})) for name, cls in _SECTIONS.items()
     }
     settings = Settings(**parts, source=source)
-    _validate(settings)
+    validate_settings(settings)
     return settings
 
 
@@ -297,27 +297,17 @@ def _coerce(key: str, default: Any, raw: Any) -> Any:
     return raw
 
 
-def _validate(settings: Settings) -> None:
+def validate_settings(settings: Settings) -> None:
+    """Refuse settings a daemon cannot run on, in one line naming the key: every number
+    outside its range (`config_ranges`), and every value or combination that is wrong.
+    A reload checks the settings it would run on here too (`service.reload`)."""
+    check_ranges(_numbers(settings))
     _validate_base_url(settings.api.base_url)
-    _require_positive("api.timeout_s", settings.api.timeout_s)
-    if settings.rate.requests_per_s is not None:
-        _require_positive("rate.requests_per_s", settings.rate.requests_per_s)
-        if not math.isfinite(settings.rate.requests_per_s):
-            raise ConfigError('rate.requests_per_s must be finite (or "auto")')
-    _require_at_least("rate.burst", settings.rate.burst, 1)
-    if not 0 < settings.rate.decrease_factor < 1:
-        raise ConfigError("rate.decrease_factor must be between 0 and 1 (exclusive)")
-    _require_positive("rate.increase_after_s", settings.rate.increase_after_s)
-    _require_at_least("workers.concurrency", settings.workers.concurrency, 1)
-    if settings.workers.concurrency > 1024:
-        raise ConfigError("workers.concurrency must be at most 1024")
-    _require_at_least("workers.max_attempts", settings.workers.max_attempts, 1)
-    if settings.workers.max_attempts > 1000:
-        raise ConfigError("workers.max_attempts must be at most 1000")
-    for name in ("backoff_base_s", "backoff_max_s", "lease_s", "drain_deadline_s"):
-        _require_positive(f"workers.{name}", getattr(settings.workers, name))
     if settings.workers.lease_s <= settings.api.timeout_s:
-        raise ConfigError("workers.lease_s must be longer than api.timeout_s")
+        raise ConfigError(
+            f"workers.lease_s must be longer than api.timeout_s ({number(settings.api.timeout_s)}"
+            f" seconds), not {number(settings.workers.lease_s)}"
+        )
     _validate_filters(settings.filters)
     _validate_quota(settings.quota)
     _validate_endpoint(settings)
@@ -326,7 +316,15 @@ def _validate(settings: Settings) -> None:
         metrics_host_port(settings.metrics.address)
     if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level must be one of debug, info, warning, error")
-    _require_positive("log.progress_every_s", settings.log.progress_every_s)
+
+
+def _numbers(settings: Settings) -> dict[str, object]:
+    """Every setting as "section.key": value, for the range checks."""
+    return {
+        f"{name}.{item.name}": getattr(getattr(settings, name), item.name)
+        for name in _SECTIONS
+        for item in dataclasses.fields(getattr(settings, name))
+    }
 
 
 def _validate_base_url(url: str) -> None:
@@ -401,25 +399,13 @@ def metrics_host_port(address: str) -> tuple[str, int]:
 
 
 def _validate_quota(quota: QuotaSettings) -> None:
-    _require_at_least("quota.limit", quota.limit, 1)
-    _require_positive("quota.window_s", quota.window_s)
-    if not 0 < quota.original_tweets_at <= quota.no_twitter_at <= 1:
+    if quota.original_tweets_at > quota.no_twitter_at:
         raise ConfigError(
-            "quota.original_tweets_at and quota.no_twitter_at must satisfy "
-            "0 < original_tweets_at <= no_twitter_at <= 1"
+            f"quota.original_tweets_at must be at most quota.no_twitter_at "
+            f"({number(quota.no_twitter_at)}), not {number(quota.original_tweets_at)}"
         )
     if quota.mode not in ("auto", *QuotaMode):
         raise ConfigError(f"quota.mode must be auto or one of {', '.join(QuotaMode)}")
-
-
-def _require_positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{key} must be greater than 0, not {value!r}")
-
-
-def _require_at_least(key: str, value: int, minimum: int) -> None:
-    if value < minimum:
-        raise ConfigError(f"{key} must be at least {minimum}, not {value!r}")
 
 
 def load_api_key(settings: Settings, environ: dict[str, str] | None = None) -> Secret:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harvester.config_ranges import LONGEST_AGE_S, RANGES, age, check_age_range
 from harvester.errors import ConfigError
 
 # The citations call's timeframes and orders; its pages hold at most 100 results.
@@ -22,7 +23,6 @@ _SOURCE_NAME = re.compile(r"[a-z][a-z0-9_&]*")
 _ISSN = re.compile(r"\d{4}-\d{3}[\dXx]")
 _DOI_PREFIX = re.compile(r"10\.\d{4,9}(/\S*)?")
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-MIN_PERIOD_S = 1.0  # a shorter period would keep the store busy scanning, not harvesting
 _AGE_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 
 
@@ -96,14 +96,10 @@ class ScheduleSettings:
 
 
 def validate_schedule(schedule: ScheduleSettings) -> None:
-    for key, least_s in (
-        ("discover_every", MIN_PERIOD_S),
-        ("refresh_every", MIN_PERIOD_S),
-        ("refresh_older_than", 0.0),
-    ):
+    for key in ("discover_every", "refresh_every", "refresh_older_than"):
         text = getattr(schedule, key)
         if text:
-            _check_age(f"schedule.{key}", text, least_s)
+            _check_age(f"schedule.{key}", text)
     if schedule.refresh_every and not schedule.refresh_older_than:
         raise ConfigError(
             'schedule.refresh_every needs schedule.refresh_older_than (e.g. "30d"): '
@@ -112,24 +108,25 @@ def validate_schedule(schedule: ScheduleSettings) -> None:
     check_discover_query(schedule.discover_query(), lambda name: f"schedule.discover_{name}")
 
 
-def _check_age(name: str, text: str, least_s: float) -> None:
+def _check_age(name: str, text: str) -> None:
     try:
         seconds = parse_age(text)
     except ValueError as error:
         raise ConfigError(f"{name}: {error}") from None
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be longer than 0, not {text!r}")
-    if seconds < least_s:
-        raise ConfigError(f"{name} must be at least {least_s:g}s, not {text!r}")
+    check_age_range(name, text, seconds)
 
 
 def parse_age(text: str) -> float:
-    """Seconds in an age such as `30d`, `12h`, `90m`, `2w`, `1d12h` or `0s`."""
+    """Seconds in an age such as `30d`, `12h`, `90m`, `2w`, `1d12h` or `0s`; at most
+    a hundred years (`config_ranges.LONGEST_AGE_S`), whatever it is for."""
     cleaned = text.strip().lower()
     parts = _AGE.findall(cleaned)
     if not parts or _AGE.sub("", cleaned).strip():
         raise ValueError(f"{text!r} is not an age (try 30d, 12h, 90m or 2w)")
-    return sum(float(amount) * _AGE_UNIT_S[unit] for amount, unit in parts)
+    seconds = sum(float(amount) * _AGE_UNIT_S[unit] for amount, unit in parts)
+    if not seconds <= LONGEST_AGE_S:  # infinity too: `1e400d` has no digits' limit
+        raise ValueError(f"{text!r} is longer than {age(LONGEST_AGE_S)} (100 years)")
+    return seconds
 
 
 def check_discover_query(query: DiscoverQuery, name: Callable[[str], str]) -> None:
@@ -153,5 +150,6 @@ def check_discover_query(query: DiscoverQuery, name: Callable[[str], str]) -> No
         raise ConfigError(
             f"{name('doi_prefix')}: {query.doi_prefix!r} is not a DOI prefix (e.g. 10.1101)"
         )
-    if query.max_pages < 0:
-        raise ConfigError(f"{name('max_pages')} must be at least 1 (or 0: every page)")
+    pages = RANGES["schedule.discover_max_pages"]
+    if not pages.holds(query.max_pages):
+        raise ConfigError(f"{name('max_pages')} {pages.says(str(query.max_pages))}")

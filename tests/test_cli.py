@@ -39,7 +39,7 @@ def test_a_bad_config_names_the_key(tmp_path: Path) -> None:
     config.write_text("[workers]\nconcurrency = -3\n")
     result = harvester("--config", str(config), "status")
     assert result.returncode == 1
-    assert "workers.concurrency must be at least 1" in result.stderr
+    assert "workers.concurrency must be between 1 and 1024" in result.stderr
 
 
 def test_run_without_a_key_refuses_and_changes_nothing(tmp_path: Path) -> None:

@@ -181,7 +181,7 @@ def test_rebuild_refuses_while_a_body_is_damaged_and_loses_nothing(db: Path) -> 
 def test_export_says_when_it_wrote_a_damaged_body_as_null(db: Path, table: tuple[str, ...]) -> None:
     damage_one_body(db)
     result = harvester("--db", str(db), "export", "--format", "jsonl", *table)
-    assert result.returncode == 0
+    assert result.returncode == 1  # everything written, then a failure (issue 22)
     assert "1 stored bodies are damaged and were exported as null" in result.stderr
 
 

@@ -1,8 +1,10 @@
 """What `harvester run` tells its caller once the daemon has stopped.
 
 The daemon is the service's (`service.daemon.run_daemon`); the CLI runs it and hands
-its report here, to become the exit code the README promises: 3 for a rejected key,
-4 for a drained queue that left jobs `failed`, 0 for any graceful stop.
+its report here, to become the exit code the README promises: 1 for a failure that
+stopped it (a full disk, a damaged store...), 3 for a rejected key, 4 for a drained
+queue that left jobs `failed`, 0 for any graceful stop; each non-zero one said in one
+line on stderr.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from harvester.store import Store
 
 def run_verdict(report: HarvestReport, *, drain: bool, store_path: Path) -> ExitCode:
     """The exit code of `run [--drain]` that ended with `report`, said in words on
-    stderr when it is not plain success."""
+    stderr when it is not plain success: one `harvester run: ...` line, whatever the
+    events logged before it (a failure that stopped the daemon before it could run,
+    a store that cannot be opened say, is the CLI's own line)."""
     if report.exit_code == ExitCode.KEY_REJECTED:
         say(
-            "harvester run: API key rejected (HTTP 403); unfinished jobs stay pending",
+            f"harvester run: {report.failure or 'API key rejected'}; unfinished jobs stay pending",
             priority="error",
         )
+    if report.exit_code == ExitCode.FAILURE:
+        why = report.failure or f"stopped by {report.stopped_by}"
+        say(f"harvester run: {why}; the harvest stopped, unfinished jobs stay pending")
     if drain and report.exit_code == ExitCode.OK:
         return drain_verdict(store_path, report.stopped_by)
     return report.exit_code

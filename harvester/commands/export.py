@@ -2,7 +2,8 @@
 lines, CSV or Parquet; or, without `--table`, one record per job with a response.
 
 The file named by `--output` never overwrites the store and appears only once it is
-whole (see `output`); without `--output`, rows go to stdout.
+whole (see `output`); without `--output`, rows go to stdout. A damaged body is written
+as null, the export goes on to the end, and then fails (exit 1) saying how many.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def cmd_export(
             with text_output(output) as out:
                 count = writers[output_format](rows, out, progress.update)
         progress.close()
-        _warn_of_damage(store)
+        damaged = store.bodies.damaged_reads
     print(f"exported {count:,} rows of {table}", file=sys.stderr)
-    return ExitCode.OK
+    return _verdict(damaged)
 
 
 def _export_jobs(
@@ -80,19 +81,22 @@ def _export_jobs(
         with text_output(output) as out:
             count = writer(store, out, progress.update)
         progress.close()
-        _warn_of_damage(store)
+        damaged = store.bodies.damaged_reads
     print(f"exported {count:,} records", file=sys.stderr)
-    return ExitCode.OK
+    return _verdict(damaged)
 
 
-def _warn_of_damage(store: Store) -> None:
-    """Damaged bodies are exported as null rather than stopping the export; say so."""
-    if store.bodies.damaged_reads:
-        say(
-            f"harvester export: {store.bodies.damaged_reads:,} stored bodies are damaged and "
-            "were exported as null (`harvester verify` lists them)",
-            priority="warning",
-        )
+def _verdict(damaged: int) -> ExitCode:
+    """A damaged body is exported as null rather than stopping the export, so the file
+    holds every row; but it is not what was stored, so the export fails (exit 1), in
+    one line that says how many."""
+    if not damaged:
+        return ExitCode.OK
+    say(
+        f"harvester export: {damaged:,} stored bodies are damaged and were exported as null "
+        "(`harvester verify` lists them, and how to fetch them again)"
+    )
+    return ExitCode.FAILURE
 
 
 def export_records(store: Store, *, with_body: bool) -> Iterator[dict[str, Any]]:

@@ -2,10 +2,11 @@
 can run while the daemon writes (WAL lets readers and the writer proceed together).
 
 Status states facts and predicts only from a running daemon: the ETA is taken at that
-daemon's own recent rate, never at a rate left over from earlier runs, and the quota's
-next mode change is predicted only while a daemon harvests (nothing changes modes
-otherwise). With no daemon running, both are null; the throughput figures are then
-history, and are shown as such.
+daemon's own recent rate, never at a rate left over from earlier runs, for the jobs
+that can run now (those waiting for a later time are counted apart, with when the
+first may run), and the quota's next mode change is predicted only while a daemon
+harvests (nothing changes modes otherwise). With no daemon running, both are null;
+the throughput figures are then history, and are shown as such.
 """
 
 # long: one report; its sections (jobs, daemon, rate, quota, errors) are read and shown
@@ -28,6 +29,7 @@ from harvester.harvest.schedule import SCHEDULE_KEY
 from harvester.model import ExitCode, JobState, QuotaMode, iso_utc, parse_iso
 from harvester.scheduling import ScheduleSettings, parse_age
 from harvester.store import Store
+from harvester.store.jobs import waiting_jobs
 from harvester.store.state import HEARTBEAT_STALE_S
 
 THROUGHPUT_WINDOWS_S = {"last_1m": 60, "last_5m": 300, "last_15m": 900}
@@ -133,7 +135,9 @@ class StatusReport:
     errors: list[ErrorCount]  # the commonest first
     quota: QuotaStatus
     daemon: DaemonStatus
-    eta_s: float | None
+    eta_s: float | None  # for the jobs that can run now (not those waiting)
+    waiting: int  # pending jobs that may not run before a later time (a retry, Retry-After)
+    next_due_at: str | None  # when the first of those may run
     rate: RateStatus
     schedule: dict[str, ScheduledTask]  # the enabled ones
     config: str | None = None  # the config file read; None: the built-in defaults
@@ -150,6 +154,8 @@ class StatusReport:
             "quota": asdict(self.quota),
             "daemon": self.daemon.as_json(),
             "eta_s": self.eta_s,
+            "waiting": self.waiting,
+            "next_due_at": self.next_due_at,
             "rate": asdict(self.rate),
             "schedule": {name: asdict(task) for name, task in self.schedule.items()},
         }
@@ -171,6 +177,7 @@ def collect_status(
     errors = [
         ErrorCount(JobState(state), error, count) for state, error, count in store.jobs.top_errors()
     ]
+    waiting, next_due_at = waiting_jobs(store.conn, iso_utc(now_s))
     return StatusReport(
         store=str(store.path),
         jobs=jobs,
@@ -180,7 +187,9 @@ def collect_status(
         errors=errors,
         quota=quota_status(store, quota_settings, now_s, predict=daemon.running),
         daemon=daemon,
-        eta_s=eta_s(jobs, daemon_rate_per_s(store, daemon, now_s)),
+        eta_s=eta_s(jobs, daemon_rate_per_s(store, daemon, now_s), waiting=waiting),
+        waiting=waiting,
+        next_due_at=next_due_at,
         rate=rate_status(store, rate_settings, daemon),
         schedule=schedule_status(store, schedule_settings or ScheduleSettings(), daemon),
     )
@@ -294,12 +303,18 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def eta_s(jobs: Mapping[JobState, int], rate_per_s: float | None) -> float | None:
-    """Seconds until the jobs left are done at the running daemon's rate; None when
-    no daemon runs or it has stored nothing lately (no rate, no prediction)."""
+def eta_s(
+    jobs: Mapping[JobState, int], rate_per_s: float | None, *, waiting: int = 0
+) -> float | None:
+    """Seconds until the jobs that can run now are done at the running daemon's rate;
+    None when no daemon runs or it has stored nothing lately (no rate, no prediction).
+
+    The `waiting` pending jobs are left out: one that may not run for a day (a
+    Retry-After, a long backoff) is not done in seconds at any rate; `next_due_at`
+    says when the first of them may run."""
     if rate_per_s is None:
         return None  # no daemon: nothing will get done, so no time to predict
-    left = jobs[JobState.PENDING] + jobs[JobState.IN_PROGRESS]
+    left = max(jobs[JobState.PENDING] - waiting, 0) + jobs[JobState.IN_PROGRESS]
     if left == 0:
         return 0.0
     return round(left / rate_per_s) if rate_per_s else None
@@ -440,7 +455,15 @@ def render_status(status: StatusReport) -> str:
     lines.append(f"  {'total':<12}{status.total:>12,}")
     lines.append(f"responses stored {status.responses:,}")
     if status.eta_s:
-        lines.append(f"eta for the jobs left at this daemon's recent rate: {_clock(status.eta_s)}")
+        lines.append(
+            f"eta for the jobs that can run now, at this daemon's recent rate: "
+            f"{_clock(status.eta_s)}"
+        )
+    if status.waiting:
+        lines.append(
+            f"waiting {status.waiting:,} jobs may not run before a later time (a retry's "
+            f"backoff, a Retry-After); the first at {status.next_due_at}"
+        )
     lines.append(
         "throughput  "
         + "  ".join(

@@ -33,7 +33,7 @@ from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import LearnedRate, RatePolicy
 from harvester.harvest.reactions import Reactions
-from harvester.harvest.report import HarvestReport, LiveView
+from harvester.harvest.report import HarvestReport, LiveView, describe_failure
 from harvester.harvest.schedule import Scheduler
 from harvester.harvest.workers import Fetcher, WorkerPool
 from harvester.logs import get_logger
@@ -144,8 +144,11 @@ class Harvest:
         self.report.exit_code = ExitCode.KEY_REJECTED
         self.request_stop("key rejected", immediate=True)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, failure: str) -> None:
+        """Stop at once and exit 1; `failure` says why in words (the first one wins)."""
         self.report.exit_code = ExitCode.FAILURE
+        if self.report.failure is None:
+            self.report.failure = failure
         self.request_stop(reason, immediate=True)
 
     # -- for the service: a view of the run, and settings applied in flight -------------
@@ -211,8 +214,17 @@ class Harvest:
         await writer
         self._reactions.cancel()
         self.report.released = await self._release_everything()
+        self.report.pending_left = await self._pending_left()
         self.report.elapsed_s = time.monotonic() - started_s
         return self.report
+
+    async def _pending_left(self) -> int | None:
+        """The jobs pending in the store now, for the stop event; None from a store
+        that cannot count them (its failure is told already)."""
+        try:
+            return (await self._db.counts_by_state())[JobState.PENDING]
+        except sqlite3.Error:
+            return None
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         """A pipeline task that dies of an unexpected error stops the daemon, loudly."""
@@ -222,7 +234,10 @@ class Harvest:
         log.error(
             "harvest.task_failed", task=task.get_name(), error=f"{type(error).__name__}: {error}"
         )
-        self._fail(f"{task.get_name()} failed")
+        self._fail(
+            f"{task.get_name()} failed",
+            f"the harvest's {task.get_name()} failed: {type(error).__name__}: {error}",
+        )
 
     async def _release_everything(self) -> int:
         """Requeue every job still in progress; we hold the store's daemon lock, so all
@@ -235,6 +250,10 @@ class Harvest:
                 log.error("harvest.release_failed", attempt=attempt, error=str(error))
                 await asyncio.sleep(RELEASE_RETRY_S)
         self.report.exit_code = ExitCode.FAILURE
+        if self.report.failure is None:
+            self.report.failure = (
+                "the jobs in progress could not be put back to pending (the next start does it)"
+            )
         return 0  # the next start requeues them
 
     async def _feed(self) -> None:
@@ -242,7 +261,7 @@ class Harvest:
             await self._feeder.run(self._stopping)
         except Exception as error:  # the store failed (locked too long, I/O): stop cleanly
             log.error("harvest.claim_failed", error=f"{type(error).__name__}: {error}")
-            self._fail("store error")
+            self._fail("store error", describe_failure(error))
 
     async def _run_job(self, job: ClaimedJob) -> None:
         outcome = await self._fetcher.outcome(job, self._stopping)
@@ -261,7 +280,7 @@ class Harvest:
             result = await self._db.record(outcomes, self._settings.quota.window_s)
         except Exception as error:  # the store failed (disk full, I/O error): stop cleanly
             log.error("harvest.store_failed", error=f"{type(error).__name__}: {error}")
-            self._fail("store error")
+            self._fail("store error", describe_failure(error))
             return
         self._leases.written(outcomes)
         if result.written < len(outcomes):  # another process requeued them meanwhile

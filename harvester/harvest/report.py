@@ -6,6 +6,7 @@ read typed fields rather than dicts.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from harvester.harvest.quota import QuotaView
 from harvester.harvest.ratestate import LearnedRate, RateView
 from harvester.harvest.schedule import TaskView
 from harvester.model import FINAL_STATES, ExitCode, JobState, Outcome
+from harvester.store.connection import explain_sqlite_error
 
 
 @dataclass
@@ -27,19 +29,49 @@ class HarvestReport:
     modes: Counter[str] = field(default_factory=Counter)
     released: int = 0  # jobs in progress put back to pending at the end
     elapsed_s: float = 0.0
+    # Jobs pending in the store once the run stopped (those released included), as
+    # `harvest.start` counts them; None if the store could not say.
+    pending_left: int | None = None
+    # Why a run that exits 1 stopped, in words for its one line on stderr (the first
+    # failure; the events log every one).
+    failure: str | None = None
 
     @property
     def finished(self) -> int:
         """Jobs that reached a final state in this run."""
         return sum(self.outcomes[state] for state in FINAL_STATES)
 
-    def outcomes_by_name(self) -> dict[str, int]:
-        """`outcomes` with plain-text keys, for log events."""
-        return {str(state): count for state, count in self.outcomes.items()}
+    @property
+    def retries(self) -> int:
+        """Outcomes that put a job back to pending for a later attempt (one job may
+        count several times)."""
+        return self.outcomes[JobState.PENDING]
+
+    def outcomes_by_name(self) -> dict[str, int | None]:
+        """For the `harvest.stop` event: the jobs this run finished, per final state;
+        `pending`, the jobs left pending in the store (not the retries written, which
+        count a job once per attempt: those are `retries`)."""
+        counts: dict[str, int | None] = {
+            str(state): count for state, count in self.outcomes.items() if state in FINAL_STATES
+        }
+        counts["pending"] = self.pending_left
+        if self.retries:
+            counts["retries"] = self.retries
+        return counts
 
     def modes_by_name(self) -> dict[str, int]:
         """`modes` with plain-text keys, for log events."""
         return {str(mode): count for mode, count in self.modes.items()}
+
+
+def describe_failure(error: BaseException) -> str:
+    """A failure of the store in words a user can act on: SQLite's explained (a full
+    disk, a damaged file...), any other error named with its type."""
+    if isinstance(error, sqlite3.Error):
+        return explain_sqlite_error(error)
+    if isinstance(error, OSError) and error.strerror:
+        return f"the store failed: {error.strerror}"
+    return f"{type(error).__name__}: {error}"
 
 
 @dataclass(frozen=True, slots=True)

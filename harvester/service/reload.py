@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import Any
 
-from harvester.config import Settings
+from harvester.config import Settings, validate_settings
+from harvester.errors import ConfigError
 
 
 class Reload(StrEnum):
@@ -24,7 +25,9 @@ class Reload(StrEnum):
 
 
 RELOAD: Mapping[str, Reload] = {
-    "api": Reload.RESTART,  # the client (base URL, key, timeout) is built once
+    "api": Reload.RESTART,  # the client (base URL, key, timeout, TLS trust) is built once
+    "api.proxy": Reload.IN_FLIGHT,  # chosen per request: in-flight ones keep theirs
+    "api.max_answer_bytes": Reload.IN_FLIGHT,  # read per answer
     "rate": Reload.IN_FLIGHT,
     "workers": Reload.IN_FLIGHT,
     "workers.lease_s": Reload.RESTART,  # the feeder leases and sweeps on it from start
@@ -45,12 +48,24 @@ def applies_in_flight(dotted_key: str) -> bool:
 
 def reloaded(running: Settings, new: Settings) -> Settings:
     """The settings to run on after a reload: `new` where the table allows a change in
-    flight, the `running` values everywhere else."""
+    flight, the `running` values everywhere else.
+
+    `new` was checked as it was read, but the mix is checked again: a key applied in
+    flight must also agree with the running value of one that waits for a restart (the
+    filters of a new file with the counts call still running, say). A ConfigError
+    names the clash; the caller keeps the old settings."""
     sections = {}
     for name, before, after in _sections(running, new):
         kept = {key: value for key, value in _fields(after) if applies_in_flight(f"{name}.{key}")}
         sections[name] = dataclasses.replace(before, **kept)
-    return dataclasses.replace(running, **sections)
+    merged = dataclasses.replace(running, **sections)
+    try:
+        validate_settings(merged)
+    except ConfigError as error:
+        raise ConfigError(
+            f"{error} (as it would run: keys that need a restart keep their running values)"
+        ) from None
+    return merged
 
 
 def changes(running: Settings, new: Settings) -> tuple[dict[str, Any], list[str]]:

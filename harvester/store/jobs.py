@@ -270,6 +270,42 @@ class JobQueue:
             self._conn.row_factory = None
 
 
+# Pending jobs of one runnable index (jobs_runnable or jobs_backfill) not due by :now,
+# and the earliest of their times. The index is ordered by priority first, so a plain
+# scan would read every pending job; this walks the priorities in use (a seek each, a
+# skip-scan SQLite does not do by itself) and reads each one's waiting tail.
+_WAITING = """
+    WITH RECURSIVE priorities (priority) AS (
+        SELECT (SELECT max(priority) FROM jobs INDEXED BY {index}
+                WHERE state = 'pending' AND needs_full = {needs_full})
+        UNION ALL
+        SELECT (SELECT max(jobs.priority) FROM jobs INDEXED BY {index}
+                WHERE state = 'pending' AND needs_full = {needs_full}
+                  AND jobs.priority < priorities.priority)
+        FROM priorities WHERE priorities.priority IS NOT NULL)
+    SELECT count(*), min(jobs.next_attempt_at)
+    FROM priorities JOIN jobs INDEXED BY {index} ON jobs.priority = priorities.priority
+    WHERE jobs.state = 'pending' AND jobs.needs_full = {needs_full}
+      AND jobs.next_attempt_at > :now"""
+
+
+def waiting_jobs(conn: sqlite3.Connection, now: str) -> tuple[int, str | None]:
+    """(pending jobs that may not run before a later time (a retry's backoff, a
+    Retry-After), the earliest such time), as of `now` (ISO 8601 UTC).
+
+    Cheap whatever the queue holds: per priority in use, an index seek to the waiting
+    end of its range, so only the waiting jobs are read."""
+    waiting, first = 0, None
+    for index, needs_full in (("jobs_runnable", 0), ("jobs_backfill", 1)):
+        count, earliest = conn.execute(
+            _WAITING.format(index=index, needs_full=needs_full), {"now": now}
+        ).fetchone()
+        waiting += count
+        if earliest is not None and (first is None or earliest < first):
+            first = earliest
+    return waiting, first
+
+
 # Done jobs due for a new snapshot (`refresh`'s own conditions; its --where is
 # never part of this statement).
 _REFRESH_CANDIDATES = """

@@ -4,12 +4,14 @@ pseudo-terminal) it works and shows its progress."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -273,3 +275,49 @@ async def test_export_refuses_bad_tables_and_where_clauses(
     code, _, err = run_main(capsys, "--db", str(harvested), "export", "--format", "csv", *args)
     assert code == 1 and message in err
     assert rows(harvested, "SELECT count(*) FROM jobs") == jobs
+
+
+def damage_one_body(db: Path) -> tuple[int, str]:
+    """Cut the end off one stored (compressed) body: (its id, its job's identifier)."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        body_id, identifier, data = conn.execute(
+            "SELECT b.id, j.identifier, b.data FROM bodies AS b"
+            " JOIN responses AS r ON r.body_id = b.id JOIN jobs AS j ON j.id = r.job_id"
+            " WHERE r.http_status = 200 AND b.codec = 'zstd' ORDER BY b.id LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE bodies SET data = ? WHERE id = ?", (data[: len(data) // 2], body_id))
+        conn.commit()
+    return int(body_id), str(identifier)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [("--format", "jsonl"), ("--format", "jsonl", "--table", "bodies"),
+     ("--format", "parquet", "--table", "bodies")],
+    ids=["records", "bodies-jsonl", "bodies-parquet"],
+)  # fmt: skip
+def test_a_damaged_body_is_written_as_null_and_the_export_fails(
+    db: Path, tmp_path: Path, form: tuple[str, ...]
+) -> None:
+    """Everything that could be read is written, the damaged body as null; then the
+    export exits 1, saying how many bodies were damaged."""
+    body_id, identifier = damage_one_body(db)
+    target = tmp_path / ("out.parquet" if "parquet" in form else "out.jsonl")
+    result = harvester("--db", str(db), "export", *form, "--output", str(target))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "harvester export: 1 stored bodies are damaged and were exported as null "
+        "(`harvester verify` lists them, and how to fetch them again)"
+    )
+    if "parquet" in form:
+        records = pq.read_table(target).to_pylist()
+    else:
+        records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(records) == rows(db, "SELECT count(*) FROM responses" if "--table" not in form
+                                else "SELECT count(*) FROM bodies")[0][0]  # fmt: skip
+    if "--table" in form:
+        [damaged] = [record for record in records if record["id"] == body_id]
+    else:
+        [damaged] = [record for record in records if record["identifier"] == identifier]
+    assert damaged["body"] is None
+    assert sum(record["body"] is None for record in records) == 1

@@ -19,13 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KEY, dois, harvester_async, queue, start_harvester, write_config
+from helpers import (
+    KEY,
+    dois,
+    harvester_async,
+    queue,
+    start_harvester,
+    store_answer,
+    write_config,
+)
 
 from harvester.cli import main
 from harvester.identifiers import Identifier
 from harvester.model import iso_utc
 from harvester.sim.server import Simulator
 from harvester.store import Store
+from harvester.store.jobs import waiting_jobs
 
 EARLIER = 900  # answers of the earlier run: 3/s over the last 5 minutes
 
@@ -116,7 +125,7 @@ async def test_with_a_daemon_the_eta_is_at_its_own_rate(
     left = document["jobs"]["pending"] + document["jobs"]["in_progress"]
     assert document["throughput_per_s"]["last_5m"] >= EARLIER / 300  # the earlier run
     assert document["eta_s"] >= left  # at 1/s or less, not at 3/s
-    assert "eta for the jobs left at this daemon's recent rate" in text
+    assert "eta for the jobs that can run now, at this daemon's recent rate" in text
     assert "no daemon is running" not in text
     assert document["quota"]["next_mode"] == "original_tweets"  # the ladder, predicted
 
@@ -226,3 +235,67 @@ def test_status_shows_the_rate_configured_learned_and_allowed_now(
     rate, table = rate_status()
     assert rate["configured_per_s"] == "auto"
     assert "rate  configured auto burst 1;" in table
+
+
+# -- jobs that wait: a Retry-After, a long backoff -----------------------------------------
+
+
+def test_the_eta_counts_only_the_jobs_that_can_run_now(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A running daemon stored 30 answers in its last 5 minutes (0.1 a second). Its one
+    job left may not run for a day (Retry-After): the ETA is not 10 s, and status says
+    when that job is due; 20 jobs more that can run now are 200 s."""
+    now_s = time.time()
+    with Store(db_path) as store:
+        for n in range(30):
+            store_answer(store, Identifier("doi", f"10.4242/eta.{n}"), b"{}")
+        store.jobs.add([Identifier("doi", "10.4242/eta.later")])
+        tomorrow = iso_utc(now_s + 86_400)
+        store.conn.execute(
+            "UPDATE jobs SET next_attempt_at = ?, last_error = 'rate limited (Retry-After)'"
+            " WHERE identifier = '10.4242/eta.later'",
+            (tomorrow,),
+        )
+        live = json.loads(heartbeat(os.getpid(), age_s=1))
+        live["started_at"] = iso_utc(now_s - 600)
+        store.state.save({"heartbeat": json.dumps(live)})
+
+    def status_now() -> tuple[dict[str, Any], str]:
+        assert main(["--db", str(db_path), "status", "--json"]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert main(["--db", str(db_path), "status"]) == 0
+        return document, capsys.readouterr().out
+
+    document, text = status_now()
+    assert document["daemon"]["running"] and document["jobs"]["pending"] == 1
+    assert document["eta_s"] == 0  # nothing can run now; it was 10 (1 job at 0.1/s)
+    assert (document["waiting"], document["next_due_at"]) == (1, tomorrow)
+    assert "waiting 1 jobs may not run before a later time" in text and tomorrow in text
+
+    with Store(db_path) as store:
+        store.jobs.add(dois(20, "10.4242/eta.now."))
+    document, text = status_now()
+    assert document["jobs"]["pending"] == 21 and document["waiting"] == 1
+    assert document["eta_s"] == 200  # the 20 that can run now, at 0.1 a second
+    assert "eta for the jobs that can run now, at this daemon's recent rate: 0:03:20" in text
+
+
+def test_waiting_jobs_are_counted_at_every_priority_and_in_the_backfill(db_path: Path) -> None:
+    """The count reads each priority's waiting end of the runnable indexes."""
+    now_s = time.time()
+    with Store(db_path) as store:
+        for priority in (-5, 0, 7):
+            store.jobs.add(dois(4, f"10.4242/p{priority}."), priority=priority)
+        later = [iso_utc(now_s + 60 * n) for n in (3, 1, 2)]
+        store.conn.execute(
+            "UPDATE jobs SET next_attempt_at = CASE priority WHEN -5 THEN ? WHEN 0 THEN ?"
+            " ELSE ? END WHERE identifier LIKE '%.0' OR identifier LIKE '%.1'",
+            later,
+        )
+        store.conn.execute(
+            "UPDATE jobs SET needs_full = 1, next_attempt_at = ? WHERE identifier = '10.4242/p7.3'",
+            (iso_utc(now_s + 30),),
+        )
+        waiting, first = waiting_jobs(store.conn, iso_utc(time.time()))
+    assert (waiting, first) == (7, iso_utc(now_s + 30))
