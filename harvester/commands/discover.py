@@ -4,8 +4,10 @@ citations call's listing into the store, each output queued once.
 The discovery itself is `harvest.discovery`'s; this command gives it a client, a rate
 controller that starts from the rate earlier runs learned (and saves what this one
 learned), a progress line on a terminal, and a summary. Killed, it resumes at the
-next page when run again with the same query. A running daemon does the same on a
-schedule (`[schedule] discover_every`), inside its one rate budget.
+next page when run again with the same query, and ends with the summary and exit code
+of one clean run (what the pages before did is saved with the position). A running
+daemon does the same on a schedule (`[schedule] discover_every`), inside its one rate
+budget.
 """
 
 from __future__ import annotations
@@ -78,11 +80,11 @@ class PagesShown:
     def show(self, report: DiscoverReport) -> None:
         if report.total is not None:
             self._line.total = max(1, -(-report.total // DISCOVER_PAGE_SIZE))
-        pages_done = report.first_page - 1 + report.pages
-        self._line.update(pages_done, f"{report.stored:,} results, {report.queued:,} new")
-        for text in report.rejected[self._rejects_shown : REJECTS_SHOWN]:
+        self._line.update(report.pages, f"{report.stored:,} results, {report.queued:,} new")
+        shown = report.rejects_shown[:REJECTS_SHOWN]  # a resumed run's earlier ones first
+        for text in shown[self._rejects_shown :]:
             write_above(sys.stderr, f"rejected {text}\n")
-        self._rejects_shown = max(self._rejects_shown, min(len(report.rejected), REJECTS_SHOWN))
+        self._rejects_shown = max(self._rejects_shown, len(shown))
 
     def close(self) -> None:
         self._line.close()
@@ -92,12 +94,19 @@ def _summary(report: DiscoverReport) -> ExitCode:
     if report.ended_by == "key rejected":
         say("harvester discover: API key rejected (HTTP 403)", priority="error")
         return ExitCode.KEY_REJECTED
-    resumed = f" (resumed at page {report.first_page})" if report.first_page > 1 else ""
+    if report.first_page > 1:  # stdout says what one clean run would
+        print(
+            f"harvester discover: resumed at page {report.first_page}; the counts include "
+            "the pages stored before",
+            file=sys.stderr,
+        )
+    if report.rejected > REJECTS_SHOWN:
+        print(f"... and {report.rejected - REJECTS_SHOWN:,} more rejected", file=sys.stderr)
     total = "?" if report.total is None else f"{report.total:,}"
     again = f" ({report.requeued:,} queued again for a new fetch)" if report.requeued else ""
     print(
-        f"discovered {report.stored:,} of {total} results on {report.pages:,} pages{resumed}: "
+        f"discovered {report.stored:,} of {total} results on {report.pages:,} pages: "
         f"queued {report.queued:,} new outputs, {report.known:,} already in the store"
-        f"{again}; rejected {len(report.rejected):,}"
+        f"{again}; rejected {report.rejected:,}"
     )
     return ExitCode.FAILURE if report.rejected else ExitCode.OK

@@ -31,7 +31,7 @@ from harvester.logs import get_logger
 from harvester.model import ExitCode, iso_utc
 from harvester.progress import ProgressLine, write_above
 from harvester.store import Store
-from harvester.store.imports import ImportedRecord, saved_position
+from harvester.store.imports import ImportedRecord, ImportTotals, saved_position, saved_totals
 
 BATCH_RECORDS = 500
 PROGRESS_EVERY_S = 30.0  # off a terminal, an `import.progress` event this often
@@ -53,6 +53,8 @@ def cmd_import(invocation: Invocation, path: str, *, as_of: str | None) -> ExitC
             member, line = start_after
             print(f"harvester import: resuming after {member}:{line}", file=sys.stderr)
         run = ImportRun(store, dump, total_bytes, fetched_at)
+        if start_after:
+            run.resume(saved_totals(store.conn))
         run.read(iter_records(dump, start_after=start_after))
     return run.finish()
 
@@ -67,6 +69,7 @@ class ImportRun:
         self._progress = ProgressLine("import", max(1, total_bytes // MB), unit="MB")
         self._logged_s = time.monotonic()
         self.imported = self.present = self.rejected = 0
+        self._shown: list[str] = []  # the first rejects, saved with the position
         self.truncated: str | None = None
         self.consumed = 0
         self.members = 0
@@ -114,14 +117,30 @@ class ImportRun:
     def _reject(self, text: str) -> None:
         self.rejected += 1
         if self.rejected <= REJECTS_SHOWN:
+            self._shown.append(text)
             write_above(sys.stderr, f"rejected {text}\n")
+
+    def resume(self, totals: ImportTotals) -> None:
+        """Go on from what the killed run had done (saved with its position): its
+        counts, and its first rejects shown again, so this run ends as one clean run."""
+        self.imported, self.present = totals.imported, totals.present
+        for text in totals.shown:
+            self._reject(text)
+        self.rejected = totals.rejected
+
+    def _totals(self) -> ImportTotals:
+        return ImportTotals(self.imported, self.present, self.rejected, tuple(self._shown))
 
     def _store_batch(
         self, batch: list[ImportedRecord], last: tuple[str, int] | None, *, finished: bool = False
     ) -> None:
-        """One transaction: the batch, and where the dump was read up to (cleared once
-        the whole dump is read, so importing it again reads it all and adds nothing)."""
-        position = None if last is None else {**self._key, "member": last[0], "line": last[1]}
+        """One transaction: the batch, and where the dump was read up to with the run's
+        totals before it (the store adds the batch's), cleared once the whole dump is
+        read, so importing it again reads it all and adds nothing."""
+        position = None
+        if last is not None:
+            totals = self._totals().to_json()
+            position = {**self._key, "member": last[0], "line": last[1], "totals": totals}
         if finished:
             position = {**self._key, "finished": True}
         counts = self._store.import_records(batch, json.dumps(position) if position else None)

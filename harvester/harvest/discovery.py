@@ -4,10 +4,11 @@
 attention in a timeframe. Each page goes through the harvest's own rate controller
 and reactions (a refusal lowers the one rate everyone shares; a rejected key stops
 it), and its results are stored as counts snapshots, each output queued once
-(`store.discovered`). The page and the position after it are one transaction: a
-discovery killed at any moment, run again with the same query, resumes at the next
-page. It ends at the last page (`query.total`), at `max_pages`, or at an error past
-the end (the API answers asking beyond the last page with one).
+(`store.discovered`). The page and the position after it are one transaction, with
+the discovery's totals so far: a discovery killed at any moment, run again with the
+same query, resumes at the next page and ends with the counts of one clean run. It
+ends at the last page (`query.total`), at `max_pages`, or at an error past the end
+(the API answers asking beyond the last page with one).
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from harvester.logs import get_logger
 from harvester.model import Endpoint, JobState, Outcome, iso_utc
 from harvester.scheduling import DISCOVER_PAGE_SIZE, DiscoverQuery
 from harvester.store.aio import AsyncStore
-from harvester.store.discovered import POSITION_PREFIX, DiscoveredPage, PageCounts
+from harvester.store.discovered import (
+    POSITION_PREFIX,
+    DiscoveredPage,
+    DiscoverTotals,
+    PageCounts,
+)
 from harvester.store.loose import count
 
 RESUME_WITHIN_S = 6 * 3600.0  # an older position is of a listing that has moved on
@@ -40,31 +46,50 @@ log = get_logger("harvester.harvest.discovery")
 
 @dataclass
 class DiscoverReport:
-    """What one discovery did; `on_page` sees it grow."""
+    """What one discovery did, counted from its first page even when this run resumed
+    it (`totals`, saved with each page's position); `on_page` sees it grow."""
 
     timeframe: str
     first_page: int = 1  # > 1 when it resumed an earlier discovery
-    pages: int = 0  # pages stored by this run
     total: int | None = None  # results the API says the listing holds
-    stored: int = 0
-    queued: int = 0
-    known: int = 0
-    requeued: int = 0  # known outputs queued again for a new fetch
-    rejected: list[str] = field(default_factory=list)
+    totals: DiscoverTotals = field(default_factory=DiscoverTotals)
     ended_by: str = ""  # "last page", "max pages", "past the end", "stopping", "key rejected"
 
     @property
     def finished(self) -> bool:
         return self.ended_by in ("last page", "max pages", "past the end")
 
+    @property
+    def pages(self) -> int:
+        return self.totals.pages
+
+    @property
+    def stored(self) -> int:
+        return self.totals.stored
+
+    @property
+    def queued(self) -> int:
+        return self.totals.queued
+
+    @property
+    def known(self) -> int:
+        return self.totals.known
+
+    @property
+    def requeued(self) -> int:  # known outputs queued again for a new fetch
+        return self.totals.requeued
+
+    @property
+    def rejected(self) -> int:
+        return self.totals.rejected
+
+    @property
+    def rejects_shown(self) -> tuple[str, ...]:  # the first few rejected results' messages
+        return self.totals.shown
+
     def add(self, counts: PageCounts, total: int | None) -> None:
-        self.pages += 1
         self.total = total
-        self.stored += counts.stored
-        self.queued += counts.queued
-        self.known += counts.known
-        self.requeued += counts.requeued
-        self.rejected += counts.rejected
+        self.totals = self.totals.adding(counts)
 
 
 def new_job_state(endpoint: str) -> str:
@@ -110,8 +135,8 @@ class Discovery:
         """Page through the listing (from where an earlier run of the same query
         stopped, unless `restart`) until it ends or `stopping` is set."""
         stopping = stopping or asyncio.Event()
-        page = 1 if restart else await self._resume_page(query)
-        report = DiscoverReport(query.timeframe, first_page=page)
+        page, totals = (1, DiscoverTotals()) if restart else await self._resumed(query)
+        report = DiscoverReport(query.timeframe, first_page=page, totals=totals)
         self._failures = 0
         while not report.ended_by:
             if stopping.is_set():
@@ -164,7 +189,12 @@ class Discovery:
         at_max = bool(query.max_pages) and page >= query.max_pages
         position = None
         if not (last or at_max):
-            saved = {"query": query.identity(), "next_page": page + 1, "saved_at_s": time.time()}
+            saved = {
+                "query": query.identity(),
+                "next_page": page + 1,
+                "saved_at_s": time.time(),
+                "totals": report.totals.to_json(),  # the store adds this page's
+            }
             position = json.dumps(saved)
         params = {"timeframe": query.timeframe, **query.params(page)}
         counts = await self._db.record_discovered(
@@ -205,26 +235,30 @@ class Discovery:
         log.info("discover.page_failed", page=page, error=error, attempt=self._failures)
         await asyncio.sleep(self._retry.backoff_s(self._failures))
 
-    async def _resume_page(self, query: DiscoverQuery) -> int:
-        """The next page of an earlier discovery of the same query, if it stopped less
-        than RESUME_WITHIN_S ago; else 1 (the listing has moved on since)."""
+    async def _resumed(self, query: DiscoverQuery) -> tuple[int, DiscoverTotals]:
+        """The next page of an earlier discovery of the same query and its totals so
+        far, if it stopped less than RESUME_WITHIN_S ago; else page 1 and nothing done
+        (the listing has moved on since)."""
         key = position_key(query)
         saved = await self._db.load_state(key)
         try:
             position = json.loads(saved) if saved else {}
         except ValueError:
             position = {}
+        fresh = (1, DiscoverTotals())
         if not isinstance(position, dict):
-            return 1
+            return fresh
         next_page, saved_at_s = position.get("next_page"), position.get("saved_at_s")
         if position.get("query") != query.identity() or not isinstance(next_page, int):
-            return 1
+            return fresh
         if not isinstance(saved_at_s, int | float) or time.time() - saved_at_s > RESUME_WITHIN_S:
             log.info("discover.position_dropped", timeframe=query.timeframe, page=next_page)
             await self._db.forget_state(key)
-            return 1
+            return fresh
         log.info("discover.resumed", timeframe=query.timeframe, page=next_page)
-        return max(next_page, 1)
+        if next_page <= 1:
+            return fresh
+        return next_page, DiscoverTotals.from_json(position.get("totals"))
 
 
 def position_key(query: DiscoverQuery) -> str:

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from harvester.store.aliases import add_aliases, output_aliases
+from harvester.store.aliases import add_aliases, outputs_named
 from harvester.store.bodies import BODY_COLUMNS, BodyStore
 from harvester.store.connection import transaction
 from harvester.store.derive_pool import BatchReader, ReadBatch, StoredRow, worker_count
@@ -152,7 +152,7 @@ def insert_rows(conn: sqlite3.Connection, rows: Sequence[AnswerRows]) -> None:
     outputs = [answer.output for answer in rows]
     conn.executemany(_INSERT_OUTPUT, [(*row, row[1], row[0]) for row in outputs])
     conn.executemany(_UNFLAG_OLDER, [(row[1], row[0]) for row in outputs])
-    add_aliases(conn, output_aliases(outputs))
+    add_aliases(conn, outputs_named(outputs))  # shared ones marked (`store.aliases`)
     conn.executemany("INSERT INTO counts VALUES (?, ?, ?, ?, ?)", _every(rows, "counts"))
     conn.executemany("INSERT INTO readers VALUES (?, ?, ?, ?)", _every(rows, "readers"))
     conn.executemany(

@@ -4,33 +4,44 @@ Each result on a page is a counts-shaped answer: its exact bytes (a slice of the
 are stored like an answer's, with `endpoint = 'citations'`, `mode = 'counts'` and
 `request_params` naming the query and page, and derived into the same tables.
 
-A result becomes a snapshot of the job of an identifier the store already knows for
-its output (`store.aliases`): an output never gets a second job. Otherwise it gets a
-new job under its best identifier (doi, pmid, arxiv, ads, handle, isbn, uri, ..., the
-Altmetric ID last), `pending` when the harvest has more to ask for it (the fetch
-call's mentions) or `done` when the snapshot is already what the counts call would
-answer. With the fetch call, a known output that was done (or had no attention data
-then) is queued again: being listed says its attention changed, so its mentions did;
-with the counts call, a known output still waiting for its answer is done.
+A result becomes a snapshot of its output's job (`store.aliases`: the job of its
+Altmetric ID, or of another identifier of its own, never one of another output's, nor
+one an ISBN alone names): an output never gets a second job, nor a job a second
+output. Otherwise it gets a new job under its best identifier of its own (doi, pmid,
+arxiv, ads, handle, isbn, uri, ..., the Altmetric ID last), `pending` when the harvest
+has more to ask for it (the fetch call's mentions) or `done` when the snapshot is
+already what the counts call would answer. With the fetch call, a known output that
+was done (or had no attention data then) is queued again: being listed says its
+attention changed, so its mentions did; with the counts call, a known output still
+waiting for its answer is done.
 
-A page and the position after it are one transaction, so a killed discovery resumes
-at the next page and stores no result twice.
+A page and the position after it, with the discovery's totals so far, are one
+transaction, so a killed discovery resumes at the next page, stores no result twice,
+and ends with the counts and exit code of one clean run (`DiscoverTotals`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
 
 from harvester.model import COUNTS_MODE, Endpoint, JobState, StoredResponse
-from harvester.store.aliases import add_aliases, job_known_as, named_identifiers
+from harvester.store.aliases import (
+    NO_IDENTIFIER_OF_ITS_OWN,
+    add_aliases,
+    job_of_answer,
+    named_identifiers,
+)
 from harvester.store.derived import derive_answers
 from harvester.store.responses import Responses
 from harvester.store.snapshot import Answer
 
 POSITION_PREFIX = "discover_position:"  # daemon_state: where a discovery stopped, per query
+REJECTS_KEPT = 20  # rejected results whose messages a run shows (and a resumed one again)
 
 
 class DiscoveredPage(NamedTuple):
@@ -41,7 +52,9 @@ class DiscoveredPage(NamedTuple):
     request_params: str  # JSON: the query and page (never the key)
     new_job_state: str  # "pending" (fetch mode: mentions to ask for) or "done"
     position_key: str  # the daemon_state key of this discovery's position
-    position: str | None  # JSON for daemon_state, or None to clear it (the last page)
+    position: str | None  # JSON for daemon_state, or None to clear it (the last page);
+    # its `totals` are the discovery's before this page (`DiscoverTotals`), saved with
+    # this page's counts added
 
 
 class PageCounts(NamedTuple):
@@ -58,18 +71,18 @@ def record_page(
 ) -> PageCounts:
     """Store a page's results and its position in the caller's transaction."""
     queued = known = requeued = 0
+    now = page.fetched_at
     rejected: list[str] = []
     to_derive: list[Answer] = []
     for number, body in enumerate(page.results, start=1):
         identifiers, problem = named_identifiers(body)
-        if problem:
-            rejected.append(f"result {number}: {problem}")
+        found = None if problem else job_of_answer(conn, identifiers, page.new_job_state, now)
+        if found is None:
+            rejected.append(f"result {number}: {problem or NO_IDENTIFIER_OF_ITS_OWN}")
             continue
-        job_id = job_known_as(conn, identifiers)
-        if job_id is None:
+        job_id, new = found
+        if new:
             queued += 1
-            best = identifiers[0]
-            job_id = _new_job(conn, best.id_type, best.value, page.new_job_state, page.fetched_at)
         else:
             known += 1
             if page.new_job_state == JobState.PENDING:
@@ -87,19 +100,11 @@ def record_page(
         sha256 = hashlib.sha256(body).hexdigest()
         response_id = responses.insert(conn, job_id, response, sha256)
         to_derive.append(Answer(response_id, job_id, page.fetched_at, COUNTS_MODE, body))
-        add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
+        add_aliases(conn, [(job_id, identifiers)])
     underived = derive_answers(conn, to_derive).problems if derive and to_derive else []
-    _save_position(conn, page.position_key, page.position, page.fetched_at)
-    return PageCounts(len(to_derive), queued, known, requeued, rejected, underived)
-
-
-def _new_job(conn: sqlite3.Connection, id_type: str, value: str, state: str, now: str) -> int:
-    cursor = conn.execute(
-        """INSERT INTO jobs (id_type, identifier, state, next_attempt_at, created_at,
-               updated_at) VALUES (?, ?, ?, ?, ?, ?)""",
-        (id_type, value, state, now, now, now),
-    )
-    return int(cursor.lastrowid or 0)
+    counts = PageCounts(len(to_derive), queued, known, requeued, rejected, underived)
+    _save_position(conn, page.position_key, _with_totals(page.position, counts), now)
+    return counts
 
 
 def _queue_again(conn: sqlite3.Connection, job_id: int, now: str) -> int:
@@ -131,3 +136,57 @@ def _save_position(conn: sqlite3.Connection, key: str, position: str | None, now
         "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
         (key, position, now),
     )
+
+
+@dataclass(frozen=True)
+class DiscoverTotals:
+    """What a discovery has done so far, saved with its position (`totals`) so that
+    the discovery resumed after a kill or a failure ends as one clean run would."""
+
+    pages: int = 0
+    stored: int = 0
+    queued: int = 0
+    known: int = 0
+    requeued: int = 0
+    rejected: int = 0
+    shown: tuple[str, ...] = ()  # the first REJECTS_KEPT rejected results' messages
+
+    def adding(self, counts: PageCounts) -> DiscoverTotals:
+        room = max(REJECTS_KEPT - len(self.shown), 0)
+        return replace(
+            self,
+            pages=self.pages + 1,
+            stored=self.stored + counts.stored,
+            queued=self.queued + counts.queued,
+            known=self.known + counts.known,
+            requeued=self.requeued + counts.requeued,
+            rejected=self.rejected + len(counts.rejected),
+            shown=(*self.shown, *counts.rejected[:room]),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "shown": list(self.shown)}
+
+    @classmethod
+    def from_json(cls, value: object) -> DiscoverTotals:
+        """The totals saved with a position; zeros if they do not read."""
+        if not isinstance(value, dict):
+            return cls()
+        numbers = {f.name: value.get(f.name) for f in fields(cls) if f.name != "shown"}
+        shown = value.get("shown")
+        if not isinstance(shown, list) or not all(
+            isinstance(n, int) and n >= 0 for n in numbers.values()
+        ):
+            return cls()
+        counted = {name: int(n or 0) for name, n in numbers.items()}
+        return cls(**counted, shown=tuple(map(str, shown[:REJECTS_KEPT])))
+
+
+def _with_totals(position: str | None, counts: PageCounts) -> str | None:
+    """The position to save: its `totals` (the discovery's before the page) with the
+    page's counts added."""
+    saved = json.loads(position) if position else None
+    if not isinstance(saved, dict) or "totals" not in saved:
+        return position
+    saved["totals"] = DiscoverTotals.from_json(saved["totals"]).adding(counts).to_json()
+    return json.dumps(saved)

@@ -6,14 +6,15 @@ are stored like an answer's (sha256, compressed, derived into the same tables), 
 dump it was (`{"source": "dump", "member": ..., "line": ...}`). It charges nothing to
 the tweet ledger.
 
-A record becomes the job of an identifier the store already knows for its output
-(queued under it, or named by an answer: `store.aliases`); else a new `done` job under
-the first identifier it has. A pending job that gets a record is done: the record is
-its answer (so is one the API had answered 404 or that failed), and `refresh` asks
-the API again. A batch is one transaction, with the
-position in the dump it reached (`daemon_state`), so a killed import resumes there,
-and a record whose bytes its job already holds from the dump is present, not added:
-importing a dump twice adds nothing.
+A record becomes a snapshot of its output's job (`store.aliases`: the job of its
+Altmetric ID, or of another identifier of its own, never one of another output's, nor
+one an ISBN alone names); else a new `done` job under its best identifier of its own.
+A pending job that gets a record is done: the record is its answer (so is one the API
+had answered 404 or that failed), and `refresh` asks the API again. A batch is one
+transaction, with the position in the dump it reached and the run's totals so far
+(`daemon_state`), so a killed import resumes there and ends as one clean run would
+(the same counts, rejects and exit code), and a record whose bytes its job already
+holds from the dump is present, not added: importing a dump twice adds nothing.
 """
 
 from __future__ import annotations
@@ -23,17 +24,24 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 from harvester.identifiers import Identifier
-from harvester.model import Endpoint, StoredResponse, iso_utc
-from harvester.store.aliases import add_aliases, job_known_as, named_identifiers
+from harvester.model import Endpoint, JobState, StoredResponse, iso_utc
+from harvester.store.aliases import (
+    NO_IDENTIFIER_OF_ITS_OWN,
+    add_aliases,
+    job_of_answer,
+    named_identifiers,
+)
 from harvester.store.derived import derive_answers
 from harvester.store.responses import Responses
 from harvester.store.snapshot import Answer
 
 DUMP_MODE = "dump"
 POSITION_KEY = "import_position"  # daemon_state: where the last import stopped
+REJECTS_KEPT = 20  # rejected records whose messages a run shows (and a resumed one again)
 
 
 class ImportedRecord(NamedTuple):
@@ -59,46 +67,47 @@ def import_batch(
     position: str | None = None,
 ) -> ImportCounts:
     """Store a batch of records in the caller's transaction, and `position` (a JSON
-    text saying where the dump was read up to) with them."""
+    text saying where the dump was read up to) with them. Its `totals`, if it has them,
+    are the run's before this batch (`ImportTotals`): they are saved with this batch's
+    counts added."""
     imported, present, rejected = 0, 0, []
     to_derive: list[Answer] = []
     now = iso_utc(time.time())
     for record in records:
         identifiers, problem = named_identifiers(record.body)
-        if problem:
-            rejected.append(f"{record.member}:{record.line}: {problem}")
+        job_id = None if problem else _job_for(conn, identifiers, now)
+        if job_id is None:
+            rejected.append(f"{record.member}:{record.line}: {problem or NO_IDENTIFIER_OF_ITS_OWN}")
             continue
-        job_id = _job_for(conn, identifiers, now)
         sha256 = hashlib.sha256(record.body).hexdigest()
         if _already_holds(conn, job_id, record, sha256):
             present += 1
             continue
         response_id = responses.insert(conn, job_id, _response(record), sha256)
         to_derive.append(Answer(response_id, job_id, record.fetched_at, DUMP_MODE, record.body))
-        add_aliases(conn, ((i.id_type, i.value, job_id) for i in identifiers))
+        add_aliases(conn, [(job_id, identifiers)])
         imported += 1
     # No event loop shares this process's GIL: no pauses while reading.
     underived = derive_answers(conn, to_derive, yielding=False).problems if to_derive else []
+    counts = ImportCounts(imported, present, rejected, underived)
     if position is not None:
         conn.execute(
             "INSERT OR REPLACE INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?)",
-            (POSITION_KEY, position, now),
+            (POSITION_KEY, _with_totals(position, counts), now),
         )
-    return ImportCounts(imported, present, rejected, underived)
+    return counts
 
 
-def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: str) -> int:
+def _job_for(conn: sqlite3.Connection, identifiers: Sequence[Identifier], now: str) -> int | None:
     """The job of the output these identifiers name: a known one (done now, if it was
     pending, or ended without an answer: the record is one), else a new `done` job
-    under the first of them."""
-    job_id = job_known_as(conn, identifiers)
-    if job_id is None:
-        cursor = conn.execute(
-            """INSERT INTO jobs (id_type, identifier, state, next_attempt_at, created_at,
-                   updated_at) VALUES (?, ?, 'done', ?, ?, ?)""",
-            (identifiers[0].id_type, identifiers[0].value, now, now, now),
-        )
-        return int(cursor.lastrowid or 0)
+    under its best identifier of its own; None if it has none."""
+    found = job_of_answer(conn, identifiers, JobState.DONE, now)
+    if found is None:
+        return None
+    job_id, new = found
+    if new:
+        return job_id
     conn.execute(  # not one a running daemon holds: its answer will follow this one
         """UPDATE jobs SET state = 'done', last_error = NULL, updated_at = ?
            WHERE id = ? AND state IN ('pending', 'not_found', 'failed')""",
@@ -139,3 +148,60 @@ def saved_position(conn: sqlite3.Connection) -> dict[str, object] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class ImportTotals:
+    """What an import has done so far, saved with its position (`totals`) so that the
+    import resumed after a kill ends with the counts, rejects and exit code of one
+    clean run."""
+
+    imported: int = 0
+    present: int = 0
+    rejected: int = 0
+    shown: tuple[str, ...] = ()  # the first REJECTS_KEPT rejected records' messages
+
+    def rejecting(self, messages: Sequence[str]) -> ImportTotals:
+        room = max(REJECTS_KEPT - len(self.shown), 0)
+        shown = (*self.shown, *messages[:room])
+        return replace(self, rejected=self.rejected + len(messages), shown=shown)
+
+    def adding(self, counts: ImportCounts) -> ImportTotals:
+        added = replace(
+            self, imported=self.imported + counts.imported, present=self.present + counts.present
+        )
+        return added.rejecting(counts.rejected)
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "shown": list(self.shown)}
+
+    @classmethod
+    def from_json(cls, value: object) -> ImportTotals:
+        """The totals saved with a position; zeros if they do not read."""
+        if not isinstance(value, dict):
+            return cls()
+        counts = [value.get(name) for name in ("imported", "present", "rejected")]
+        shown = value.get("shown")
+        if not isinstance(shown, list) or not all(isinstance(n, int) and n >= 0 for n in counts):
+            return cls()
+        imported, present, rejected = (int(n or 0) for n in counts)
+        return cls(imported, present, rejected, tuple(map(str, shown[:REJECTS_KEPT])))
+
+
+def _with_totals(position: str, counts: ImportCounts) -> str:
+    """The position to save: its `totals` (the run's before the batch) with the
+    batch's counts added."""
+    try:
+        saved = json.loads(position)
+    except ValueError:
+        return position
+    if not isinstance(saved, dict) or "totals" not in saved:
+        return position
+    saved["totals"] = ImportTotals.from_json(saved["totals"]).adding(counts).to_json()
+    return json.dumps(saved)
+
+
+def saved_totals(conn: sqlite3.Connection) -> ImportTotals:
+    """What the import that saved the last position had done (zeros if nothing)."""
+    saved = saved_position(conn) or {}
+    return ImportTotals.from_json(saved.get("totals"))

@@ -74,9 +74,11 @@ class JobQueue:
                 conn.execute(
                     "INSERT OR IGNORE INTO jobs (id_type, identifier, priority, next_attempt_at,"
                     " created_at, updated_at) SELECT ?, value, ?, ?, ?, ? FROM json_each(?)"
-                    # An output the store holds under another identifier: no second job.
+                    # An output the store holds under another identifier: no second job
+                    # (a shared one, like a book's ISBN its chapters carry, names none).
                     " WHERE NOT EXISTS (SELECT 1 FROM aliases"
-                    " WHERE aliases.id_type = ? AND aliases.identifier = value)",
+                    " WHERE aliases.id_type = ? AND aliases.identifier = value"
+                    " AND NOT aliases.shared)",
                     (id_type, priority, now, now, now, array, id_type),
                 )
             return conn.total_changes - before

@@ -11,7 +11,9 @@ two indexes of `outputs` and `counts` that no query used, dropped. m009: `aliase
 every identifier an answer names its output by (`store.aliases`), and the degraded
 answers' index kept to the quota modes (dump records are whole). m010: each answer's
 `endpoint` (fetch, counts, citations, dump). m011: `outputs_wide`, a view with one row
-per output and a column per common source's counts (`store.wide`).
+per output and a column per common source's counts (`store.wide`). m012: one job per
+output: jobs that held several outputs split, identifiers several outputs carry marked
+`shared` in `aliases` (`upgrade_split`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from harvester.model import JobState
-from harvester.store import aliases, upgrade_ledger, upgrade_mentions, wide
+from harvester.store import aliases, upgrade_ledger, upgrade_mentions, upgrade_split, wide
 from harvester.store.codec import BodyCodec
 from harvester.store.upgrade import UpgradeProgress
 
@@ -330,8 +332,11 @@ def m009_aliases(db: Database) -> None:
     with UpgradeProgress("aliases", total) as progress:
         rows = db.execute("SELECT * FROM outputs ORDER BY response_id")
         while batch := rows.fetchmany(10_000):
-            conn = db.conn
-            aliases.add_aliases(conn, aliases.output_aliases(batch))
+            # As m009 shipped: the first answer to name an identifier keeps it (m012
+            # marks those several outputs carry).
+            db.conn.executemany(
+                "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?)", aliases.output_aliases(batch)
+            )
             progress.advance(len(batch))
 
 
@@ -351,3 +356,12 @@ def m011_outputs_wide(db: Database) -> None:
     # (`store.wide`): what rAltmetric's altmetric_data() gives, without a pivot. A
     # view: no space, no rows to write as answers arrive.
     db.execute(wide.CREATE_VIEW)
+
+
+@migrations()
+def m012_one_job_per_output(db: Database) -> None:
+    # An answer's Altmetric ID is its output's identity: `aliases.shared` for the
+    # identifiers several outputs carry (a book's ISBN, which its chapters carry too),
+    # an index of each job's Altmetric IDs, and every job that held several outputs
+    # split into one job each (`upgrade_split`), which the log says.
+    upgrade_split.migrate(db)

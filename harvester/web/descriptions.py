@@ -180,6 +180,8 @@ TABLES: dict[str, Described] = {
             "id_type": "doi, pmid, arxiv, ads, handle, isbn, uri... (id: the Altmetric ID)",
             "identifier": "the normalised identifier",
             "job_id": _JOB,
+            "shared": "1 when answers of different outputs carry it (a book's ISBN, which its"
+            " chapters carry too): it then finds none of them, and job_id is the first's",
         },
     ),
     "outputs": Described(

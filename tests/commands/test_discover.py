@@ -11,13 +11,20 @@ import hashlib
 import json
 import signal
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
-from helpers import KEY, harvester_async, queue, rows, start_harvester, write_config
+from helpers import KEY, harvester, harvester_async, queue, rows, start_harvester, write_config
 
 from harvester.identifiers import Identifier
-from harvester.sim.server import FetchRequest, Simulator, SimulatorSettings, text_response
+from harvester.sim.server import (
+    FetchRequest,
+    Gate,
+    Simulator,
+    SimulatorSettings,
+    text_response,
+)
 
 ENV = {"ALTMETRIC_API_KEY": KEY}
 POSITIONS = "SELECT count(*) FROM daemon_state WHERE key LIKE 'discover_position:%'"
@@ -216,7 +223,11 @@ async def test_a_page_that_keeps_failing_stops_it_and_a_rerun_resumes_there(
         code, out, err = await discover(cfg, db)
         assert code == 0, err
         sent_pages = [r.query["page"] for r in sim.sent if r.endpoint == "citations"]
-    assert "(resumed at page 2)" in out
+    assert "resumed at page 2" in err
+    assert out.strip() == (  # what one clean run says
+        "discovered 250 of 250 results on 3 pages: queued 250 new outputs, "
+        "0 already in the store; rejected 0"
+    )
     assert sent_pages == ["1", "2", "2", "2", "2", "3"]  # page 1 never asked again
     assert rows(db, "SELECT count(*) FROM responses") == [(250,)]
     assert rows(db, "SELECT count(*) FROM jobs") == [(250,)]
@@ -236,7 +247,11 @@ async def test_killed_mid_way_it_resumes_and_stores_no_result_twice(tmp_path: Pa
         assert process.returncode == -signal.SIGKILL
         code, out, err = await discover(cfg, db)
         assert code == 0, err
-    assert "(resumed at page" in out
+    assert "resumed at page" in err
+    assert out.strip() == (  # what one clean run says
+        "discovered 1,200 of 1,200 results on 12 pages: queued 1,200 new outputs, "
+        "0 already in the store; rejected 0"
+    )
     assert rows(db, "SELECT count(*) FROM jobs") == [(1200,)]
     # No page stored twice, none lost, each result one the simulator listed.
     assert rows(db, "SELECT count(*), count(DISTINCT altmetric_id) FROM outputs") == [(1200, 1200)]
@@ -283,11 +298,12 @@ async def test_each_query_resumes_its_own_position_and_only_a_recent_one(
         assert code == 1
         code, out, err = await discover(cfg, db, "--max-pages", "2")  # another query
         assert code == 0, err
-        assert "resumed" not in out and "on 2 pages" in out
+        assert "resumed" not in err and "on 2 pages" in out
         failing["page"] = ""
         code, out, err = await discover(cfg, db)
         assert code == 0, err
-        assert "(resumed at page 3)" in out
+        assert "resumed at page 3" in err
+        assert out.startswith("discovered 500 of 500 results on 5 pages: queued 500 new")
         # A place saved seven hours ago is dropped: the listing is asked from page 1.
         failing["page"] = "2"
         code, _, _ = await discover(cfg, db)
@@ -305,7 +321,7 @@ async def test_each_query_resumes_its_own_position_and_only_a_recent_one(
         failing["page"] = ""
         code, out, err = await discover(cfg, db)
         assert code == 0, err
-    assert "resumed" not in out and "on 5 pages" in out
+    assert "resumed" not in err and "on 5 pages" in out
 
 
 async def test_with_the_counts_call_a_known_output_waiting_for_its_answer_is_done(
@@ -346,3 +362,95 @@ async def test_bad_input_and_a_bad_key_get_clear_messages(tmp_path: Path) -> Non
         )
         assert code == 1 and "ALTMETRIC_API_KEY" in err
     assert [r for r in sim.sent if r.endpoint == "citations" and r.status == 200] == []
+
+
+def listed_pages(results: list[dict[str, object]], latency_s: float = 0.0) -> Gate:
+    """A gate answering the citations call with `results`, 100 a page (the query's
+    total, a 404 past the end), each page after `latency_s`."""
+
+    async def serve(request: web.Request, fetch: FetchRequest) -> web.Response | None:
+        if fetch.endpoint != "citations":
+            return None
+        page = int(fetch.query.get("page", "1"))
+        chunk = results[(page - 1) * 100 : page * 100]
+        if not chunk:
+            return text_response(404, "Not Found")
+        await asyncio.sleep(latency_s)
+        return web.json_response({"query": {"total": len(results)}, "results": chunk})
+
+    return serve
+
+
+def counts_result(altmetric_id: int, **identifiers: object) -> dict[str, object]:
+    return {"altmetric_id": altmetric_id, "score": 1.5, "cited_by_posts_count": 2, **identifiers}
+
+
+async def test_chapters_sharing_their_books_isbn_are_queued_a_job_each(tmp_path: Path) -> None:
+    isbn = "9780306406157"
+    chapters = [
+        counts_result(900 + n, doi=f"10.5150/book.ch{n}", isbns=[isbn], type="chapter")
+        for n in range(3)
+    ]
+    db = tmp_path / "s.db"
+    async with Simulator(SimulatorSettings(key=KEY)) as sim:
+        sim.gates.append(listed_pages(chapters))
+        code, out, err = await discover(config(tmp_path, sim.base_url), db)
+        assert code == 0, err
+    assert "queued 3 new outputs, 0 already in the store" in out
+    assert rows(db, "SELECT identifier FROM jobs ORDER BY id") == [
+        ("10.5150/book.ch0",),
+        ("10.5150/book.ch1",),
+        ("10.5150/book.ch2",),
+    ]
+    assert rows(db, "SELECT altmetric_id FROM latest_outputs ORDER BY 1") == [
+        (900,),
+        (901,),
+        (902,),
+    ]
+    assert rows(db, f"SELECT shared FROM aliases WHERE identifier = '{isbn}'") == [(1,)]
+    queued = harvester("--db", str(db), "enqueue", stdin=f"doi:10.5150/book.ch1\nisbn:{isbn}\n")
+    assert queued.stdout.strip() == "added 1, already queued 1, rejected 0", queued.stderr
+
+
+async def test_a_resumed_discovery_ends_as_one_clean_run_rejects_and_exit_code_too(
+    tmp_path: Path,
+) -> None:
+    """Killed after the page holding a result that names no output was stored, the
+    discovery run again says what one clean run says, and exits 1 as it does."""
+    results = [counts_result(5000 + n, doi=f"10.5150/resume.{n}") for n in range(500)]
+    results[150] = {"score": 3.0, "title": "names no output"}  # on page 2
+    clean, killed = tmp_path / "clean.db", tmp_path / "killed.db"
+    async with Simulator(SimulatorSettings(key=KEY)) as sim:
+        sim.gates.append(listed_pages(results, latency_s=0.3))
+        cfg = config(tmp_path, sim.base_url)
+        clean_code, clean_out, clean_err = await discover(cfg, clean)
+        args = ("--config", str(cfg), "--db", str(killed), "discover", "--timeframe", "1w")
+        process = await start_harvester(*args, env=ENV)
+        await _until_position(killed, lambda totals: totals["rejected"] >= 1)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        code, out, err = await discover(cfg, killed)
+    assert (clean_code, clean_out.strip()) == (
+        1,
+        "discovered 499 of 500 results on 5 pages: queued 499 new outputs, "
+        "0 already in the store; rejected 1",
+    )
+    assert (code, out) == (clean_code, clean_out)
+    assert "resumed at page 3" in err
+    [reject] = [line for line in clean_err.splitlines() if line.startswith("rejected ")]
+    assert reject in err.splitlines()  # the earlier run's reject shown again
+    assert rows(killed, "SELECT count(*) FROM responses") == [(499,)]
+    assert rows(killed, POSITIONS) == [(0,)]  # a finished discovery leaves no position
+
+
+async def _until_position(db: Path, predicate: Callable[[dict[str, int]], bool]) -> None:
+    """Until the discovery's saved position holds totals that satisfy `predicate`."""
+    for _ in range(600):
+        await asyncio.sleep(0.02)
+        try:
+            saved = rows(db, "SELECT value FROM daemon_state WHERE key LIKE 'discover_position:%'")
+        except sqlite3.Error:
+            continue
+        if saved and predicate(json.loads(saved[0][0])["totals"]):
+            return
+    raise AssertionError("no such position was saved")

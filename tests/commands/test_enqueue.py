@@ -3,11 +3,14 @@ output is one job whatever its spelling, rejects counted and named."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 from helpers import Terminal, harvester, rows
+
+from harvester.sim import universe
 
 
 def test_enqueue_counts_dedupes_and_reports_rejects(tmp_path: Path) -> None:
@@ -158,3 +161,35 @@ def test_rejected_lines_never_glue_onto_the_progress_bar(tmp_path: Path) -> None
     assert code == 1, shown
     at = shown.index("line 250001: ")
     assert shown[:at].endswith(("\n", "\x1b[2K")), repr(shown[max(at - 80, 0) : at + 20])
+
+
+def test_after_a_books_chapters_are_imported_each_is_queued_and_its_isbn_is_nobodys(
+    tmp_path: Path,
+) -> None:
+    """Three chapters (their own DOIs and Altmetric IDs, their book's ISBN) from the
+    dump are three jobs: each chapter's DOI is already queued; the ISBN, which names
+    none of them alone, is queued as a job of its own (for the API's answer to it)."""
+    isbn = "9780306406157"
+    chapters = []
+    for n, template in enumerate(universe.body_pool(3)):
+        document = json.loads(template)
+        document["altmetric_id"] = 900 + n
+        document["citation"] = {"title": f"Chapter {n}", "doi": f"10.5150/ch{n}", "isbns": [isbn]}
+        chapters.append(json.dumps(document))
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "chapters.json").write_text("\n".join(chapters) + "\n")
+    db = tmp_path / "s.db"
+    imported = harvester("--db", str(db), "import", str(dump))
+    assert imported.returncode == 0, imported.stderr
+    assert rows(db, "SELECT altmetric_id FROM latest_outputs ORDER BY 1") == [
+        (900,),
+        (901,),
+        (902,),
+    ]
+    dois = "".join(f"doi:10.5150/ch{n}\n" for n in range(3))
+    queued = harvester("--db", str(db), "enqueue", stdin=dois)
+    assert queued.stdout.strip() == "added 0, already queued 3, rejected 0"
+    queued = harvester("--db", str(db), "enqueue", stdin="ISBN 0-306-40615-2\n")
+    assert queued.stdout.strip() == "added 1, already queued 0, rejected 0"
+    assert rows(db, "SELECT state FROM jobs WHERE id_type = 'isbn'") == [("pending",)]
