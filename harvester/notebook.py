@@ -12,6 +12,10 @@ The store is opened read-only and locked as `harvester query` locks it
 (`store.readonly`): a notebook open beside a running daemon reads everything and can
 change nothing, so a stray UPDATE in a cell cannot damage a harvest. pandas and
 pyarrow are the `notebook` extra, imported only when asked for: `query()` needs neither.
+
+A store on a read-only filesystem or in a read-only directory (a published archive, a
+snapshot) is read as an immutable file, which one line on stderr says once; the
+reader's `immutable` is then true. Nothing can be writing a store there.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class StoreReader:
         self.path = path
         self._store = Store(path, read_only=True)
         lock_read_only(self._store)
+        # Read as an immutable file (a read-only directory), as stderr said once.
+        self.immutable = self._store.immutable
 
     def __repr__(self) -> str:
         return f"StoreReader({str(self.path)!r})"

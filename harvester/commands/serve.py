@@ -42,18 +42,20 @@ def cmd_serve(invocation: Invocation, *, host: str, port: int) -> ExitCode:
         raise CommandError(NEEDS_DATASETTE) from None
     path = invocation.settings().store.path
     require_store(path)
-    with Store(path, read_only=True):
+    with Store(path, read_only=True) as store:
         pass  # someone else's database, or a store that needs an upgrade, is refused here
+    home, immutable = store.opened_as, store.immutable  # its home name (`store.home`)
     try:  # before the index is brought up to date, which may take minutes: a port
         listener = app.listen(host, port)  # in use is said at once
     except OSError as error:
         raise CommandError(f"cannot listen on {host} port {port}: {error.strerror}") from None
     with listener:
-        index = _search_index(path)
+        index = _search_index(home)  # one index for the store, whatever name it is given by
         datasette = app.make_datasette(path, index)
         url = app.url_of(host, listener)
-        print(f"serving {path} read-only on {url} (Ctrl-C stops)", flush=True)
-        app.serve(datasette, listener, refresh=None if index is None else _refresher(path, index))
+        how = "an immutable file (its directory is read-only); " if immutable else ""
+        print(f"serving {path} read-only on {url} ({how}Ctrl-C stops)", flush=True)
+        app.serve(datasette, listener, refresh=None if index is None else _refresher(home, index))
     return ExitCode.OK
 
 

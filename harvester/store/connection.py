@@ -1,20 +1,32 @@
-"""Opening SQLite the way the store needs it, and its one kind of write transaction."""
+"""Opening SQLite the way the store needs it, and its one kind of write transaction.
+
+A reader opens the store `mode=ro`: it reads the log (`-wal`) a writer keeps beside
+it, through the index (`-shm`) they share, and so it sees every commit at once. Where
+the store's directory cannot be written (a read-only filesystem or directory), SQLite
+cannot make that index, and a reader reads the file as immutable instead
+(`immutable=1`: no lock, no log), which is right only because nothing can be writing
+it there: no writer can make its log either. A log that holds changes, beside a store
+that cannot be read through it, is refused rather than ignored.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from harvester.errors import StoreError
+from harvester.logs import say
 
 
-def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
-    """A connection with the store's pragmas; read-only ones cannot write at all."""
+def connect(path: Path, *, read_only: bool, immutable: bool = False) -> sqlite3.Connection:
+    """A connection with the store's pragmas; read-only ones cannot write at all, and
+    `immutable` ones (see `reads_immutable`) read the file alone."""
     if read_only:
         conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            read_uri(path, immutable=immutable), uri=True, check_same_thread=False
         )
     else:
         conn = sqlite3.connect(path, check_same_thread=False)
@@ -107,3 +119,62 @@ def check_is_store(path: Path, tables: list[str], *, existed: bool) -> None:
         return  # a new store
     if not {"jobs", "_sqlite_migrations"} <= set(tables):
         raise StoreError(f"{path} is not a harvester store (it has no jobs or migrations table)")
+
+
+def reads_immutable(path: Path) -> bool:
+    """Whether a reader of the store at `path` must read it as an immutable file: its
+    directory cannot be written (`os.access` says so of a read-only filesystem too,
+    even to root), so SQLite cannot make the `-shm` a `mode=ro` reader needs, and no
+    writer can make the log it would write either. With a `-wal` and a `-shm` both
+    there, SQLite reads through them (a writer that was there first may still be at
+    work), so it does. A log with changes in it but no `-shm` cannot be read here,
+    and ignoring it would show the store as it was before them: StoreError."""
+    if os.access(path.parent, os.W_OK):
+        return False
+    log, index = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    if log.exists() and index.exists():
+        return False
+    if _size(log):
+        raise StoreError(
+            f"{path}: its -wal holds changes that need a -shm this read-only directory cannot"
+            " hold: copy both somewhere writable"
+        )
+    return True
+
+
+def read_uri(path: Path, *, immutable: bool) -> str:
+    """The URI a reader opens the store at `path` by (`mode=ro`, and `immutable=1`
+    where `reads_immutable` says so)."""
+    return f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if immutable else ''}"
+
+
+def reader_uri(path: Path) -> str:
+    """The URI for a reader of the store at `path` that opens it itself (the search
+    index attaches it): `read_uri`, immutable where `reads_immutable` says so."""
+    return read_uri(path, immutable=reads_immutable(path))
+
+
+def say_immutable(path: Path) -> None:
+    say_once(
+        f"reading {path} as an immutable file: its directory is read-only, so nothing can"
+        " be writing it",
+        priority="info",
+    )
+
+
+_said: set[str] = set()
+
+
+def say_once(text: str, *, priority: str) -> None:
+    """A notice on stderr (`logs.say`), once a process: a command may open its store
+    more than once."""
+    if text not in _said:
+        _said.add(text)
+        say(text, priority=priority)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

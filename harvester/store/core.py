@@ -32,10 +32,13 @@ from harvester.store.connection import (
     closed_on_error,
     connect,
     explain_sqlite_error,
+    reads_immutable,
+    say_immutable,
     transaction,
 )
 from harvester.store.derived import derive_answers
 from harvester.store.discovered import DiscoveredPage, PageCounts, record_page
+from harvester.store.home import reach, record_home
 from harvester.store.imports import ImportCounts, ImportedRecord, import_batch
 from harvester.store.jobs import JobQueue, refresh_cutoff, stale_job_ids
 from harvester.store.ledger import TweetLedger
@@ -52,20 +55,26 @@ class Store:
     def __init__(
         self, path: Path, *, read_only: bool = False, must_exist: bool = False, derive: bool = True
     ) -> None:
-        self.path = path
+        self.path = path  # as given
         self.read_only = read_only
         self.derive = derive  # fill the derived tables in `record`
         expected = read_only or must_exist
         check_store_path(path, must_exist=expected)
         existed = path.exists()
+        self.opened_as = reach(path)  # its home name: one log, one set of locks
+        # Where its directory is read-only: read as an immutable file (`connection`).
+        self.immutable = read_only and reads_immutable(self.opened_as)
+        if self.immutable:
+            say_immutable(path)
         try:
-            self.conn = connect(path, read_only=read_only)
+            self.conn = connect(self.opened_as, read_only=read_only, immutable=self.immutable)
             with closed_on_error(self.conn):
                 self.db = Database(self.conn, execute_plugins=False)
                 check_is_store(path, self.db.table_names(), existed=existed)
                 if not read_only:
                     self.db.enable_wal()
                     migrations.apply(self.db)
+                    record_home(self.conn, self.opened_as)
                 elif migrations.pending(self.db):
                     raise StoreError(
                         f"{path} was written by an older version: run any writing command "

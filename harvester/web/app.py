@@ -4,7 +4,10 @@ Datasette opens a file it may change with `?mode=ro` and keeps a write connectio
 for plugins that write; `StoreDatabase` gives it only read connections (`mode=ro`,
 `query_only` on) and refuses the write one, so nothing it runs can change the store.
 `mode=ro` rather than `immutable=1`: the daemon may be writing the store (WAL), and
-an immutable file is read without locks, as if nobody ever did.
+an immutable file is read without locks, as if nobody ever did. Except where nothing
+can write it, in a read-only directory (`store.connection.reads_immutable`): there
+SQLite could not open it `mode=ro`, and the store is one of Datasette's immutable
+files (exact row counts, counted once at startup).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from datasette.database import Database
 
 from harvester.errors import StoreError
 from harvester.logs import get_logger
+from harvester.store.connection import read_uri, reads_immutable
+from harvester.store.home import reach
 from harvester.web import plugin
 from harvester.web.metadata import store_metadata
 from harvester.web.plugin import StoreConnection
@@ -40,8 +45,13 @@ class StoreDatabase(Database):  # type: ignore[misc]
     the search index (if any) attached, read-only too."""
 
     def __init__(self, datasette: Datasette, store_path: Path, search_path: Path | None) -> None:
-        super().__init__(datasette, path=str(store_path), is_mutable=True)
-        self.store_uri = f"{store_path.resolve().as_uri()}?mode=ro"
+        home = reach(store_path)  # the name every process opens it by (`store.home`)
+        immutable = reads_immutable(home)
+        super().__init__(datasette, path=str(home), is_mutable=not immutable)
+        if immutable:  # Datasette would hash the whole file for its ETag: its identity will do
+            status = home.stat()
+            self.cached_hash = f"{status.st_ino:x}-{status.st_size:x}-{status.st_mtime_ns:x}"
+        self.store_uri = read_uri(home, immutable=immutable)
         self.search_uri = (
             None if search_path is None else f"{search_path.resolve().as_uri()}?mode=ro"
         )

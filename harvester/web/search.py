@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from harvester.errors import StoreError
+from harvester.store.connection import reader_uri
 
 SCHEMA_VERSION = "1"  # a file of another version is rebuilt
 
@@ -90,7 +91,7 @@ def _refresh_file(store_path: Path, path: Path) -> Refreshed:
         store_id = str(store_path.resolve())
         if _meta(conn, "version") != SCHEMA_VERSION or _meta(conn, "store") != store_id:
             _create(conn, store_id)
-        conn.execute("ATTACH DATABASE ? AS store", (f"{store_path.resolve().as_uri()}?mode=ro",))
+        conn.execute("ATTACH DATABASE ? AS store", (reader_uri(store_path),))  # ro or immutable
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = _refresh(conn)

@@ -50,6 +50,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def db(template: Path, tmp_path: Path) -> Path:
     target = tmp_path / "store.db"
     shutil.copyfile(template, target)
+    Store(target).close()  # its home name recorded, as by the first writer (store.home)
     return target
 
 
