@@ -29,8 +29,9 @@ from harvester.model import ExitCode
 from harvester.progress import ProgressLine, write_above
 from harvester.scheduling import DISCOVER_PAGE_SIZE, DiscoverQuery
 from harvester.store.aio import AsyncStore
+from harvester.store.discovered import REJECTS_KEPT
 
-REJECTS_SHOWN = 20
+REJECTS_SHOWN = REJECTS_KEPT  # those a resumed run shows again
 
 
 def cmd_discover(invocation: Invocation, query: DiscoverQuery, *, restart: bool) -> ExitCode:

@@ -31,11 +31,17 @@ from harvester.logs import get_logger
 from harvester.model import ExitCode, iso_utc
 from harvester.progress import ProgressLine, write_above
 from harvester.store import Store
-from harvester.store.imports import ImportedRecord, ImportTotals, saved_position, saved_totals
+from harvester.store.imports import (
+    REJECTS_KEPT,
+    ImportedRecord,
+    ImportTotals,
+    saved_position,
+    saved_totals,
+)
 
 BATCH_RECORDS = 500
 PROGRESS_EVERY_S = 30.0  # off a terminal, an `import.progress` event this often
-REJECTS_SHOWN = 20
+REJECTS_SHOWN = REJECTS_KEPT  # those a resumed run shows again
 MB = 1_000_000
 
 log = get_logger("harvester.commands.importdump")

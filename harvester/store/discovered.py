@@ -62,7 +62,7 @@ class PageCounts(NamedTuple):
     queued: int  # outputs new to the store: a job each
     known: int  # outputs the store already had a job for...
     requeued: int  # ...of which this many were queued again for a new fetch
-    rejected: list[str]  # "result N: why", for results that name no output
+    rejected: list[str]  # "page P, result N: why", for results that name no output
     underived: list[str]  # stored raw, not derived (for `harvester derive`): why
 
 
@@ -72,13 +72,14 @@ def record_page(
     """Store a page's results and its position in the caller's transaction."""
     queued = known = requeued = 0
     now = page.fetched_at
+    where = _page_of(page.request_params)
     rejected: list[str] = []
     to_derive: list[Answer] = []
     for number, body in enumerate(page.results, start=1):
         identifiers, problem = named_identifiers(body)
         found = None if problem else job_of_answer(conn, identifiers, page.new_job_state, now)
         if found is None:
-            rejected.append(f"result {number}: {problem or NO_IDENTIFIER_OF_ITS_OWN}")
+            rejected.append(f"{where}result {number}: {problem or NO_IDENTIFIER_OF_ITS_OWN}")
             continue
         job_id, new = found
         if new:
@@ -105,6 +106,15 @@ def record_page(
     counts = PageCounts(len(to_derive), queued, known, requeued, rejected, underived)
     _save_position(conn, page.position_key, _with_totals(page.position, counts), now)
     return counts
+
+
+def _page_of(request_params: str) -> str:
+    """Where a page's rejects are: "page P, " (its `request_params` name the page)."""
+    try:
+        page = json.loads(request_params).get("page")
+    except (ValueError, AttributeError):
+        return ""
+    return f"page {page}, " if page else ""
 
 
 def _queue_again(conn: sqlite3.Connection, job_id: int, now: str) -> int:

@@ -438,6 +438,7 @@ async def test_a_resumed_discovery_ends_as_one_clean_run_rejects_and_exit_code_t
     assert (code, out) == (clean_code, clean_out)
     assert "resumed at page 3" in err
     [reject] = [line for line in clean_err.splitlines() if line.startswith("rejected ")]
+    assert reject.startswith("rejected page 2, result 51: no identifier")
     assert reject in err.splitlines()  # the earlier run's reject shown again
     assert rows(killed, "SELECT count(*) FROM responses") == [(499,)]
     assert rows(killed, POSITIONS) == [(0,)]  # a finished discovery leaves no position
