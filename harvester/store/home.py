@@ -10,8 +10,9 @@ home is missing or no longer names this very file (device and inode), and checkp
 it into the main file at once.
 
 Every opening of a store (`reach`) reads the home from the main file alone, as an
-immutable file (no log read, no lock taken, no file made; some 40 us) and, when it
-names the same file by another name, opens the store by that name, saying so once.
+immutable file (no log read, no lock taken, no file made; under a millisecond, most of
+it SQLite reading the schema) and, when it names the same file by another name, opens
+the store by that name, saying so once.
 With no usable home, a store that has other names (hard links) and a non-empty log
 beside the name given is refused: that log may be another name's, left behind.
 Symlinks and relative paths resolve to one name; a bind-mounted directory holds the
