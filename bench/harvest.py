@@ -6,6 +6,12 @@
     .venv/bin/python bench/harvest.py all
     .venv/bin/python bench/harvest.py cpu --no-derive   # store.derive = false
     .venv/bin/python bench/harvest.py --smoke      # all three at 200 outputs each (CI)
+    .venv/bin/python bench/harvest.py throughput --against /tmp/before --rounds 4
+
+`--against TREE` runs the throughput benchmark alternately with another checkout of the
+project (say `git worktree add /tmp/before HEAD~3`) and this one, the order swapped each
+round, and prints each side's range and the ratio within each round: on a shared,
+noisy machine only such ratios compare.
 
 The simulator runs in its own process, so on a two-core machine it has one core and
 the harvester the other; CPU time and peak RSS come from the kernel's accounting of
@@ -107,13 +113,20 @@ def create_empty_store(db: Path) -> None:
         pass  # the schema, by the store's own migrations
 
 
-def enqueue(db: Path, count: int, prefix: str) -> None:
+def harvester_command(tree: Path | None = None) -> list[str]:
+    """`python -m harvester` of this checkout, or of another one (`--against`)."""
+    if tree is None:
+        return HARVESTER
+    return ["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-m", "harvester"]
+
+
+def enqueue(db: Path, count: int, prefix: str, tree: Path | None = None) -> None:
     if count == 0:
         create_empty_store(db)
         return
     lines = "".join(f"10.{1000 + n % 9000}/{prefix}.{n}\n" for n in range(count))
     subprocess.run(
-        [*HARVESTER, "--db", str(db), "enqueue"],
+        [*harvester_command(tree), "--db", str(db), "enqueue"],
         input=lines,
         text=True,
         check=True,
@@ -146,9 +159,11 @@ def measured(command: list[str], what: str) -> tuple[str, float, float]:
     return log, usage.ru_utime + usage.ru_stime, wall_s
 
 
-def run_drain(config: Path, db: Path) -> RunFigures:
+def run_drain(config: Path, db: Path, tree: Path | None = None) -> RunFigures:
     """Run `harvester run --drain` and account for that one process."""
-    command = [*HARVESTER, "--config", str(config), "--db", str(db), "run", "--drain"]
+    command = [
+        *harvester_command(tree), "--config", str(config), "--db", str(db), "run", "--drain"
+    ]  # fmt: skip
     log, usage, wall_s = measured_run(command, "harvester run")
     stop = next(json.loads(line) for line in log.splitlines() if '"harvest.stop"' in line)
     outputs = stop.get("done", 0) + stop.get("not_found", 0)
@@ -157,15 +172,17 @@ def run_drain(config: Path, db: Path) -> RunFigures:
     )
 
 
-def harvest(count: int, latency_ms: float, concurrency: int) -> RunFigures:
+def harvest(
+    count: int, latency_ms: float, concurrency: int, tree: Path | None = None
+) -> RunFigures:
     with tempfile.TemporaryDirectory(prefix="harvester-bench-") as tmp:
         directory = Path(tmp)
         simulator = SimulatorProcess(latency_ms)
         try:
             config = write_config(directory, simulator.base_url, concurrency, derive=DERIVE)
             db = directory / "bench.db"
-            enqueue(db, count, "b")
-            return run_drain(config, db)
+            enqueue(db, count, "b", tree)
+            return run_drain(config, db, tree)
         finally:
             simulator.close()
 
@@ -175,7 +192,10 @@ def baseline_cpu_s(concurrency: int) -> float:
     return harvest(0, 0, concurrency).cpu_s
 
 
-def bench_throughput(count: int) -> None:
+def bench_throughput(count: int, against: Path | None = None, rounds: int = 1) -> None:
+    if against is not None:
+        compare_throughput(count, against.resolve(), rounds)
+        return
     figures = harvest(count, latency_ms=50, concurrency=64)
     bound = 64 / 0.050
     rate = figures.outputs / figures.pipeline_s
@@ -188,6 +208,28 @@ def bench_throughput(count: int) -> None:
         f"  whole process incl. start-up {figures.wall_s:.2f} s -> "
         f"{figures.outputs / figures.wall_s:,.0f} outputs/s"
     )
+
+
+def compare_throughput(count: int, against: Path, rounds: int) -> None:
+    """The throughput benchmark alternately with `against` and this checkout."""
+    bound = 64 / 0.050
+    shares: dict[str, list[float]] = {"against": [], "this": []}
+    for number in range(rounds):
+        order = ["against", "this"] if number % 2 == 0 else ["this", "against"]
+        for side in order:
+            figures = harvest(count, 50, 64, against if side == "against" else None)
+            shares[side].append(figures.outputs / figures.pipeline_s / bound)
+        ratio = shares["this"][-1] / shares["against"][-1]
+        print(
+            f"round {number + 1}: against {shares['against'][-1]:.3f}, "
+            f"this {shares['this'][-1]:.3f} of the latency bound; this/against {ratio:.3f}",
+            flush=True,
+        )
+    ratios = [this / other for this, other in zip(shares["this"], shares["against"], strict=True)]
+    print(f"throughput: {count:,} outputs, concurrency 64, 50 ms latency, {rounds} rounds")
+    for side, found in shares.items():
+        print(f"  {side}: {min(found):.3f}-{max(found):.3f} of the latency bound ({bound:,.0f}/s)")
+    print(f"  this/against within a round: {min(ratios):.3f}-{max(ratios):.3f}")
 
 
 def bench_cpu(count: int) -> None:
@@ -219,6 +261,8 @@ def main() -> None:
         help="which benchmark (required, but `all` by default with --smoke)",
     )
     parser.add_argument("--count", type=int, help="outputs to harvest (default per benchmark)")
+    parser.add_argument("--against", type=Path, help="throughput: another checkout to compare")
+    parser.add_argument("--rounds", type=int, default=3, help="with --against (default 3)")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -246,7 +290,7 @@ def main() -> None:
         print(SMOKE_NOTE)
     print(f"store.derive = {str(DERIVE).lower()}", flush=True)
     if args.which in ("throughput", "all"):
-        bench_throughput(count("throughput"))
+        bench_throughput(count("throughput"), args.against, args.rounds)
     if args.which in ("cpu", "all"):
         bench_cpu(count("cpu"))
     if args.which in ("memory", "all"):

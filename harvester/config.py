@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harvester import redaction
 from harvester.config_ranges import check_ranges, number
 from harvester.errors import ConfigError
 from harvester.model import QuotaMode
@@ -71,6 +73,11 @@ class ApiSettings:
     # "fetch" (details and mentions; a commercial or research licence) or "counts"
     # (the free call: scores, counts and readers, no mentions and no tweet quota).
     endpoint: str = "fetch"
+    # "http://host:port" (credentials allowed): every request through this proxy; empty:
+    # $HTTPS_PROXY / $HTTP_PROXY and $NO_PROXY decide, as for other tools (harvest.network).
+    proxy: str = ""
+    ca_file: Path | None = None  # a PEM bundle of CAs trusted besides the system's
+    max_answer_bytes: int = 64 * 1024 * 1024  # one answer, compressed or not, at most
 
 
 @dataclass(frozen=True)
@@ -290,7 +297,7 @@ def _coerce(key: str, default: Any, raw: Any) -> Any:
         return tuple(raw)
     if not isinstance(raw, str):
         raise ConfigError(f"{key} must be a string, not {raw!r}")
-    if key in ("api.key_file", "store.path"):
+    if key in ("api.key_file", "api.ca_file", "store.path"):
         if not raw.strip():
             raise ConfigError(f"{key} is empty: give a file's path, or leave the key out")
         return Path(raw).expanduser()
@@ -303,6 +310,7 @@ def validate_settings(settings: Settings) -> None:
     A reload checks the settings it would run on here too (`service.reload`)."""
     check_ranges(_numbers(settings))
     _validate_base_url(settings.api.base_url)
+    _validate_network(settings.api)
     if settings.workers.lease_s <= settings.api.timeout_s:
         raise ConfigError(
             f"workers.lease_s must be longer than api.timeout_s ({number(settings.api.timeout_s)}"
@@ -338,6 +346,35 @@ def _validate_base_url(url: str) -> None:
             "api.base_url uses plain http to a non-loopback host; the key would travel "
             "unencrypted (use https)"
         )
+
+
+def _validate_network(api: ApiSettings) -> None:
+    """The proxy's URL (its credentials become secrets) and the CA bundle, read now so
+    that a bad one is refused before any request."""
+    if api.proxy:
+        redaction.register_url(api.proxy)
+        parts = urlsplit(api.proxy)
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            parts = parts._replace(scheme="")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            shown = redaction.shown_url(api.proxy)
+            raise ConfigError(f'api.proxy must look like "http://host:port", not {shown!r}')
+    if api.ca_file is not None:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=api.ca_file)
+        except (OSError, ssl.SSLError, ValueError) as error:
+            raise ConfigError(
+                f"api.ca_file {api.ca_file}: not a readable PEM bundle of CA certificates "
+                f"({type(error).__name__}: {error})"
+            ) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -446,4 +483,5 @@ def _key_from_file(path: Path, where: str) -> Secret:
 def _checked_key(value: str, where: str) -> Secret:
     if not value or any(char.isspace() or not char.isprintable() for char in value):
         raise ConfigError(f"the API key from {where} is empty or holds whitespace")
+    redaction.register(value)  # from here on, no log line can carry it
     return Secret(value)

@@ -87,6 +87,7 @@ class AgeRange(Range):
 # numeric field of the settings is missing here.
 RANGES: Mapping[str, Range] = {
     "api.timeout_s": Range(0.1, 3_600, "seconds"),
+    "api.max_answer_bytes": Range(1_024, 2**31, "bytes"),
     "rate.requests_per_s": Range(
         LOWEST_RATE_PER_S, 1_000_000, "requests a second", besides=' or "auto"'
     ),

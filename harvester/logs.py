@@ -2,8 +2,9 @@
 
 JSON lines when stderr is not a terminal (journald, files, pipes), readable console
 output when it is. Every event passes a redaction step that replaces the API key
-(raw and percent-encoded) wherever it appears, tracebacks included: the key must
-never reach a log, whatever a library puts in an exception message.
+(whole or any prefix of 8 characters or more, raw, percent-encoded or JSON-escaped)
+and a proxy's credentials wherever they appear, tracebacks included: no secret may
+reach a log, whatever a library puts in an exception message.
 
 When stderr is journald's stream, each line starts with its syslog priority
 (`<4>` for a warning, sd-daemon(3)), so `journalctl -p warning` can filter. On a
@@ -17,27 +18,22 @@ import os
 import sys
 from collections.abc import Callable
 from typing import IO, Any, TextIO, cast
-from urllib.parse import quote
 
 import structlog
 from structlog.typing import EventDict
 
+from harvester import redaction
 from harvester.progress import write_above
-
-_secrets: list[str] = []
 
 
 def register_secret(secret: str) -> None:
-    """Redact `secret` (and its URL-encoded form) from every later log event."""
-    for form in (secret, quote(secret, safe="")):
-        if form and form not in _secrets:
-            _secrets.append(form)
+    """Redact the key `secret` from every later log event: whole, any prefix of 8
+    characters or more, in any spelling (`harvester.redaction`). Loading the key
+    registers it already; this is for keys that are not loaded (the demo's)."""
+    redaction.register(secret)
 
 
-def _redact_text(text: str) -> str:
-    for secret in _secrets:
-        text = text.replace(secret, "***")
-    return text
+_redact_text = redaction.redact
 
 
 def _redact(value: Any) -> Any:

@@ -64,6 +64,9 @@ class Outcome(StrEnum):
     NETWORK_ERROR = "network_error"
     BAD_RESPONSE = "bad_response"
     INVALID_REQUEST = "invalid_request"  # 400 and other 4xx: the API refuses the identifier
+    # The connection cannot be made as configured (a TLS certificate that does not verify,
+    # a proxy asking for credentials): no request can succeed until a setting changes.
+    SETUP_ERROR = "setup_error"
 
 
 class ExitCode(IntEnum):

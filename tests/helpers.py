@@ -45,8 +45,18 @@ ODD_KEY = "k3y/with+odd&chars"  # a key that must be percent-encoded in a query
 HARVESTER = (sys.executable, "-m", "harvester")  # the command, from this checkout
 
 # What the outer environment may hold that would leak into a test's subprocess: a real
-# key, and systemd's hooks (a test gives them explicitly where it means to).
-OUTER = ("ALTMETRIC_API_KEY", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET")
+# key, systemd's hooks and a network's proxy (a test gives them explicitly where it
+# means to).
+PROXY_VARIABLES = tuple(
+    name for base in ("http_proxy", "https_proxy", "no_proxy") for name in (base, base.upper())
+)
+OUTER = (
+    "ALTMETRIC_API_KEY",
+    "CREDENTIALS_DIRECTORY",
+    "JOURNAL_STREAM",
+    "NOTIFY_SOCKET",
+    *PROXY_VARIABLES,
+)
 
 
 # -- the command, as users run it -----------------------------------------------------------

@@ -6,7 +6,9 @@ is accepted (a 404 only says that output has no attention data); a 401/403 that 
 not, or not for this call (a free key cannot use the fetch call). It prints the
 rate-limit and tweet-quota headers the server sent and the rate the harvester would
 start at. Exit 0 if the key works, 3 if it is refused, 1 if the check could not tell
-(the API unreachable, or failing).
+(the API unreachable, or failing). A connection the settings forbid (a TLS
+certificate that does not verify, a proxy asking for credentials) is one line on
+stderr that names the setting that fixes it, and exit 1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 from harvester.commands.context import Invocation
 from harvester.config import Settings, load_api_key
+from harvester.errors import CommandError
 from harvester.harvest.client import AltmetricClient, FetchResult
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import LEARNED_RATE_KEY, LearnedRate, RatePolicy
@@ -33,6 +36,7 @@ class CheckReport:
 
     endpoint: str
     url: str  # the request, without the key
+    proxy: str  # the proxy it went through and where that came from ("none"), no password
     key_works: bool | None  # None: the check could not tell
     http_status: int | None
     verdict: str  # in words
@@ -59,14 +63,17 @@ def cmd_check(invocation: Invocation, *, as_json: bool) -> ExitCode:
 
     async def probe() -> CheckReport:
         async with AltmetricClient.for_api(settings.api, key) as client:
-            return _report(settings, await client.fetch(*PROBE))
+            result = await client.fetch(*PROBE)
+            if result.outcome is Outcome.SETUP_ERROR and not as_json:
+                raise CommandError(result.error or str(result.outcome))
+            return _report(settings, result, client.proxy.shown())
 
     report = asyncio.run(probe())
     print(json.dumps(asdict(report), indent=2) if as_json else render_check(report))
     return report.exit_code()
 
 
-def _report(settings: Settings, result: FetchResult) -> CheckReport:
+def _report(settings: Settings, result: FetchResult, proxy: str) -> CheckReport:
     """The report of one answer; the rate is the one the harvest's own controller would
     choose from the config, what the store learned and the headers (made in the event
     loop, as the controller's token bucket wants)."""
@@ -80,6 +87,7 @@ def _report(settings: Settings, result: FetchResult) -> CheckReport:
     return CheckReport(
         endpoint=settings.api.endpoint,
         url=f"{settings.api.base_url.rstrip('/')}/{call}{PROBE[0]}/{PROBE[1]}",
+        proxy=proxy,
         key_works=_key_works(result),
         http_status=result.http_status,
         verdict=_verdict(settings, result),
@@ -138,6 +146,7 @@ def _learned(settings: Settings) -> LearnedRate | None:
 def render_check(report: CheckReport) -> str:
     lines = [
         f"call       {report.endpoint}: GET {report.url}",
+        f"proxy      {report.proxy}",
         f"key        {report.verdict}",
         f"hourly     {_allowance(report.hourly_remaining, report.hourly_limit)}",
         f"daily      {_allowance(report.daily_remaining, report.daily_limit)}",

@@ -5,7 +5,8 @@ The config is `--config`, else `$HARVESTER_CONFIG`, else the first file found of
 ./harvester.toml, `$XDG_CONFIG_HOME/altmetric-harvester/harvester.toml` and
 /etc/altmetric-harvester/harvester.toml, else the built-in defaults; the store is
 `--db`, else `$HARVESTER_DB`, else `store.path`. When a harvester does something
-unexpected, this is the first thing to ask. The key is never shown.
+unexpected, this is the first thing to ask. The key is never shown, nor the password
+in `api.proxy` (shown as `***`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from harvester.commands.context import Invocation
 from harvester.config import DB_ENV_VAR, Settings, config_search_path
 from harvester.model import ExitCode
+from harvester.redaction import shown_url
 
 
 def cmd_config(invocation: Invocation) -> ExitCode:
@@ -53,6 +55,8 @@ def settings_as_toml(settings: Settings) -> str:
         lines.append(f"\n[{section.name}]")
         for key in dataclasses.fields(values):
             value = getattr(values, key.name)
+            if (section.name, key.name) == ("api", "proxy"):
+                value = shown_url(value)  # its password is a secret
             if value is None and key.name != "requests_per_s":
                 lines.append(f"# {key.name} =")
             else:

@@ -2,42 +2,47 @@
 
 The client knows the API and nothing of jobs or the store. Every answer becomes a
 `FetchResult` whose `outcome` says what it means for the harvest; a 200 only counts
-as `ok` when the whole body arrived and parses as a JSON object, so a truncated or
-garbled body can never be stored as done. The key travels in the query string, so
-no URL ever leaves this module: error texts are built from exception types and are
-redacted of the key as a last guard. The requests go through `harvest.http`, a lean
-HTTP/1.1 client for the API's one origin.
+as `ok` when the whole body arrived and is one JSON object (`harvest.answers`), so a
+truncated or garbled body can never be stored as done. Requests go through one
+aiohttp session (`harvest.network`: TLS, the proxy, bounded answers, one deadline).
+
+The key travels in the query string, so anything that echoes a request may carry it
+back. It is removed (`harvester.redaction`: whole, any prefix of 8 characters or
+more, in any spelling) from every body before anything reads, cuts or keeps it, and
+from every error text before it is cut: an answer that held it is stored with each
+occurrence replaced by `***`, and its `redacted` count says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import Annotated
 from urllib.parse import quote, urlencode
 
-import msgspec
+from yarl import URL
 
 from harvester import __version__
 from harvester.config import ApiSettings, Secret
-from harvester.harvest.http import HttpClient, PayloadError
+from harvester.harvest.answers import read_body
 from harvester.harvest.limits import NO_LIMITS, LimitHeaders, read_limit_headers
+from harvester.harvest.network import (
+    PROXY_AUTH_PROBLEM,
+    REQUEST_ERRORS,
+    ApiSession,
+    Proxy,
+    failure,
+)
 from harvester.identifiers import api_type_name, encode_path_segment
 from harvester.model import Outcome
+from harvester.redaction import KeyRedactor
 
 USER_AGENT = f"altmetric-harvester/{__version__}"
-# What every request says besides its Host. The encodings are those aiohttp asked
-# for, so the API answers as it always did; `harvest.httpread` decodes them.
-REQUEST_HEADERS = {
-    "User-Agent": USER_AGENT,
-    "Accept": "*/*",
-    "Accept-Encoding": "gzip, deflate",
-}
+# What every request says besides its Host; aiohttp adds the encodings it can decode.
+REQUEST_HEADERS = {"User-Agent": USER_AGENT, "Accept": "*/*"}
 _TWEET_QUOTA_MARKER = "tweet id rate limit"
+ERROR_CHARS = 300  # an error text is cut here, after the key is out of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,65 +51,59 @@ class FetchResult:
 
     outcome: Outcome
     http_status: int | None
-    body: bytes = b""
+    body: bytes = b""  # never holds the key: see `redacted`
     limits: LimitHeaders = NO_LIMITS
     error: str | None = None
     tweet_ids: tuple[int, ...] = ()  # of an `ok` answer: what the tweet quota charges
+    redacted: int = 0  # occurrences of the key replaced by `***` in `body`
 
 
 class AltmetricClient:
-    """Fetches output details. Use as `async with AltmetricClient(...) as client`.
+    """Fetches output details. Use as `async with AltmetricClient(api, key) as client`.
 
     It opens as many connections as requests are in flight at once (the workers
     bound that, and a reload may change it) and keeps them alive between requests."""
 
     def __init__(
-        self,
-        base_url: str,
-        key: Secret,
-        *,
-        timeout_s: float,
-        legacy_type_names: bool = False,
-        endpoint: str = "fetch",
+        self, api: ApiSettings, key: Secret, *, environ: Mapping[str, str] | None = None
     ) -> None:
-        self._base_url = base_url.rstrip("/")
+        self._base_url = str(URL(api.base_url.rstrip("/")))  # percent-encoded as sent
         # The fetch call's path is /fetch/{type}/{id}; the counts call's is /{type}/{id}.
-        self._call_prefix = "/fetch/" if endpoint == "fetch" else "/"
-        self._key = key
+        self._call_prefix = "/fetch/" if api.endpoint == "fetch" else "/"
         self._encoded_key = quote(key.reveal(), safe="")
-        self._timeout_s = timeout_s
-        self._legacy_type_names = legacy_type_names
-        self._http: HttpClient | None = None
+        self._redactor = KeyRedactor(key.reveal())
+        self._legacy_type_names = api.legacy_type_names
+        self._session = ApiSession(api, REQUEST_HEADERS, environ)
         self._queries: dict[tuple[tuple[str, str], ...], str] = {}
 
     @classmethod
     def for_api(cls, api: ApiSettings, key: Secret) -> AltmetricClient:
-        """The client of the configured API: its base URL, timeout, type names and call."""
-        return cls(
-            api.base_url,
-            key,
-            timeout_s=api.timeout_s,
-            legacy_type_names=api.legacy_type_names,
-            endpoint=api.endpoint,
-        )
+        """The client of the configured API: its base URL, call, TLS, proxy and bounds."""
+        return cls(api, key)
+
+    @property
+    def proxy(self) -> Proxy:
+        """The proxy requests go through (and where that came from)."""
+        return self._session.proxy
+
+    def reconfigure(self, api: ApiSettings) -> None:
+        """A reload's `api.proxy` and `api.max_answer_bytes`, for the requests from now on."""
+        self._session.reconfigure(api)
 
     async def __aenter__(self) -> AltmetricClient:
-        self._http = HttpClient(self._base_url, timeout_s=self._timeout_s, headers=REQUEST_HEADERS)
+        await self._session.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._session.__aexit__(*exc_info)
 
-    def _target(self, id_type: str, identifier: str, params: Mapping[str, str]) -> str:
-        """The request target: the encoded path, the filters and the key."""
-        assert self._http is not None
+    def _url(self, id_type: str, identifier: str, params: Mapping[str, str]) -> URL:
+        """The request: the encoded path, the filters and the key."""
         path_type = api_type_name(id_type, self._legacy_type_names)
-        return (
-            f"{self._http.path_prefix}{self._call_prefix}{path_type}/"
-            f"{encode_path_segment(identifier)}"
-            f"?{self._query(params)}key={self._encoded_key}"
+        return URL(
+            f"{self._base_url}{self._call_prefix}{path_type}/{encode_path_segment(identifier)}"
+            f"?{self._query(params)}key={self._encoded_key}",
+            encoded=True,
         )
 
     def _query(self, params: Mapping[str, str]) -> str:
@@ -121,47 +120,36 @@ class AltmetricClient:
         self, id_type: str, identifier: str, params: Mapping[str, str] | None = None
     ) -> FetchResult:
         """Fetch one output's details and classify the answer. Never raises for I/O."""
-        return await self._get(self._target(id_type, identifier, params or {}))
+        return await self._get(self._url(id_type, identifier, params or {}))
 
     async def citations(self, timeframe: str, params: Mapping[str, str]) -> FetchResult:
         """One page of the citations call (discovery), classified like any answer: a
         page is `ok` when it is a whole JSON object. Never raises for I/O."""
-        assert self._http is not None
         query = urlencode(list(params.items())) + "&" if params else ""  # pages: not cached
-        target = (
-            f"{self._http.path_prefix}/citations/{encode_path_segment(timeframe)}"
+        url = (
+            f"{self._base_url}/citations/{encode_path_segment(timeframe)}"
             f"?{query}key={self._encoded_key}"
         )
-        return await self._get(target)
+        return await self._get(URL(url, encoded=True))
 
-    async def _get(self, target: str) -> FetchResult:
-        assert self._http is not None, "use AltmetricClient as an async context manager"
+    async def _get(self, url: URL) -> FetchResult:
         started = time.monotonic()
         try:
-            response = await self._http.get(target)
-        except PayloadError as error:
-            return FetchResult(Outcome.BAD_RESPONSE, None, error=self._redact(str(error)))
-        except TimeoutError:  # before OSError, of which it is one
-            waited = time.monotonic() - started
-            return FetchResult(Outcome.NETWORK_ERROR, None, error=f"timed out after {waited:.1f}s")
-        except OSError as error:
-            return FetchResult(Outcome.NETWORK_ERROR, None, error=self._describe(error))
-        return self._scrubbed(classify(response.status, response.headers, response.body))
-
-    def _describe(self, error: BaseException) -> str:
-        """A short, key-free description of a network failure."""
-        return self._redact(f"{type(error).__name__}: {error}")[:300]
+            answer = await self._session.get(url)
+        except REQUEST_ERRORS as error:
+            outcome, text = failure(error, time.monotonic() - started)
+            return FetchResult(outcome, None, error=self._redact(text))
+        body, redacted = self._redactor.body(answer.body)
+        result = classify(answer.status, answer.headers, body)
+        if redacted:
+            result = dataclasses.replace(result, redacted=redacted)
+        if result.error is not None:
+            result = dataclasses.replace(result, error=self._redact(result.error))
+        return result
 
     def _redact(self, text: str) -> str:
-        for secret in (self._key.reveal(), self._encoded_key):
-            text = text.replace(secret, "***")
-        return text
-
-    def _scrubbed(self, result: FetchResult) -> FetchResult:
-        """Error texts quote the server's body, which may echo our request (and key)."""
-        if result.error is None:
-            return result
-        return dataclasses.replace(result, error=self._redact(result.error))
+        """An error text without the key, then cut (never the other way round)."""
+        return self._redactor.text(text)[:ERROR_CHARS]
 
 
 def classify(status: int, headers: Mapping[str, str], body: bytes) -> FetchResult:
@@ -172,6 +160,10 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> FetchResul
         return _classify_ok(body, limits)
     if status == 404:
         return FetchResult(Outcome.NOT_FOUND, status, body, limits=limits)
+    if status == 407:  # a plain-http request's proxy wants credentials: no job's fault
+        return FetchResult(
+            Outcome.SETUP_ERROR, status, body, limits=limits, error=PROXY_AUTH_PROBLEM
+        )
     if status in (401, 403):
         return FetchResult(Outcome.UNAUTHORIZED, status, body, limits=limits, error=_snippet(body))
     if status == 429 and _is_tweet_quota_refusal(body, limits):
@@ -196,111 +188,6 @@ def _classify_ok(body: bytes, limits: LimitHeaders) -> FetchResult:
     if problem is not None:
         return FetchResult(Outcome.BAD_RESPONSE, 200, body, limits=limits, error=problem)
     return FetchResult(Outcome.OK, 200, body, limits=limits, tweet_ids=tweets)
-
-
-class _Tweet(msgspec.Struct):
-    tweet_id: str | int
-
-
-class _Posts(msgspec.Struct):
-    twitter: list[_Tweet] = []
-
-
-class _Body(msgspec.Struct):
-    posts: _Posts | None = None
-
-
-_MAX_KEY = 2**63 - 1
-
-
-# gc=False: the decoded structs hold only ints, never a cycle, so the collector need
-# not track them (tens per answer, which would otherwise set off its passes often).
-class _NumericTweet(msgspec.Struct, gc=False):
-    tweet_id: Annotated[int, msgspec.Meta(ge=0, le=_MAX_KEY)]
-
-
-class _NumericPosts(msgspec.Struct, gc=False):
-    twitter: list[_NumericTweet] = []
-
-
-class _NumericBody(msgspec.Struct, gc=False):
-    posts: _NumericPosts | None = None
-
-
-# One pass for the common answer: msgspec checks the whole document's syntax while it
-# skips every key but posts.twitter[].tweet_id, which it reads as an int within the
-# ledger's range ("4273..." too, being lax). An answer of another shape takes the two
-# careful passes below.
-_NUMERIC_DECODER = msgspec.json.Decoder(_NumericBody, strict=False)
-_TWEETS_DECODER = msgspec.json.Decoder(_Body)
-_tweet_id = attrgetter("tweet_id")
-
-
-def read_body(body: bytes) -> tuple[str | None, tuple[int, ...]]:
-    """(why the body is not a valid JSON object, or None; the tweet IDs it carries)."""
-    try:
-        posts = _NUMERIC_DECODER.decode(body).posts
-        ids = tuple(map(_tweet_id, posts.twitter)) if posts else ()
-        if _is_utf8(body):
-            return None, ids
-    except msgspec.DecodeError:  # ValidationError included: the careful path decides
-        pass
-    problem = json_object_problem(body)
-    return problem, () if problem else tweet_ids(body)
-
-
-def _is_utf8(body: bytes) -> bool:
-    if body.isascii():
-        return True
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def tweet_ids(body: bytes) -> tuple[int, ...]:
-    """The tweet IDs in a fetch answer, as integers; an ID that is not a decimal number
-    fitting 63 bits is folded into one by a stable hash, so it is counted once, in this
-    run and every later one."""
-    try:
-        posts = _TWEETS_DECODER.decode(body).posts
-    except msgspec.DecodeError:
-        return ()
-    if posts is None:
-        return ()
-    return tuple(_as_ledger_key(tweet.tweet_id) for tweet in posts.twitter)
-
-
-def _as_ledger_key(tweet_id: str | int) -> int:
-    text = str(tweet_id)
-    if text.isascii() and text.isdigit() and int(text) <= _MAX_KEY:
-        return int(text)
-    # Not hash(): Python salts it per process, so a restart would charge the ID again.
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & _MAX_KEY
-
-
-# Top-level keys as str, every value kept as raw bytes: msgspec still checks the whole
-# document's syntax but builds no Python objects for it, ~13x faster than a full parse
-# on the real mix of sizes (a few outputs carry thousands of tweets).
-_OBJECT_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
-
-
-def json_object_problem(body: bytes) -> str | None:
-    """Why `body` is not one complete, valid JSON object in UTF-8; None when it is."""
-    try:
-        _OBJECT_DECODER.decode(body)
-    except msgspec.ValidationError:
-        return "JSON body is not an object"
-    except msgspec.DecodeError:
-        return "invalid JSON body"
-    if not body.isascii():
-        try:
-            body.decode("utf-8")  # the decoder does not check raw values for UTF-8
-        except UnicodeDecodeError:
-            return "JSON body is not valid UTF-8"
-    return None
 
 
 def _is_tweet_quota_refusal(body: bytes, limits: LimitHeaders) -> bool:

@@ -25,7 +25,7 @@ import msgspec
 
 from harvester.errors import DiscoverError
 from harvester.harvest.client import AltmetricClient, FetchResult
-from harvester.harvest.policy import RetryPolicy
+from harvester.harvest.policy import RetryPolicy, noting_redaction
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.reactions import Reactions
 from harvester.logs import get_logger
@@ -166,10 +166,12 @@ class Discovery:
         outcome = result.outcome
         if outcome is Outcome.OK and (parsed := _read_page(result.body)) is not None:
             self._failures = 0
-            await self._store(query, page, parsed, report)
+            await self._store(query, page, parsed, report, redacted=result.redacted)
             return True
         if outcome is Outcome.UNAUTHORIZED:
             report.ended_by = "key rejected"
+        elif outcome is Outcome.SETUP_ERROR:  # no page can come until a setting changes
+            raise DiscoverError(result.error or str(outcome))
         elif outcome in (Outcome.NOT_FOUND, Outcome.INVALID_REQUEST):
             await self._refused(query, page, result, report)
         elif outcome is not Outcome.RATE_LIMITED:  # a refusal paused everyone: ask again
@@ -182,8 +184,11 @@ class Discovery:
         page: int,
         parsed: tuple[int | None, list[bytes]],
         report: DiscoverReport,
+        *,
+        redacted: int = 0,
     ) -> None:
-        """The page's results and the position after it, in one transaction."""
+        """The page's results and the position after it, in one transaction. A page
+        the key was taken out of says so in each result's `request_params`."""
         total, results = parsed
         last = not results or total is None or page * DISCOVER_PAGE_SIZE >= total
         at_max = bool(query.max_pages) and page >= query.max_pages
@@ -201,7 +206,7 @@ class Discovery:
             DiscoveredPage(
                 results,
                 iso_utc(time.time()),
-                json.dumps(params, sort_keys=True),
+                noting_redaction(json.dumps(params, sort_keys=True), redacted),
                 self._new_job_state,
                 position_key(query),
                 position,

@@ -25,19 +25,19 @@ from collections.abc import Callable
 
 from harvester.config import Settings
 from harvester.harvest.batches import OutcomeBatches
-from harvester.harvest.client import AltmetricClient
+from harvester.harvest.client import AltmetricClient, FetchResult
 from harvester.harvest.discovery import Discovery, new_job_state
 from harvester.harvest.feeder import Feeder, Leases
 from harvester.harvest.policy import RetryPolicy
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import LearnedRate, RatePolicy
-from harvester.harvest.reactions import Reactions
+from harvester.harvest.reactions import Reactions, key_refusal
 from harvester.harvest.report import HarvestReport, LiveView, describe_failure
 from harvester.harvest.schedule import Scheduler
 from harvester.harvest.workers import Fetcher, WorkerPool
 from harvester.logs import get_logger
-from harvester.model import ClaimedJob, ExitCode, JobOutcome, JobState
+from harvester.model import ClaimedJob, ExitCode, JobOutcome, JobState, Outcome
 from harvester.store.aio import AsyncStore
 
 WRITE_BATCH_MAX = 2000  # outcomes per commit at most
@@ -84,9 +84,8 @@ class Harvest:
         self._hurry = asyncio.Event()
         self._rate = RateController(RatePolicy.of(settings.rate), learned=learned_rate)
         self._quota = QuotaState(settings.quota, ledger_used=ledger_used)
-        self._reactions = Reactions(
-            self._rate, self._quota, store, on_key_rejected=self._key_rejected
-        )
+        self._reactions = Reactions(self._rate, self._quota, store, on_fatal=self._fatal)
+        self._client = client
         self._fetcher = Fetcher(client, self._rate, self._quota, self._reactions, settings)
         # Unbounded: the feeder keeps it at most `concurrency` deep itself, so a reload
         # that changes the concurrency changes the depth too.
@@ -140,9 +139,16 @@ class Harvest:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def _key_rejected(self) -> None:
-        self.report.exit_code = ExitCode.KEY_REJECTED
-        self.request_stop("key rejected", immediate=True)
+    def _fatal(self, result: FetchResult) -> None:
+        """An answer no retry can change: a rejected key (exit 3), or a connection the
+        settings forbid (a certificate that does not verify, a proxy wanting
+        credentials: exit 1, its message saying which setting fixes it)."""
+        if result.outcome is Outcome.UNAUTHORIZED:
+            self.report.exit_code = ExitCode.KEY_REJECTED
+            self.report.failure = f"API key rejected ({key_refusal(result)})"
+            self.request_stop("key rejected", immediate=True)
+        else:
+            self._fail("connection refused", result.error or str(result.outcome))
 
     def _fail(self, reason: str, failure: str) -> None:
         """Stop at once and exit 1; `failure` says why in words (the first one wins)."""
@@ -183,6 +189,7 @@ class Harvest:
         if settings.rate != old.rate:  # any rate.* key, the AIMD factors included
             self._rate.reconfigure(RatePolicy.of(settings.rate))
         self._fetcher.reconfigure(settings)
+        self._client.reconfigure(settings.api)  # the proxy and the bound on answers
         self._quota.settings = settings.quota
         self._feeder.settings = settings
         self._pool.resize(settings.workers.concurrency)

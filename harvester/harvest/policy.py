@@ -3,11 +3,17 @@
 Final answers (`ok`, `not_found`, a 400-class refusal of the identifier) end the job.
 Transient failures retry with exponential backoff and full jitter until
 `max_attempts`, then fail with the last error kept. Refusals that are about us, not
-the job (rate limit, tweet quota, a rejected key), never cost the job an attempt.
+the job (rate limit, tweet quota, a rejected key, a connection the settings forbid),
+never cost the job an attempt.
+
+An answer stored after the key was taken out of it (`FetchResult.redacted`) says so in
+its `request_params`: `"key_redacted": N`, the occurrences replaced by `***`. The
+sha256 is of the bytes stored, so `verify` stays honest.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 
@@ -25,8 +31,9 @@ from harvester.model import (
 
 _RETRYABLE = frozenset({Outcome.SERVER_ERROR, Outcome.NETWORK_ERROR, Outcome.BAD_RESPONSE})
 _NOT_THE_JOBS_FAULT = frozenset(
-    {Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED, Outcome.UNAUTHORIZED}
+    {Outcome.RATE_LIMITED, Outcome.QUOTA_EXHAUSTED, Outcome.UNAUTHORIZED, Outcome.SETUP_ERROR}
 )
+REDACTED_PARAM = "key_redacted"  # in request_params: occurrences of the key replaced
 FULL_MODE_RECHECK_S = 30.0  # a backfill job waiting for full mode is offered again this soon
 
 
@@ -63,7 +70,7 @@ def decide(
         response = StoredResponse(
             http_status=result.http_status or 0,
             body=result.body,
-            request_params=request_params,
+            request_params=noting_redaction(request_params, result.redacted),
             mode=mode,
             fetched_at=iso_utc(now_s),
             tweet_ids=tweet_ids,
@@ -77,6 +84,14 @@ def decide(
     if result.outcome in _RETRYABLE:
         return _retry_or_fail(job, error, policy, now_s)
     return JobOutcome(job.id, job.lease_token, JobState.FAILED, True, None, error)
+
+
+def noting_redaction(request_params: str, redacted: int) -> str:
+    """`request_params` (JSON) of an answer from which `redacted` occurrences of the key
+    were removed: with `"key_redacted": redacted` added (unchanged when none were)."""
+    if not redacted:
+        return request_params
+    return json.dumps({**json.loads(request_params), REDACTED_PARAM: redacted}, sort_keys=True)
 
 
 def wait_for_full_mode(job: ClaimedJob, now_s: float) -> JobOutcome:

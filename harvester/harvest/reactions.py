@@ -3,7 +3,11 @@
 The job's own next state is `policy.decide`'s; these are the consequences for every
 worker at once:
 
-- a rejected key (HTTP 401/403): said once, and the harvest stops now, exit code 3;
+- a rejected key (HTTP 401 or 403, each said as it came): said once, and the harvest
+  stops now, exit code 3;
+- a connection the settings forbid (a TLS certificate that does not verify, a proxy
+  asking for credentials): said once, and the harvest stops now, exit code 1; no
+  request can succeed until a setting changes, so no job is charged for it;
 - a rate-limit refusal (420/429): the rate controller learns a lower rate, and
   every worker pauses for the server's Retry-After (bounded to a day; one it cannot
   use is logged once); any other answer lets the rate probe upward after a quiet spell;
@@ -45,13 +49,13 @@ class Reactions:
         quota: QuotaState,
         store: AsyncStore,
         *,
-        on_key_rejected: Callable[[], None],
+        on_fatal: Callable[[FetchResult], None],
     ) -> None:
         self._rate = rate
         self._quota = quota
         self._db = store
-        self._on_key_rejected = on_key_rejected
-        self._key_rejected = False
+        self._on_fatal = on_fatal  # a rejected key or a forbidden connection: stop now
+        self._fatal_said = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_after_notes: set[str] = set()  # each odd Retry-After is said once
 
@@ -59,8 +63,8 @@ class Reactions:
         """Whole-daemon consequences of one answer to `job` (None: a discovery page),
         whose request was admitted with `ticket`."""
         outcome = result.outcome
-        if outcome is Outcome.UNAUTHORIZED:
-            self._key_refused(result)
+        if outcome in (Outcome.UNAUTHORIZED, Outcome.SETUP_ERROR):
+            self._fatal(result)
         elif outcome is Outcome.RATE_LIMITED:
             self._rate_limited(result, ticket)
         elif outcome is Outcome.QUOTA_EXHAUSTED:
@@ -79,16 +83,20 @@ class Reactions:
         for task in list(self._tasks):
             task.cancel()
 
-    def _key_refused(self, result: FetchResult) -> None:
-        if self._key_rejected:
+    def _fatal(self, result: FetchResult) -> None:
+        if self._fatal_said:
             return  # said once is enough
-        self._key_rejected = True
-        log.error(
-            "harvest.key_rejected",
-            http_status=result.http_status,
-            message="API key rejected: the API refused the key (HTTP 403); stopping",
-        )
-        self._on_key_rejected()
+        self._fatal_said = True
+        if result.outcome is Outcome.UNAUTHORIZED:
+            log.error(
+                "harvest.key_rejected",
+                http_status=result.http_status,
+                message=f"API key rejected: the API refused the key ({key_refusal(result)}); "
+                "stopping",
+            )
+        else:
+            log.error("harvest.connection_refused", error=result.error, action="stopping")
+        self._on_fatal(result)
 
     def _rate_limited(self, result: FetchResult, ticket: int) -> None:
         """Lower the rate and pause as the server asks; said when the rate changes."""
@@ -157,3 +165,8 @@ class Reactions:
                 hourly_remaining=limits.hourly_remaining,
                 daily_remaining=limits.daily_remaining,
             )
+
+
+def key_refusal(result: FetchResult) -> str:
+    """How the API refused the key, by its own status: `HTTP 401` or `HTTP 403`."""
+    return f"HTTP {result.http_status}" if result.http_status else "refused"

@@ -23,6 +23,8 @@ from harvester.logs import get_logger
 from harvester.model import COUNTS_MODE, ClaimedJob, Endpoint, JobOutcome, Outcome, QuotaMode
 
 log = get_logger("harvester.harvest.workers")
+# Answers whose failure `Reactions` logs once for the whole harvest, not once per job.
+_SAID_ELSEWHERE = (Outcome.UNAUTHORIZED, Outcome.RATE_LIMITED, Outcome.SETUP_ERROR)
 
 
 class WorkerPool:
@@ -166,7 +168,7 @@ class Fetcher:
                 ok = result is not None and result.outcome is Outcome.OK
                 self._quota.answered(quota_mode, len(tweets) if ok else None)
         self._reactions.react(job, result, ticket)
-        if result.error and result.outcome not in (Outcome.UNAUTHORIZED, Outcome.RATE_LIMITED):
+        if result.error and result.outcome not in _SAID_ELSEWHERE:
             log.info(
                 "harvest.fetch_failed",
                 outcome=result.outcome.value,

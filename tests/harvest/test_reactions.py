@@ -13,7 +13,7 @@ from harvester.harvest.limits import LimitHeaders
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import RatePolicy
-from harvester.harvest.reactions import Reactions
+from harvester.harvest.reactions import Reactions, key_refusal
 from harvester.model import ClaimedJob, Outcome
 from harvester.store import Store
 from harvester.store.aio import AsyncStore
@@ -28,9 +28,7 @@ async def test_odd_retry_afters_are_bounded_and_said_once(db_path: Path) -> None
     rate = RateController(RatePolicy(requests_per_s=10, burst=1))
     store = AsyncStore(Store(db_path))
     try:
-        reactions = Reactions(
-            rate, QuotaState(QuotaSettings()), store, on_key_rejected=lambda: None
-        )
+        reactions = Reactions(rate, QuotaState(QuotaSettings()), store, on_fatal=lambda r: None)
         job = ClaimedJob(1, "doi", "10.1000/x", 0, "token")
         with capture_logs() as logs:
             for _ in range(3):  # a negative Retry-After, three times: no pause, said once
@@ -44,3 +42,23 @@ async def test_odd_retry_afters_are_bounded_and_said_once(db_path: Path) -> None
     assert 86_399 <= rate.paused_for_s <= 86_400  # the bound, honoured
     lowered = [entry for entry in logs if entry["event"] == "harvest.rate_limited"]
     assert lowered and lowered[-1]["http_status"] == 420
+
+
+async def test_a_refused_key_or_a_forbidden_connection_stops_everything_once(
+    db_path: Path,
+) -> None:
+    rate = RateController(RatePolicy(requests_per_s=10, burst=1))
+    store = AsyncStore(Store(db_path))
+    fatal: list[FetchResult] = []
+    try:
+        reactions = Reactions(rate, QuotaState(QuotaSettings()), store, on_fatal=fatal.append)
+        refused = FetchResult(Outcome.UNAUTHORIZED, 401, b"Unauthorized", error="Unauthorized")
+        with capture_logs() as logs:
+            for _ in range(3):
+                reactions.react(None, refused, rate.admit())
+    finally:
+        store.shutdown()
+    assert fatal == [refused]
+    [said] = [entry for entry in logs if entry["event"] == "harvest.key_rejected"]
+    assert said["message"] == "API key rejected: the API refused the key (HTTP 401); stopping"
+    assert key_refusal(refused) == "HTTP 401"
