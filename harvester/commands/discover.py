@@ -17,13 +17,13 @@ import sys
 
 from harvester.commands.context import Invocation
 from harvester.config import Secret, Settings, load_api_key
-from harvester.harvest.client import AltmetricClient
+from harvester.harvest.client import AltmetricClient, FetchResult
 from harvester.harvest.discovery import DiscoverReport, Discovery, new_job_state
 from harvester.harvest.policy import RetryPolicy
 from harvester.harvest.quota import QuotaState
 from harvester.harvest.ratelimit import RateController
 from harvester.harvest.ratestate import LEARNED_RATE_KEY, RatePolicy, saved_learned_rate
-from harvester.harvest.reactions import Reactions
+from harvester.harvest.reactions import Reactions, key_refusal
 from harvester.logs import say
 from harvester.model import ExitCode
 from harvester.progress import ProgressLine, write_above
@@ -39,19 +39,25 @@ def cmd_discover(invocation: Invocation, query: DiscoverQuery, *, restart: bool)
     settings = invocation.settings()
     key = load_api_key(settings)
     progress = PagesShown()
+    refused: list[FetchResult] = []  # the answer that refused the key, if one did
     try:
-        report = asyncio.run(_discover(settings, key, query, restart, progress))
+        report = asyncio.run(_discover(settings, key, query, restart, progress, refused))
     finally:
         progress.close()
-    return _summary(report)
+    return _summary(report, refused)
 
 
 async def _discover(
-    settings: Settings, key: Secret, query: DiscoverQuery, restart: bool, progress: PagesShown
+    settings: Settings,
+    key: Secret,
+    query: DiscoverQuery,
+    restart: bool,
+    progress: PagesShown,
+    refused: list[FetchResult],
 ) -> DiscoverReport:
     store = await AsyncStore.open(settings.store.path, derive=settings.store.derive)
     rate = RateController(RatePolicy.of(settings.rate), learned=await saved_learned_rate(store))
-    reactions = Reactions(rate, QuotaState(settings.quota), store, on_key_rejected=lambda: None)
+    reactions = Reactions(rate, QuotaState(settings.quota), store, on_fatal=refused.append)
     try:
         async with AltmetricClient.for_api(settings.api, key) as client:
             discovery = Discovery(
@@ -91,9 +97,10 @@ class PagesShown:
         self._line.close()
 
 
-def _summary(report: DiscoverReport) -> ExitCode:
+def _summary(report: DiscoverReport, refused: list[FetchResult]) -> ExitCode:
     if report.ended_by == "key rejected":
-        say("harvester discover: API key rejected (HTTP 403)", priority="error")
+        how = key_refusal(refused[0]) if refused else "refused"
+        say(f"harvester discover: API key rejected ({how})", priority="error")
         return ExitCode.KEY_REJECTED
     if report.first_page > 1:  # stdout says what one clean run would
         print(
