@@ -166,10 +166,14 @@ TABLES: dict[str, Described] = {
         },
     ),
     "daemon_state": Described(
-        "What the running daemon says of itself (heartbeat every 5 s), which status reads.",
+        "What the running daemon says of itself (heartbeat every 5 s), which status reads,"
+        " and where an import or a discovery stopped.",
         {
-            "key": ("heartbeat, quota, learned_rate, schedule or discover_position"),
-            "value": "JSON: the daemon's figures under that key",
+            "key": (
+                "heartbeat, quota, learned_rate, schedule, store_home (the name the store is"
+                " opened by), import_position or discover_position:<hash of the query>"
+            ),
+            "value": "JSON: the figures or position under that key",
             "updated_at": "when it was last written",
         },
     ),
