@@ -116,15 +116,17 @@ def _check_age(name: str, text: str) -> None:
     check_age_range(name, text, seconds)
 
 
-def parse_age(text: str) -> float:
+def parse_age(text: str, *, bounded: bool = True) -> float:
     """Seconds in an age such as `30d`, `12h`, `90m`, `2w`, `1d12h` or `0s`; at most
-    a hundred years (`config_ranges.LONGEST_AGE_S`), whatever it is for."""
+    a hundred years (`config_ranges.LONGEST_AGE_S`) when `bounded`: a period a daemon
+    must wait. `refresh --older-than` is not bounded: an age reaching back before the
+    epoch simply selects nothing (a black-box review of issue 10 asked for exit 0)."""
     cleaned = text.strip().lower()
     parts = _AGE.findall(cleaned)
     if not parts or _AGE.sub("", cleaned).strip():
         raise ValueError(f"{text!r} is not an age (try 30d, 12h, 90m or 2w)")
     seconds = sum(float(amount) * _AGE_UNIT_S[unit] for amount, unit in parts)
-    if not seconds <= LONGEST_AGE_S:  # infinity too: `1e400d` has no digits' limit
+    if bounded and not seconds <= LONGEST_AGE_S:  # infinity too: `1e400d` has no digits' limit
         raise ValueError(f"{text!r} is longer than {age(LONGEST_AGE_S)} (100 years)")
     return seconds
 

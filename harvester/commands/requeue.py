@@ -18,7 +18,7 @@ from harvester.store.tables import jobs_to_refresh
 def cmd_refresh(invocation: Invocation, older_than: str, *, where: str | None) -> ExitCode:
     """`harvester refresh --older-than AGE [--where SQL]`."""
     try:
-        older_than_s = parse_age(older_than)
+        older_than_s = parse_age(older_than, bounded=False)
     except ValueError as error:
         raise CommandError(f"--older-than: {error}") from None
     path = invocation.settings().store.path
