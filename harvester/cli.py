@@ -14,7 +14,6 @@ exits 130, as shells expect.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sqlite3
@@ -24,30 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import argcomplete
-
 from harvester import __version__
-from harvester.commands.completion import SHELLS, cmd_completion, cmd_man
-from harvester.commands.context import Invocation, require_store
-from harvester.commands.derive import cmd_derive
-from harvester.commands.drain import run_verdict
-from harvester.commands.enqueue import cmd_enqueue
-from harvester.commands.export import cmd_export
-from harvester.commands.helptext import EXAMPLES, EXIT_CODES, FILES, OVERVIEW
-from harvester.commands.query import cmd_query
-from harvester.commands.requeue import cmd_backfill, cmd_refresh, cmd_retry
-from harvester.commands.show import cmd_show
-from harvester.commands.simulate import cmd_simulate
-from harvester.commands.status import cmd_status
-from harvester.commands.verify import cmd_verify
-from harvester.config import load_api_key
+from harvester.commands.completers import config_paths, identifier_types, store_tables
+from harvester.commands.completion import SHELLS
+from harvester.commands.context import CREATING_COMMANDS, Invocation
+from harvester.commands.helptext import EXAMPLES, FILES, OVERVIEW, exit_codes
 from harvester.errors import CommandError, ConfigError, HarvesterError
-from harvester.logs import register_secret, say
 from harvester.model import FINAL_STATES, ExitCode, JobState
 from harvester.scheduling import ORDERS, TIMEFRAMES
-from harvester.service.daemon import run_daemon
-from harvester.service.tuning import tune_for_a_long_harvest
-from harvester.store.connection import explain_sqlite_error
 
 INTERRUPTED = 128 + signal.SIGINT  # the exit status shells give a Ctrl-C
 TERMINATED = 128 + signal.SIGTERM
@@ -61,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     The one place failures become exit codes: whatever a command expects to go wrong
     is a HarvesterError, reported in one line as 1; so are SQLite's and the OS's."""
     parser = build_parser()
-    argcomplete.autocomplete(parser)  # answers the shell's completion, then exits
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer, then exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
+    # Each command imports what it uses, once it is chosen: `--version`, `--help` and a
+    # completion's TAB stop above, having imported almost nothing (issue 24).
     invocation = Invocation(config_path=args.config, db_path=args.db)
     if args.command not in _OWN_SIGTERM:
         signal.signal(signal.SIGTERM, _raise_terminated)
@@ -71,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except HarvesterError as error:
         return _failed(args.command, str(error))
     except sqlite3.Error as error:
+        from harvester.store.connection import explain_sqlite_error
+
         return _failed(args.command, explain_sqlite_error(error))
     except BrokenPipeError:
         # `harvester export ... | head`: the reader has what it wanted. Point stdout
@@ -82,16 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         return _failed(args.command, f"{error.strerror or error}{where}")
     except KeyboardInterrupt:
-        say(f"harvester {args.command}: interrupted", priority="warning")
+        _say(f"harvester {args.command}: interrupted", priority="warning")
         return INTERRUPTED
     except Terminated:
-        say(f"harvester {args.command}: terminated", priority="warning")
+        _say(f"harvester {args.command}: terminated", priority="warning")
         return TERMINATED
 
 
 def _failed(command: str, message: str) -> ExitCode:
-    say(f"harvester {command}: {message}")
+    _say(f"harvester {command}: {message}")
     return ExitCode.FAILURE
+
+
+def _say(message: str, priority: str = "error") -> None:
+    from harvester.logs import say
+
+    say(message, priority=priority)
 
 
 class Terminated(BaseException):
@@ -122,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harvester",
         description="Harvest the Altmetric API (the fetch or the free counts call) into a "
         "SQLite store, resumably, at the rate the API allows.",
-        epilog=f"{OVERVIEW}\n{EXIT_CODES}\n\n{FILES}",
+        epilog=f"{OVERVIEW}\n{exit_codes()}\n\n{FILES}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -134,17 +130,29 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         examples = EXAMPLES.get(name)
+        own_codes = exit_codes(name)  # this command's own, not every command's
         command.arguments(
             subparsers.add_parser(
                 name,
                 parents=[after_command],
                 help=command.help,
-                description=command.help[0].upper() + command.help[1:] + ".",
-                epilog=f"{examples}\n\n{EXIT_CODES}" if examples else EXIT_CODES,
+                description=_sentence(command.help)
+                + (CREATES_STORE if name in CREATING_COMMANDS else ""),
+                epilog=f"{examples}\n\n{own_codes}" if examples else own_codes,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )
         )
     return parser
+
+
+CREATES_STORE = "\nCreates the store if there is none, and says so on stderr."
+
+
+def _sentence(text: str) -> str:
+    """A help line as a sentence: capitalised, and ended by a full stop unless it ends
+    with its own mark ("does the key work ...?")."""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".?!" else text + "."
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
@@ -154,7 +162,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         metavar="PATH",
         default=default,
         help="TOML settings (default: $HARVESTER_CONFIG, ./harvester.toml, the XDG and /etc ones)",
-    )
+    ).completer = config_paths  # type: ignore[attr-defined]  # argcomplete's hook
     parser.add_argument(
         "--db",
         type=Path,
@@ -178,7 +186,7 @@ def _enqueue_arguments(parser: argparse.ArgumentParser) -> None:
         dest="id_type",
         metavar="T",
         help="type of lines without a type: prefix (doi, pmid, arxiv, ...)",
-    )
+    ).completer = identifier_types  # type: ignore[attr-defined]
     parser.add_argument(
         "--priority",
         type=_priority,
@@ -195,6 +203,8 @@ def _priority(text: str) -> int:
 
 
 def _enqueue(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.enqueue import cmd_enqueue
+
     return cmd_enqueue(invocation, args.file, id_type=args.id_type, priority=args.priority)
 
 
@@ -203,9 +213,24 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, invocation: Invocation) -> int:
+    import asyncio
+
+    from harvester.commands.context import require_store
+    from harvester.commands.drain import run_verdict
+    from harvester.config import load_api_key
+    from harvester.logs import register_secret
+    from harvester.service.daemon import run_daemon
+    from harvester.service.tuning import tune_for_a_long_harvest
+
     settings = invocation.settings()
     if not (settings.schedule.discover_every and not args.drain):
-        require_store(settings.store.path)  # a daemon that discovers may start a new one
+        require_store(settings.store.path)
+    elif not settings.store.path.exists():  # a daemon that discovers may start a new one
+        _say(
+            f"harvester run: no store at {settings.store.path}: creating a new one "
+            "([schedule] discover_every finds its outputs)",
+            priority="info",
+        )
     key = load_api_key(settings)
     register_secret(key.reveal())
     tune_for_a_long_harvest()
@@ -220,11 +245,15 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.status import cmd_status
+
     return cmd_status(invocation, as_json=args.json)
 
 
 def _show_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("type", metavar="TYPE")
+    parser.add_argument(
+        "type", metavar="TYPE", help="doi, pmid, arxiv, isbn, handle, ..."
+    ).completer = identifier_types  # type: ignore[attr-defined]
     parser.add_argument("identifier", metavar="IDENTIFIER")
     output_format = parser.add_mutually_exclusive_group()
     output_format.add_argument("--raw", action="store_true", help="write the exact stored bytes")
@@ -234,14 +263,30 @@ def _show_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _show(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.show import cmd_show
+
     return cmd_show(invocation, args.type, args.identifier, raw=args.raw, as_json=args.json)
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("jsonl", "csv", "parquet"), required=True)
-    parser.add_argument(
-        "--table", metavar="NAME", help="a table or view (outputs, mentions, ...); default: jobs"
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--format", choices=("jsonl", "csv", "parquet"))
+    what.add_argument(
+        "--dataset",
+        type=Path,
+        metavar="DIR",
+        help="every table as a Parquet dataset in DIR (a folder each, by month), or what "
+        "the store gained since DIR's last export",
     )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="with --dataset: write DIR again from the start"
+    )
+    parser.add_argument(
+        "--table",
+        metavar="NAME",
+        help="a table or view (outputs, mentions, ...); without it, one record per job "
+        "that has a response (type, identifier, state, http_status, sha256, fetched_at, mode)",
+    ).completer = store_tables  # type: ignore[attr-defined]
     parser.add_argument(
         "--where", metavar="SQL", help="only rows matching this SQL expression (with --table)"
     )
@@ -249,9 +294,24 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _export(args: argparse.Namespace, invocation: Invocation) -> int:
+    if args.dataset is not None:
+        return _export_dataset(args, invocation)
+    if args.rebuild:
+        raise CommandError("--rebuild goes with --dataset DIR")
+    from harvester.commands.export import cmd_export
+
     return cmd_export(
         invocation, args.format, table=args.table, where=args.where, output=args.output
     )
+
+
+def _export_dataset(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.exportdataset import cmd_export_dataset
+
+    given = [flag for flag in ("table", "where", "output") if getattr(args, flag) is not None]
+    if given:
+        raise CommandError(f"--{given[0]} does not go with --dataset (which writes every table)")
+    return cmd_export_dataset(invocation, args.dataset, rebuild=args.rebuild)
 
 
 def _query_arguments(parser: argparse.ArgumentParser) -> None:
@@ -260,6 +320,8 @@ def _query_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _query(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.query import cmd_query
+
     return cmd_query(invocation, args.sql, output_format=args.format)
 
 
@@ -270,6 +332,8 @@ def _derive_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _derive(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.derive import cmd_derive
+
     return cmd_derive(invocation, rebuild=args.rebuild)
 
 
@@ -281,10 +345,14 @@ def _refresh_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _refresh(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.requeue import cmd_refresh
+
     return cmd_refresh(invocation, args.older_than, where=args.where)
 
 
 def _verify(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.verify import cmd_verify
+
     return cmd_verify(invocation)
 
 
@@ -298,6 +366,8 @@ def _backfill_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _backfill(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.requeue import cmd_backfill
+
     return cmd_backfill(invocation)
 
 
@@ -308,6 +378,8 @@ def _retry_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _retry(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.requeue import cmd_retry
+
     return cmd_retry(invocation, JobState(args.state))
 
 
@@ -363,6 +435,8 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _simulate(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.simulate import cmd_simulate
+
     return cmd_simulate(
         args.host,
         args.port,
@@ -481,10 +555,14 @@ def _completion_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _completion(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.completion import cmd_completion
+
     return cmd_completion(args.shell)
 
 
 def _man(args: argparse.Namespace, invocation: Invocation) -> int:
+    from harvester.commands.completion import cmd_man
+
     return cmd_man(build_parser())
 
 
@@ -494,6 +572,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _demo(args: argparse.Namespace, invocation: Invocation) -> int:
     from harvester.commands.demo import cmd_demo  # the simulator, loaded for the demo only
+    from harvester.service.daemon import run_daemon
 
     return cmd_demo(invocation.db_path, args.count, run_daemon)
 

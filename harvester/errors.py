@@ -7,6 +7,17 @@ key, identifier or statement at fault and, where it can, what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+# The commands that create a store where there is none, each saying so once when it
+# does (`commands.context`); every other command refuses a missing store, with this hint.
+STORE_CREATING_COMMANDS = ("enqueue", "import", "discover")
+NO_STORE_HINT = (
+    "check --db or store.path; "
+    + ", ".join(f"`{name}`" for name in STORE_CREATING_COMMANDS[:-1])
+    + f" or `{STORE_CREATING_COMMANDS[-1]}` creates one"
+)
+
 
 class HarvesterError(Exception):
     """A failure the message explains; the CLI prints it and exits 1."""
@@ -52,6 +63,12 @@ class ParquetUnavailable(CommandError, RuntimeError):
     """Parquet export needs pyarrow, an optional extra."""
 
 
+class DatasetError(HarvesterError, RuntimeError):
+    """A Parquet dataset that cannot be written or continued as asked (another store's,
+    a schema that moved on, another export writing it); the message says why and what
+    to do. The dataset is left as it was."""
+
+
 class DumpError(HarvesterError, ValueError):
     """A path that is not a readable dump (missing, not a tar archive, no JSON in it);
     the message names it. Damage inside a dump is reported, not raised."""
@@ -65,3 +82,28 @@ class DumpDamaged(DumpError):
 class DiscoverError(HarvesterError, RuntimeError):
     """A discovery that cannot go on (the API refused its query, or a page kept
     failing); where it stopped is saved, so running it again resumes there."""
+
+
+LISTING_LINE_CHARS = 88  # a long list's lines, indented below its message
+
+
+def listing(intro: str, names: Iterable[str]) -> str:
+    """A list the user must choose from, printed whole: `intro: a, b, c` when that is
+    short, else `intro:` and the names on lines of their own, indented. A message
+    line is cut in the middle when it runs long (`logs.say`); a list on its own lines
+    never is, so the choice the user needs is never the part cut out."""
+    names = list(names)
+    inline = f"{intro}: {', '.join(names)}"
+    if len(inline) <= LISTING_LINE_CHARS:
+        return inline
+    lines: list[str] = []
+    line = ""
+    for name in names:
+        word = f"{name},"
+        if line and len(line) + 1 + len(word) > LISTING_LINE_CHARS - 2:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line.removesuffix(","))
+    return f"{intro}:\n" + "\n".join(f"  {text}" for text in lines)

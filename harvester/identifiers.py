@@ -20,10 +20,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
-from harvester.errors import IdentifierError
+from harvester.errors import IdentifierError, listing
 
 __all__ = [
     "ID_TYPES",
+    "TYPE_NAMES",
     "Identifier",
     "IdentifierError",
     "api_type_name",
@@ -254,6 +255,10 @@ _NORMALISERS: dict[str, Callable[[str], str]] = {
 ID_TYPES: tuple[str, ...] = tuple(_NORMALISERS)
 """Canonical identifier type names, as today's API spells them."""
 
+TYPE_NAMES: tuple[str, ...] = (*ID_TYPES, *_ALIASES)
+"""Every type name a user may write (`--type`, `show TYPE`): the canonical ones, then
+the older API's spellings."""
+
 # What a line's `prefix:` may be to name its type: a type name or alias, the handle's own
 # scheme `hdl:`, or `ISBN-10:`/`ISBN-13:`. These are not type names: --type hdl is unknown.
 _LINE_PREFIXES = {
@@ -270,8 +275,8 @@ def canonical_type(name: str) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _NORMALISERS:
-        known = ", ".join(sorted([*ID_TYPES, *_ALIASES]))
-        raise IdentifierError(f"unknown identifier type {name!r} (known: {known})")
+        known = listing("known types", sorted(TYPE_NAMES))
+        raise IdentifierError(f"unknown identifier type {name!r}; {known}")
     return key
 
 

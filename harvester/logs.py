@@ -135,14 +135,36 @@ def get_logger(name: str) -> Any:
 
 
 MESSAGE_CHARS = 200
+# A word of a message longer than LONG_WORD_CHARS is a value the user gave (an SQL
+# expression, a path, a line of a file), cut in its middle to that length, or shorter
+# while the line is over MESSAGE_CHARS. Other words are never cut.
+LONG_WORD_CHARS = 100
+SHORTER_WORD_CHARS = 48
 
 
 def say(text: str, *, priority: str = "error") -> None:
-    """One line of the CLI's own on stderr (a message, not a log event): under
-    journald with its syslog priority, so `journalctl -p` sees it; on a terminal above
-    the progress bar; never longer than MESSAGE_CHARS (a long value the user gave is
-    cut in the middle, keeping how the message starts and the advice it ends with)."""
-    if len(text) > MESSAGE_CHARS:
-        text = text[: MESSAGE_CHARS - 61] + "…" + text[-60:]
+    """One message of the CLI's own on stderr (not a log event): under journald each
+    line with its syslog priority, so `journalctl -p` sees it; on a terminal above the
+    progress bar. Only a value the user gave can make it long: such a word is cut in
+    its middle, keeping how it starts and ends, and nothing else is, so the words that
+    say what is wrong and what to do are always there. A list to choose from is on
+    lines of its own (`errors.listing`)."""
+    lines = [_fitted(line) for line in text.split("\n")]
     prefix = f"<{SYSLOG_PRIORITIES[priority]}>" if is_journal(sys.stderr) else ""
-    write_above(sys.stderr, f"{prefix}{text}\n")
+    write_above(sys.stderr, "".join(f"{prefix}{line}\n" for line in lines))
+
+
+def _fitted(line: str) -> str:
+    words = line.split(" ")
+    fitted = line
+    for limit in (LONG_WORD_CHARS, SHORTER_WORD_CHARS):
+        fitted = " ".join(
+            _cut(word, limit) if len(word) > LONG_WORD_CHARS else word for word in words
+        )
+        if len(fitted) <= MESSAGE_CHARS:
+            break
+    return fitted
+
+
+def _cut(word: str, limit: int) -> str:
+    return word[: limit // 2] + "…" + word[-(limit - limit // 2 - 1) :]

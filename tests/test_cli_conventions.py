@@ -179,4 +179,9 @@ def test_help_shows_examples_and_exit_codes(tmp_path: Path) -> None:
     for name in ("enqueue", "discover", "run", "query"):
         text = run(tmp_path, name, "--help").stdout
         assert f"harvester {name}" in text.split("examples:")[1], name
-        assert "3  the API rejected the key" in text
+        assert "exit codes:" in text
+    # Each command's own codes (issue 24): only those that call the API speak of a key.
+    for name, codes in (("discover", "0123"), ("run", "01234"), ("check", "0123")):
+        listed = run(tmp_path, name, "--help").stdout.split("exit codes:")[1]
+        numbers = [line.split()[0] for line in listed.splitlines() if line[2:3].isdigit()]
+        assert numbers == list(codes), name

@@ -8,15 +8,21 @@ next page when run again with the same query, and ends with the summary and exit
 of one clean run (what the pages before did is saved with the position). A running
 daemon does the same on a schedule (`[schedule] discover_every`), inside its one rate
 budget.
+
+Where no store is, it creates one, as `enqueue` and `import` do, and says so once on
+stderr; a store it created that ends with no job (the key refused, the API
+unreachable) is removed again (`context.settle_new_store`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 
-from harvester.commands.context import Invocation
+from harvester.commands.context import Invocation, settle_new_store
 from harvester.config import Secret, Settings, load_api_key
+from harvester.errors import HarvesterError
 from harvester.harvest.client import AltmetricClient, FetchResult
 from harvester.harvest.discovery import DiscoverReport, Discovery, new_job_state
 from harvester.harvest.policy import RetryPolicy
@@ -40,11 +46,26 @@ def cmd_discover(invocation: Invocation, query: DiscoverQuery, *, restart: bool)
     key = load_api_key(settings)
     progress = PagesShown()
     refused: list[FetchResult] = []  # the answer that refused the key, if one did
+    real_path = settings.store.path.resolve()  # through a symlink, as enqueue's
+    is_new = not real_path.exists()
     try:
         report = asyncio.run(_discover(settings, key, query, restart, progress, refused))
     finally:
         progress.close()
+        if is_new and real_path.exists():
+            settle_new_store(settings.store.path, real_path, used=_holds_jobs(settings))
     return _summary(report, refused)
+
+
+def _holds_jobs(settings: Settings) -> bool:
+    """Whether the store holds a job (one that cannot even be read is kept, as found)."""
+    from harvester.store import Store
+
+    try:
+        with Store(settings.store.path, read_only=True) as store:
+            return store.jobs.any()
+    except (HarvesterError, sqlite3.Error):
+        return True
 
 
 async def _discover(

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from harvester.config import RateSettings
 from harvester.harvest.ratesignals import LimitedBy
-from harvester.store.aio import AsyncStore
+
+if TYPE_CHECKING:  # a type only: `status` reads LearnedRate without opening a store
+    from harvester.store.aio import AsyncStore
 
 LEARNED_RATE_KEY = "learned_rate"  # the daemon_state entry that keeps it across runs
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harvester.errors import StoreError
+from harvester.errors import NO_STORE_HINT, StoreError
 from harvester.logs import say
 
 
@@ -106,7 +106,7 @@ def check_store_path(path: Path, *, must_exist: bool) -> None:
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a store file")
     if must_exist and not path.exists():
-        raise StoreError(f"no store at {path} (check --db or store.path; `enqueue` creates one)")
+        raise StoreError(f"no store at {path} ({NO_STORE_HINT})")
     if not path.parent.is_dir():
         raise StoreError(f"no directory {path.parent} for the store {path.name}")
 

@@ -21,8 +21,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from harvester.errors import StoreError
 from harvester.model import JobOutcome, RecordResult, iso_utc
 from harvester.store.bodies import BodyStore
@@ -43,9 +41,21 @@ from harvester.store.imports import ImportCounts, ImportedRecord, import_batch
 from harvester.store.jobs import JobQueue, refresh_cutoff, stale_job_ids
 from harvester.store.ledger import TweetLedger
 from harvester.store.responses import Responses
-from harvester.store.schema import migrations
 from harvester.store.snapshot import Answer
 from harvester.store.state import DaemonState
+from harvester.store.version import is_current, table_names
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """WAL, and the schema's migrations not run yet. sqlite-utils (and the migrations)
+    are imported here, by the commands that write, not by those that only read."""
+    from sqlite_utils import Database
+
+    from harvester.store.schema import migrations
+
+    db = Database(conn, execute_plugins=False)
+    db.enable_wal()
+    migrations.apply(db)
 
 
 class Store:
@@ -69,13 +79,11 @@ class Store:
         try:
             self.conn = connect(self.opened_as, read_only=read_only, immutable=self.immutable)
             with closed_on_error(self.conn):
-                self.db = Database(self.conn, execute_plugins=False)
-                check_is_store(path, self.db.table_names(), existed=existed)
+                check_is_store(path, table_names(self.conn), existed=existed)
                 if not read_only:
-                    self.db.enable_wal()
-                    migrations.apply(self.db)
+                    _migrate(self.conn)
                     record_home(self.conn, self.opened_as)
-                elif migrations.pending(self.db):
+                elif not is_current(self.conn):  # without loading the migrations
                     raise StoreError(
                         f"{path} was written by an older version: run any writing command "
                         "(e.g. `harvester derive`) once to upgrade it"

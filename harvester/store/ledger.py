@@ -18,6 +18,9 @@ then checked against the table's row count and last row, and reloaded if they mo
 
 Charges older than the window are pruned as answers are written (whole rows), and the
 index counts IDs charged before the last prune as not charged.
+
+The index (numpy) is imported by the first charge, so a reader of the ledger
+(`status`) never loads numpy.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
-from harvester.store.charged import ChargedIndex, IdArray, distinct_sorted, ids_to_blob
+if TYPE_CHECKING:
+    from harvester.store.charged import ChargedIndex, IdArray
 
 LOAD_CHUNK_ROWS = 2000
 
@@ -103,6 +108,8 @@ class TweetLedger:
         caller's transaction; how many they were."""
         if not batch.tweet_ids:
             return 0
+        from harvester.store.charged import distinct_sorted, ids_to_blob
+
         ids = distinct_sorted(batch.tweet_ids)
         if self._loaded is None:
             self._loaded = self._load(conn, batch.data_version)
@@ -148,6 +155,8 @@ class TweetLedger:
     @staticmethod
     def _load(conn: sqlite3.Connection, data_version: int) -> _Loaded:
         """The index of every row in the table (all inside the window once pruned)."""
+        from harvester.store.charged import ChargedIndex
+
         rows, last_row_id = _shape(conn)
         expected = conn.execute("SELECT total(id_count) FROM tweet_charges").fetchone()[0]
         cursor = conn.execute(

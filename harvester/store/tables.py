@@ -18,10 +18,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harvester.errors import BodyCorrupt, QueryError
+from harvester.errors import BodyCorrupt, QueryError, listing
 from harvester.store.core import Store
 from harvester.store.filters import Filter, filtering, make_filter, quoted
 from harvester.store.jobs import refresh_cutoff, stale_job_ids
+from harvester.store.names import exportable_tables
 from harvester.store.readonly import SQL_ERRORS, explain, fetch, lock, lock_read_only
 
 FETCH_ROWS = 1_000
@@ -52,13 +53,7 @@ def run_query(store: Store, sql: str) -> Rows:
 
 def table_names(store: Store) -> list[str]:
     """Tables and views a user may export (not SQLite's or the migrations' own)."""
-    return [
-        name
-        for (name,) in store.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
-        )
-        if not name.startswith(("sqlite_", "_sqlite_"))
-    ]
+    return exportable_tables(store.conn)
 
 
 def export_rows(store: Store, table: str, where: str | None) -> Rows:
@@ -90,7 +85,7 @@ def _checked(store: Store, table: str, where: str | None) -> Filter | None:
     lock_read_only(store)
     names = table_names(store)
     if table not in names:
-        raise QueryError(f"no table or view {table!r} in the store (there are: {', '.join(names)})")
+        raise QueryError(f"no table or view {table!r} in the store; " + listing("there are", names))
     return None if where is None else make_filter(store, table, where)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from harvester.errors import StoreError
 from harvester.identifiers import Identifier
 from harvester.model import iso_utc
 from harvester.sim import universe
-from harvester.store import Store
+from harvester.store import Store, version
 from harvester.store.schema import migrations
 
 
@@ -26,6 +27,23 @@ def test_schema_is_plain_sql_with_wal(store: Store, db_path: Path) -> None:
     assert {"jobs", "responses"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_a_reader_tells_a_current_store_without_loading_the_migrations(
+    store: Store, db_path: Path
+) -> None:
+    """store.version names the migrations, so a read-only open (status, query) need
+    not import sqlite-utils (issue 24); they must be the migrations that run."""
+    with closing(sqlite3.connect(":memory:")) as empty:
+        names = tuple(migration.name for migration in migrations.pending(Database(empty)))
+    assert names == version.MIGRATIONS and migrations.name == version.MIGRATION_SET
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        assert version.is_current(conn)
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm003_error_index'")
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert not version.is_current(conn)
+    with pytest.raises(StoreError, match="written by an older version"):
+        Store(db_path, read_only=True)
 
 
 def test_reopening_applies_no_migration_twice(db_path: Path) -> None:
