@@ -107,3 +107,8 @@ def listing(intro: str, names: Iterable[str]) -> str:
             line = f"{line} {word}" if line else word
     lines.append(line.removesuffix(","))
     return f"{intro}:\n" + "\n".join(f"  {text}" for text in lines)
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 page`, `2 pages`, `1,204 jobs`: a count with its noun, in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"

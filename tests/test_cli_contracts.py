@@ -155,6 +155,27 @@ async def test_drain_with_failed_jobs_exits_4(tmp_path: Path) -> None:
     assert states == [("failed",)]
 
 
+async def test_drain_exits_4_only_for_jobs_that_failed_during_it(tmp_path: Path) -> None:
+    """Issue 24: a failure left by an earlier run is named, not the exit code of a later
+    run that failed nothing (a cron job would report failure until someone retried)."""
+    db = tmp_path / "s.db"
+    failing = SimulatorSettings(key=KEY, fault_rate=1.0, fault_kinds=("500",))
+    async with Simulator(failing) as simulator:
+        assert harvester("--db", str(db), "enqueue", stdin="10.1000/f1\n").returncode == 0
+        config = config_for(tmp_path, simulator.base_url, max_attempts=1)
+        code, _, err = await _run_async("--config", str(config), "--db", str(db), "run", "--drain")
+    assert code == 4 and "1 job ended failed in this run" in err, err
+    async with Simulator(SimulatorSettings(key=KEY)) as simulator:
+        assert harvester("--db", str(db), "enqueue", stdin="10.1000/ok1\n").returncode == 0
+        config = config_for(tmp_path, simulator.base_url, max_attempts=1)
+        code, _, err = await _run_async("--config", str(config), "--db", str(db), "run", "--drain")
+        assert code == 0, err
+        assert "1 job left failed by earlier runs" in err
+        code, _, err = await _run_async("--config", str(config), "--db", str(db), "run", "--drain")
+        assert code == 0 and "1 job left failed by earlier runs" in err
+    assert sorted(rows(db, "SELECT state FROM jobs")) == [("done",), ("failed",)]
+
+
 async def test_drain_that_ends_clean_exits_0(tmp_path: Path) -> None:
     async with Simulator(SimulatorSettings(key=KEY)) as simulator:
         db = tmp_path / "s.db"

@@ -22,7 +22,7 @@ import sys
 
 from harvester.commands.context import Invocation, settle_new_store
 from harvester.config import Secret, Settings, load_api_key
-from harvester.errors import HarvesterError
+from harvester.errors import HarvesterError, counted
 from harvester.harvest.client import AltmetricClient, FetchResult
 from harvester.harvest.discovery import DiscoverReport, Discovery, new_job_state
 from harvester.harvest.policy import RetryPolicy
@@ -134,7 +134,7 @@ def _summary(report: DiscoverReport, refused: list[FetchResult]) -> ExitCode:
     total = "?" if report.total is None else f"{report.total:,}"
     again = f" ({report.requeued:,} queued again for a new fetch)" if report.requeued else ""
     print(
-        f"discovered {report.stored:,} of {total} results on {report.pages:,} pages: "
+        f"discovered {report.stored:,} of {total} results on {counted(report.pages, 'page')}: "
         f"queued {report.queued:,} new outputs, {report.known:,} already in the store"
         f"{again}; rejected {report.rejected:,}"
     )

@@ -18,7 +18,7 @@ from typing import IO, Any, Literal
 from harvester.commands.context import Invocation
 from harvester.commands.formats import parse_body, rows_as_csv, rows_as_jsonl, rows_as_parquet
 from harvester.commands.output import refuse_store_files, replace_on_success, text_output
-from harvester.errors import CommandError
+from harvester.errors import CommandError, counted
 from harvester.logs import say
 from harvester.model import ExitCode
 from harvester.progress import ProgressLine
@@ -63,7 +63,7 @@ def cmd_export(
                 count = writers[output_format](rows, out, progress.update)
         progress.close()
         damaged = store.bodies.damaged_reads
-    print(f"exported {count:,} rows of {table}", file=sys.stderr)
+    print(f"exported {counted(count, 'row')} of {table}", file=sys.stderr)
     return _verdict(damaged)
 
 
@@ -82,7 +82,7 @@ def _export_jobs(
             count = writer(store, out, progress.update)
         progress.close()
         damaged = store.bodies.damaged_reads
-    print(f"exported {count:,} records", file=sys.stderr)
+    print(f"exported {counted(count, 'record')}", file=sys.stderr)
     return _verdict(damaged)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from array import array
 
 from harvester.commands.context import Invocation
-from harvester.errors import CommandError
+from harvester.errors import CommandError, counted
 from harvester.model import ExitCode, JobState
 from harvester.scheduling import parse_age
 from harvester.store import Store
@@ -32,7 +32,9 @@ def cmd_refresh(invocation: Invocation, older_than: str, *, where: str | None) -
         for job_ids in jobs_to_refresh(reader, older_than_s, where):
             chosen.extend(job_ids)
         count = store.jobs.requeue_done(chosen)
-    print(f"requeued {count:,} outputs for a new snapshot (latest older than {older_than})")
+    print(
+        f"requeued {counted(count, 'output')} for a new snapshot (latest older than {older_than})"
+    )
     return ExitCode.OK
 
 
@@ -55,7 +57,7 @@ def cmd_backfill(invocation: Invocation) -> ExitCode:
     with Store(settings.store.path, must_exist=True) as store:
         count = store.jobs.queue_backfill()
     print(
-        f"queued {count:,} outputs for a full re-fetch; the daemon runs them when the "
+        f"queued {counted(count, 'output')} for a full re-fetch; the daemon runs them when the "
         "tweet quota has room"
     )
     return ExitCode.OK

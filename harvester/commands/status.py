@@ -64,6 +64,7 @@ class Heartbeat:
     quota_mode: object
     concurrency: object
     rate_limited_by: object  # configured, learned, hourly_allowance, daily_allowance, auto
+    allowance_per_s: object = None  # what the hourly/daily headers leave, spread out
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +288,7 @@ def daemon_status(store: Store, now_s: float) -> DaemonStatus:
         quota_mode=heartbeat.get("quota_mode"),
         concurrency=heartbeat.get("concurrency"),
         rate_limited_by=heartbeat.get("rate_limited_by"),
+        allowance_per_s=heartbeat.get("allowance_per_s"),
     )
     return DaemonStatus(running=fresh and _process_exists(pid), heartbeat=seen)
 
@@ -472,7 +474,7 @@ def render_status(status: StatusReport) -> str:
         )
         + ("" if status.daemon.running else "  (earlier runs; no daemon is running)")
     )
-    lines.append(_describe_rate(status.rate))
+    lines.append(_describe_rate(status.rate) + _describe_allowance(status.daemon))
     lines.append(_describe_quota(status.quota))
     for name, task in status.schedule.items():
         lines.append(_describe_task(name, task))
@@ -497,9 +499,43 @@ def _describe_rate(rate: RateStatus) -> str:
     return "rate  " + "; ".join(parts)
 
 
+def _describe_allowance(daemon: DaemonStatus) -> str:
+    """The allowance the server's X-HourlyRateLimit-* or X-DailyRateLimit-* headers
+    leave, spread to the window's end, as the running daemon paces by it."""
+    heartbeat = daemon.heartbeat if daemon.running else None
+    allowance = None if heartbeat is None else heartbeat.allowance_per_s
+    if heartbeat is None or not isinstance(allowance, int | float):
+        return ""
+    kind = {
+        "hourly_allowance": ("hourly", "Hourly", "hour"),
+        "daily_allowance": ("daily", "Daily", "day"),
+    }.get(str(heartbeat.rate_limited_by))
+    if kind is None:
+        return f"; the server's allowance headers leave {allowance:g}/s"
+    adjective, header, window = kind
+    return (
+        f"; paced by the {adjective} allowance: {allowance:g}/s, what the server's "
+        f"X-{header}RateLimit-Remaining leaves spread to the {window}'s end"
+    )
+
+
+def _describe_last(last: object) -> str:
+    """What a task's last run did, in words (`pages 3, queued 250`), not a dict."""
+    if not isinstance(last, dict) or not last:
+        return "no result kept" if last is None else str(last)
+    if "error" in last:
+        return f"failed: {last['error']}"
+    return ", ".join(
+        f"{name.replace('_', ' ')} {value:,}"
+        if isinstance(value, int) and not isinstance(value, bool)
+        else f"{name.replace('_', ' ')} {value}"
+        for name, value in last.items()
+    )
+
+
 def _describe_task(name: str, task: ScheduledTask) -> str:
     next_run = task.next_at or "at the daemon's next start"
-    last_run = f"; last {task.last_at} {task.last}" if task.last_at else ""
+    last_run = f"; last {task.last_at}: {_describe_last(task.last)}" if task.last_at else ""
     return f"schedule  {name} every {task.every}: next {next_run}{last_run}"
 
 

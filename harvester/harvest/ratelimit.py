@@ -296,7 +296,8 @@ class RateController:
 
     def _limited_by(self) -> LimitedBy:
         allowance = self._allowance_per_s
-        if allowance is not None and allowance < self._rate_per_s:
+        # At the allowance, it sets the pace too: with "auto" the rate jumps to it.
+        if allowance is not None and allowance <= self._rate_per_s:
             return self._allowance_kind
         if self._learned:
             return "learned"

@@ -32,7 +32,7 @@ from helpers import (
 from harvester.cli import main
 from harvester.identifiers import Identifier
 from harvester.model import iso_utc
-from harvester.sim.server import Simulator
+from harvester.sim.server import Simulator, SimulatorSettings
 from harvester.store import Store
 from harvester.store.jobs import waiting_jobs
 
@@ -128,6 +128,64 @@ async def test_with_a_daemon_the_eta_is_at_its_own_rate(
     assert "eta for the jobs that can run now, at this daemon's recent rate" in text
     assert "no daemon is running" not in text
     assert document["quota"]["next_mode"] == "original_tweets"  # the ladder, predicted
+
+
+async def test_status_names_the_hourly_allowance_a_daemon_paces_by(tmp_path: Path) -> None:
+    """Issue 24: the heartbeat's allowance_per_s is in `status --json` (the README lists
+    it), and with `"auto"` the text names the hourly allowance the daemon paces by."""
+    config, db = tmp_path / "h.toml", tmp_path / "s.db"
+    queue(db, dois(5, "10.6262/allowance."))
+    settings = SimulatorSettings(key=KEY, hourly_limit=36_000, hourly_used=0)
+    async with Simulator(settings) as simulator:
+        write_config(config, simulator.base_url, rate={"requests_per_s": "auto"})
+        daemon = await start_harvester(
+            *("--config", str(config), "--db", str(db), "run"),
+            env={"ALTMETRIC_API_KEY": KEY},
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                document, text = await status(config, db)
+                if document["daemon"].get("allowance_per_s") is not None:
+                    break
+                assert time.monotonic() < deadline, document
+                await asyncio.sleep(0.2)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(daemon.wait(), timeout=20)
+    live = document["daemon"]
+    assert live["running"] and live["rate_limited_by"] == "hourly_allowance"
+    assert live["allowance_per_s"] > 0
+    assert "paced by the hourly allowance: " in text
+    assert "X-HourlyRateLimit-Remaining leaves spread to the hour's end" in text
+
+
+def test_a_scheduled_tasks_last_run_is_said_in_words(
+    db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "h.toml"
+    config.write_text(
+        "[schedule]\ndiscover_every = \"1d\"\nrefresh_every = \"1d\"\nrefresh_older_than = \"7d\"\n"
+    )
+    queue(db_path, dois(1, "10.1000/sched."))
+    last = {
+        "discover": {
+            "last_at": "2026-12-01T00:00:00.000000Z",
+            "last": {"pages": 3, "queued": 1250},
+        },
+        "refresh": {
+            "last_at": "2026-12-01T00:00:00.000000Z",
+            "last": {"error": "the store is busy"},
+        },
+    }
+    with Store(db_path) as store:
+        store.state.save({"schedule": json.dumps(last)})
+    assert main(["--config", str(config), "--db", str(db_path), "status"]) == 0
+    shown = capsys.readouterr().out
+    assert "last 2026-12-01T00:00:00.000000Z: pages 3, queued 1,250" in shown
+    assert "last 2026-12-01T00:00:00.000000Z: failed: the store is busy" in shown
+    assert "{" not in shown
 
 
 # -- status reads whatever heartbeat the store holds ---------------------------------------

@@ -86,7 +86,7 @@ async def test_verify_says_how_to_fetch_the_damaged_answers_again(
     )
     command = shlex.split(hint.split(": ", 1)[1])[1:]
     assert main(["--db", str(db_path), *command]) == 0
-    assert "requeued 1 outputs" in capsys.readouterr().out
+    assert "requeued 1 output " in capsys.readouterr().out
     with Store(db_path, read_only=True) as store:
         assert store.jobs.counts_by_state()["pending"] == 1
 

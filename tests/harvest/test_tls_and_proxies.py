@@ -141,7 +141,7 @@ async def all_three_work(cfg: Path, env: dict[str, str] | None = None) -> None:
     code, out, err = await command(
         cfg, "discover", "--timeframe", "1d", "--max-pages", "1", env=env
     )
-    assert code == 0 and out.startswith("discovered 100 of 120 results on 1 pages"), err
+    assert code == 0 and out.startswith("discovered 100 of 120 results on 1 page:"), err
 
 
 def last_line(stderr: str) -> str:
