@@ -114,6 +114,7 @@ AGE_RANGES: Mapping[str, AgeRange] = {
     "schedule.discover_every": AgeRange(1, YEAR_S, ""),
     "schedule.refresh_every": AgeRange(1, YEAR_S, ""),
     "schedule.refresh_older_than": AgeRange(0, 10 * YEAR_S, "", low_open=True),
+    "schedule.export_every": AgeRange(1, YEAR_S, ""),
 }
 
 # Whatever it is for, an age beyond this is a typing slip (and past it, the clock's

@@ -1,5 +1,6 @@
 """What to discover and when: the citations call's query (`harvester discover`) and the
-`[schedule]` section, with the ages (`30d`, `12h`) both are written in.
+`[schedule]` section (discovery, refresh and the Parquet export's periods), with the
+ages (`30d`, `12h`) both are written in.
 
 Apart from `config` because it is a concern of its own, read by the command line,
 the daemon's scheduler and `status` alike; `config` takes `ScheduleSettings` from here
@@ -71,6 +72,8 @@ class ScheduleSettings:
     discover_max_pages: int = 0
     refresh_every: str = ""
     refresh_older_than: str = ""  # requeue outputs whose latest snapshot is older
+    export_every: str = ""  # write what the store gained into export_dataset
+    export_dataset: str = ""  # a Parquet dataset's directory (`export --dataset DIR`)
 
     def discover_query(self) -> DiscoverQuery:
         return DiscoverQuery(
@@ -94,9 +97,13 @@ class ScheduleSettings:
     def refresh_older_than_s(self) -> float:
         return parse_age(self.refresh_older_than)
 
+    @property
+    def export_every_s(self) -> float | None:
+        return parse_age(self.export_every) if self.export_every else None
+
 
 def validate_schedule(schedule: ScheduleSettings) -> None:
-    for key in ("discover_every", "refresh_every", "refresh_older_than"):
+    for key in ("discover_every", "refresh_every", "refresh_older_than", "export_every"):
         text = getattr(schedule, key)
         if text:
             _check_age(f"schedule.{key}", text)
@@ -104,6 +111,11 @@ def validate_schedule(schedule: ScheduleSettings) -> None:
         raise ConfigError(
             'schedule.refresh_every needs schedule.refresh_older_than (e.g. "30d"): '
             "which outputs are due for a new snapshot"
+        )
+    if schedule.export_every and not schedule.export_dataset.strip():
+        raise ConfigError(
+            'schedule.export_every needs schedule.export_dataset (e.g. "/srv/altmetric-dataset"):'
+            " the directory of the Parquet dataset to keep up to date"
         )
     check_discover_query(schedule.discover_query(), lambda name: f"schedule.discover_{name}")
 

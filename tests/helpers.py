@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -433,3 +434,46 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# -- stores harvested over months, and Parquet datasets ---------------------------------------
+
+
+def spread_over_months(db_path: Path, months: int) -> list[str]:
+    """Make a closed store look harvested over `months` calendar months, in the order
+    it was harvested: its responses (and their snapshots) split into `months` runs of
+    response ids, the first run fetched `months - 1` months (of 31 days) ago, the last
+    as it was. The months, oldest first, as YYYY-MM."""
+    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
+        found = conn.execute("SELECT id, fetched_at FROM responses ORDER BY id").fetchall()
+        share = -(-len(found) // months)
+        for index, (response_id, fetched_at) in enumerate(found):
+            back_s = (months - 1 - index // share) * 31 * 86_400
+            moved = iso_utc(datetime.datetime.fromisoformat(fetched_at).timestamp() - back_s)
+            conn.execute("UPDATE responses SET fetched_at = ? WHERE id = ?", (moved, response_id))
+            conn.execute(
+                "UPDATE outputs SET fetched_at = ? WHERE response_id = ?", (moved, response_id)
+            )
+        return [month for (month,) in conn.execute(
+            "SELECT DISTINCT substr(fetched_at, 1, 7) FROM responses ORDER BY 1"
+        )]  # fmt: skip
+
+
+def refresh_some(db_path: Path, config: Path, where: str) -> None:
+    """`refresh --older-than 0s --where WHERE`, then `run --drain` with `config` (a
+    simulator's): the outputs matching WHERE get a new snapshot each."""
+    result = harvester("--db", str(db_path), "refresh", "--older-than", "0s", "--where", where)
+    assert result.returncode == 0, result.stderr
+    result = harvester(
+        "--config", str(config), "--db", str(db_path), "run", "--drain",
+        env={"ALTMETRIC_API_KEY": KEY},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def query_json(db_path: Path, sql: str) -> list[dict[str, Any]]:
+    """`harvester query SQL --format json` on the store: what a user gets."""
+    result = harvester("--db", str(db_path), "query", sql, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    found: list[dict[str, Any]] = json.loads(result.stdout)
+    return found

@@ -44,6 +44,7 @@ ROOMS = {
     "scheduling": "scheduling.py",
     "dump": "dump/__init__.py",
     "store": "store/__init__.py",
+    "dataset": "dataset/__init__.py",
     "harvest": "harvest/__init__.py",
     "service": "service/__init__.py",
     "commands": "commands/__init__.py",

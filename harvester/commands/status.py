@@ -221,7 +221,11 @@ def schedule_status(
     saved = _saved_json(store, SCHEDULE_KEY)
     live = _saved_json(store, "heartbeat").get("schedule") if daemon.running else None
     live = live if isinstance(live, dict) else {}
-    periods = {"discover": settings.discover_every, "refresh": settings.refresh_every}
+    periods = {
+        "discover": settings.discover_every,
+        "refresh": settings.refresh_every,
+        "export": settings.export_every,
+    }
     for name, said in live.items():  # a running daemon's tasks, whatever config this read
         if not periods.get(name) and isinstance(said, dict) and said.get("every_s"):
             periods[name] = f"{said['every_s']:g}s"

@@ -1,13 +1,17 @@
-"""What a running daemon does by itself (`[schedule]`): discover and refresh on a timer.
+"""What a running daemon does by itself (`[schedule]`): discover, refresh and export
+on a timer.
 
 Every `discover_every`, a discovery (`harvest.discovery`) pages the citations call
 with the configured query; every `refresh_every`, outputs whose latest snapshot is
 older than `refresh_older_than` go back to the queue. Both share the harvest's one
 rate budget: a discovery asks for one page at a time through the same controller the
 workers wait on, so it takes a token now and then among theirs and neither starves
-the other; a refresh sends nothing itself, it only queues work. When each last ran
-is kept in the store (`daemon_state`, key `schedule`), so a restart does not run them
-again early, and a discovery stopped by a restart resumes at its next page.
+the other; a refresh sends nothing itself, it only queues work. Every
+`export_every`, what the store gained goes into the Parquet dataset at
+`export_dataset`, in a child process (`harvest.exporting`) that runs beside the other
+tasks. When each last ran is kept in the store (`daemon_state`, key `schedule`), so a
+restart does not run them again early, and a discovery stopped by a restart resumes
+at its next page.
 """
 
 from __future__ import annotations
@@ -68,8 +72,9 @@ class Scheduler:
         self.settings = settings
         self._discovery = discovery
         self._db = store
-        self._tasks = {"discover": _Task(), "refresh": _Task()}
+        self._tasks = {"discover": _Task(), "refresh": _Task(), "export": _Task()}
         self._changed = asyncio.Event()
+        self._exporting: asyncio.Task[None] | None = None  # beside the others, not before
         self._loaded = False  # until then, no view: the last runs are not known yet
 
     def reconfigure(self, settings: ScheduleSettings) -> None:
@@ -93,28 +98,44 @@ class Scheduler:
         }
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Run each task when due until `stopping` (`load` first)."""
-        while not stopping.is_set():
-            due = self._next_due()
-            if due is not None and due[1] <= time.time():
-                await self._run_task(due[0], stopping)
-                continue
-            wait_s = 3600.0 if due is None else due[1] - time.time()
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_s):
-                    await _first_of(stopping, self._changed)
+        """Run each task when due until `stopping` (`load` first). An export, which
+        may take hours, runs beside the others (a child process: `exporting`)."""
+        try:
+            while not stopping.is_set():
+                due = self._next_due()
+                if due is not None and due[1] <= time.time():
+                    if due[0] == "export":
+                        self._exporting = asyncio.create_task(self._export_aside(stopping))
+                    else:
+                        await self._run_task(due[0], stopping)
+                    continue
+                wait_s = 3600.0 if due is None else due[1] - time.time()
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await _first_of(stopping, self._changed)
+        finally:
+            if self._exporting is not None:
+                self._exporting.cancel()  # the child is stopped and awaited
+                await asyncio.gather(self._exporting, return_exceptions=True)
+
+    async def _export_aside(self, stopping: asyncio.Event) -> None:
+        await self._run_task("export", stopping)
+        self._changed.set()  # the loop reckons the export's next run again
 
     def _every_s(self, name: str) -> float | None:
+        if name == "export":
+            return self.settings.export_every_s
         return (
             self.settings.discover_every_s if name == "discover" else self.settings.refresh_every_s
         )
 
     def _next_due(self) -> tuple[str, float] | None:
+        exporting = self._exporting is not None and not self._exporting.done()
         due = [
             (name, task.due_at_s(every_s))
             for name, task in self._tasks.items()
-            if (every_s := self._every_s(name)) is not None
+            if (every_s := self._every_s(name)) is not None and not (exporting and name == "export")
         ]
         return min(due, key=lambda item: item[1]) if due else None
 
@@ -122,7 +143,11 @@ class Scheduler:
         task = self._tasks[name]
         started_s = time.time()
         try:
-            last = await (self._discover(stopping) if name == "discover" else self._refresh())
+            last: dict[str, Any] | None
+            if name == "export":
+                last = await self._export()
+            else:
+                last = await (self._discover(stopping) if name == "discover" else self._refresh())
         except (HarvesterError, OSError, sqlite3.Error) as error:  # the store busy, say
             task.retry_at_s = time.time() + FAILED_RETRY_S
             task.last = {"error": str(error)}
@@ -148,6 +173,11 @@ class Scheduler:
 
     async def _refresh(self) -> dict[str, Any]:
         return {"requeued": await self._db.refresh_older_than(self.settings.refresh_older_than_s)}
+
+    async def _export(self) -> dict[str, Any]:
+        from harvester.harvest.exporting import export_in_child  # not for `status`'s import
+
+        return await export_in_child(self._db.store.opened_as, self.settings.export_dataset)
 
     async def load(self) -> None:
         """When each task last ran, as an earlier run saved it (before any view)."""

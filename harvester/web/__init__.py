@@ -2,8 +2,9 @@
 that describes every table and column, the README's example queries as canned queries,
 full-text search on titles, and answers shown decompressed as JSON.
 
-Its rooms: `descriptions` (what each table and column holds) and `metadata` (Datasette's
-metadata, pure data, no Datasette needed), `search` (the index of titles, a file of its
-own), `plugin` (answers decompressed, `harvester_body()`) and `app` (Datasette over the
-store, read-only, and the server). Only `plugin` and `app` import Datasette.
+Its rooms: `metadata` (Datasette's metadata, pure data, no Datasette needed, every
+table and column described in `store.descriptions`' words), `search` (the index of
+titles, a file of its own), `plugin` (answers decompressed, `harvester_body()`) and
+`app` (Datasette over the store, read-only, and the server). Only `plugin` and `app`
+import Datasette.
 """

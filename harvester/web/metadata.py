@@ -1,5 +1,5 @@
 """Datasette's metadata for a store: a title and description, every table, view and
-column described (`descriptions`), the README's example queries as canned queries,
+column described (`store.descriptions`), the README's example queries as canned queries,
 full-text search on `latest_outputs`, and the tables nobody browses hidden.
 
 A pure function of the database's name: the same store always reads the same way.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from harvester.web.descriptions import TABLES
+from harvester.store.descriptions import TABLES
 
 # The FTS5 table of latest titles (`harvester.web.search`), in a file of its own attached
 # to every connection of the store as `search`; SQLite finds it by its bare name.

@@ -55,6 +55,12 @@ async def stop(daemon: asyncio.subprocess.Process) -> None:
     assert await asyncio.wait_for(daemon.wait(), timeout=30) == 0
 
 
+def heartbeat_schedule(db: Path) -> dict[str, Any]:
+    value = rows(db, "SELECT value FROM daemon_state WHERE key = 'heartbeat'")[0][0]
+    schedule: dict[str, Any] = json.loads(value)["schedule"]
+    return schedule
+
+
 def citation_pages(sim: Simulator) -> int:
     return sum(1 for record in sim.sent if record.endpoint == "citations")
 
@@ -86,7 +92,9 @@ async def test_the_daemon_discovers_and_refreshes_on_its_own(tmp_path: Path) -> 
             )
             await until(lambda: citation_pages(sim) >= 4)  # two discoveries of 2 pages
             report = await status(cfg, db)
-            # `status` run without the daemon's config still shows what the daemon runs.
+            # `status` run without the daemon's config still shows what the daemon runs,
+            # once a heartbeat (every 5 s) has been written since the schedule was loaded.
+            await until(lambda: "discover" in heartbeat_schedule(db))
             code, out, err = await harvester_async("--db", str(db), "status", "--json")
             assert code == 0, err
             assert set(json.loads(out)["schedule"]) == {"discover", "refresh"}

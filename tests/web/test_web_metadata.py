@@ -46,14 +46,14 @@ def test_every_table_view_and_column_of_a_harvested_store_is_described(
             for column in columns
             if not described.get("columns", {}).get(column)
         ]
-    assert undescribed == [], "describe these in harvester/web/descriptions.py"
+    assert undescribed == [], "describe these in harvester/store/descriptions.py"
     stale = [
         f"{table}.{column}"
         for table, described in tables.items()
         for column in ["", *described["columns"]]
         if table not in actual or (column and column not in actual[table])
     ]
-    assert stale == [], "described in harvester/web/descriptions.py, but not in a store"
+    assert stale == [], "described in harvester/store/descriptions.py, but not in a store"
 
 
 def readme_example_queries() -> list[tuple[str, str]]:

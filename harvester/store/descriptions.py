@@ -1,5 +1,6 @@
 """What every table, view and column of the store holds, in the README's words, for
-Datasette's metadata (`harvester.web.metadata`). A test opens a real harvested store and
+Datasette's metadata (`harvester.web.metadata`) and a Parquet dataset's manifest
+(`harvester.dataset`), which say the same. A test opens a real harvested store and
 fails for any table or column missing here, and for any described here that the store
 lacks: a new column of the schema gets its description in the same change.
 """
