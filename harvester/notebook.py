@@ -79,10 +79,15 @@ class StoreReader:
         return table_names(self._store)
 
     def to_pandas(self, sql_or_table: str, params: Params = ()) -> pandas.DataFrame:
-        """A table, a view or a query's rows as a DataFrame (needs pandas)."""
+        """A table, a view or a query's rows as a DataFrame (needs pandas). A column of
+        integers is pandas' nullable `Int64`, whatever nulls it holds: as float64 (what
+        pandas makes of integers with a gap) a tweet ID past 2**53 would be rounded."""
         pd = _require("pandas", "to_pandas")
         columns, rows = self._run(self._select(sql_or_table), params)
-        return pd.DataFrame.from_records(rows, columns=columns)
+        values = [_pandas_column(pd, [row[i] for row in rows]) for i in range(len(columns))]
+        frame = pd.DataFrame(dict(enumerate(values)), index=pd.RangeIndex(len(rows)))
+        frame.columns = columns  # by position: a query may name two columns alike
+        return frame
 
     def to_arrow(self, sql_or_table: str, params: Params = ()) -> pyarrow.Table:
         """A table, a view or a query's rows as an Arrow table (needs pyarrow), for
@@ -133,6 +138,13 @@ def _require(module: str, method: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise MissingExtra(f"{method}() needs {module}: {EXTRA}") from None
+
+
+def _pandas_column(pd: Any, values: list[Any]) -> Any:
+    """Integers (with or without nulls) as `Int64`; anything else as pandas infers it."""
+    if {type(value) for value in values if value is not None} == {int}:
+        return pd.array(values, dtype="Int64")
+    return values
 
 
 def _arrow_column(pa: Any, values: list[Any]) -> Any:

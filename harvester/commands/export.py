@@ -49,7 +49,7 @@ def cmd_export(
         return _export_jobs(path, output_format, where=where, output=output)
     writers = {"jsonl": rows_as_jsonl, "csv": rows_as_csv}
     with Store(path, read_only=True) as store:
-        rows = export_rows(store, table, where)
+        rows = export_rows(store, table, where, typed=output_format == "parquet")
         progress = ProgressLine(f"export {table}")
         if progress.enabled:
             progress.total = count_rows(store, table, where)

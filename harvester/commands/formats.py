@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import IO, Any
 
+from harvester import __version__
 from harvester.errors import ParquetUnavailable
 from harvester.store.tables import Rows
 
@@ -92,7 +93,10 @@ def _cell(value: Any) -> str:
 
 def rows_as_parquet(rows: Rows, path: Any, on_row: Callable[[int], None]) -> int:
     """Parquet through pyarrow (the `parquet` extra), in row groups of 50,000 rows or
-    ~64 MB of text, whichever comes first, so memory stays bounded."""
+    ~64 MB of text, whichever comes first, so memory stays bounded. Integer columns
+    are int64, and the file says so to pandas too (`pandas_metadata`), so that
+    `pd.read_parquet` gives them as nullable `Int64`, not as floats that round an ID
+    past 2**53 (a tweet ID) wherever the column has a null."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -106,6 +110,7 @@ def rows_as_parquet(rows: Rows, path: Any, on_row: Callable[[int], None]) -> int
             for name, declared in zip(rows.columns, rows.types, strict=True)
         ]
     )
+    schema = schema.with_metadata({b"pandas": json.dumps(_pandas_metadata(pa, schema))})
     count = 0
     with pq.ParquetWriter(path, schema) as writer:
         batch: list[tuple[Any, ...]] = []
@@ -132,6 +137,29 @@ def _arrow_type(pa: Any, declared: str) -> Any:
     if "BLOB" in name:
         return pa.binary()
     return pa.string()
+
+
+def _pandas_metadata(pa: Any, schema: Any) -> dict[str, Any]:
+    """What pandas writes into a Parquet file of a DataFrame (pyarrow reads it back):
+    each column's pandas dtype, `Int64` for integers, and no index."""
+    dtypes = {pa.int64(): ("int64", "Int64"), pa.float64(): ("float64", "float64")}
+    dtypes |= {pa.binary(): ("bytes", "object"), pa.string(): ("unicode", "object")}
+    return {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": [
+            {
+                "name": field.name,
+                "field_name": field.name,
+                "pandas_type": dtypes[field.type][0],
+                "numpy_type": dtypes[field.type][1],
+                "metadata": None,
+            }
+            for field in schema
+        ],
+        "creator": {"library": "altmetric-harvester", "version": __version__},
+        "pandas_version": "2.0.0",
+    }
 
 
 def _arrow_table(pa: Any, schema: Any, batch: list[tuple[Any, ...]]) -> Any:

@@ -56,13 +56,17 @@ def table_names(store: Store) -> list[str]:
     return exportable_tables(store.conn)
 
 
-def export_rows(store: Store, table: str, where: str | None) -> Rows:
+def export_rows(store: Store, table: str, where: str | None, *, typed: bool = False) -> Rows:
     """All rows of `table`, optionally only those matching a `--where` expression. The
     bodies table comes out uncompressed: `data` gives way to `body`, the bytes as
-    received (UTF-8 text)."""
+    received (UTF-8 text). With `typed`, a column SQLite declares no type for (a view's
+    `tweet_ledger.tweet_id`) is given the type of what it holds (a scan of that column),
+    so that integers stay integers in Parquet."""
     filter_ = _checked(store, table, where)
     info = store.conn.execute(f"PRAGMA table_info({quoted(table)})").fetchall()
     columns, types = [row[1] for row in info], [row[2] for row in info]
+    if typed and not all(types):
+        types = _held_types(store, table, filter_, columns, types)
     cursor = _select(store, f"SELECT * FROM {quoted(table)}", filter_)
     if len(cursor.description or ()) != len(columns):  # cannot be, but never pass it on
         raise QueryError(f"--where {where!r} changed the columns of {table}")
@@ -71,6 +75,29 @@ def export_rows(store: Store, table: str, where: str | None) -> Rows:
     if table == "bodies":
         return _uncompressed_bodies(store, columns, types, rows)
     return Rows(columns, types, rows)
+
+
+def _held_types(
+    store: Store, table: str, filter_: Filter | None, columns: list[str], types: list[str]
+) -> list[str]:
+    """Declared types, and for each undeclared column the type of the values it holds:
+    INTEGER if every one is an integer, REAL if numbers, BLOB if blobs, else TEXT."""
+    undeclared = [name for name, declared in zip(columns, types, strict=True) if not declared]
+    kinds = ", ".join(f"group_concat(DISTINCT typeof({quoted(name)}))" for name in undeclared)
+    found = _select(store, f"SELECT {kinds} FROM {quoted(table)}", filter_).fetchone()
+    held = dict(zip(undeclared, found, strict=True))
+
+    def typed(name: str, declared: str) -> str:
+        if declared:
+            return declared
+        stored = set((held[name] or "").split(",")) - {"null", ""}
+        if stored == {"integer"}:
+            return "INTEGER"
+        if stored and stored <= {"integer", "real"}:
+            return "REAL"
+        return "BLOB" if stored == {"blob"} else "TEXT"
+
+    return [typed(name, declared) for name, declared in zip(columns, types, strict=True)]
 
 
 def count_rows(store: Store, table: str, where: str | None) -> int:

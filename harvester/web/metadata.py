@@ -24,7 +24,19 @@ HIDDEN_TABLES = frozenset(("_sqlite_migrations", "zstd_dictionaries"))
 class CannedQuery(NamedTuple):
     name: str  # the URL: /<database>/<name>
     title: str
-    sql: str
+    sql: str  # as the README prints it (it runs as is in `harvester query`)
+    # What Datasette asks for instead of a value the README writes in: (parameter,
+    # the README's literal). The form's field is the parameter; `?journal=Nature`.
+    params: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+
+    @property
+    def served_sql(self) -> str:
+        """The SQL Datasette runs: the README's, each literal a named parameter."""
+        sql = self.sql
+        for name, literal in self.params:
+            sql = sql.replace(literal, f":{name}")
+        return sql
 
 
 # The README's "Example queries", word for word but for line breaks (a test compares
@@ -35,6 +47,8 @@ README_QUERIES = (
         "The 20 highest-scoring outputs in a journal",
         """SELECT doi, title, score FROM latest_outputs
 WHERE journal = 'Nature' ORDER BY score DESC LIMIT 20""",
+        params=(("journal", "'Nature'"),),
+        description="journal: its name as latest_outputs gives it (Nature, PLoS ONE, eLife...)",
     ),
     CannedQuery(
         "mentions-per-month",
@@ -100,6 +114,15 @@ DESCRIPTION = (
 )
 
 
+def _canned(query: CannedQuery) -> dict[str, Any]:
+    canned: dict[str, Any] = {"title": query.title, "sql": query.served_sql}
+    if query.params:
+        canned["params"] = [name for name, _ in query.params]
+    if query.description:
+        canned["description"] = query.description
+    return canned
+
+
 def store_metadata(database: str, *, searchable: bool = True) -> dict[str, Any]:
     """Datasette's metadata for the store served as `database`; with `searchable`, the
     `latest_outputs` page searches the FTS table attached to its connections."""
@@ -115,10 +138,7 @@ def store_metadata(database: str, *, searchable: bool = True) -> dict[str, Any]:
     tables["jobs"]["label_column"] = "identifier"  # a job_id shows as its identifier
     if searchable:
         tables["latest_outputs"].update(fts_table=FTS_TABLE, fts_pk="response_id")
-    queries = {
-        query.name: {"title": query.title, "sql": query.sql}
-        for query in (*README_QUERIES, LATEST_ANSWER)
-    }
+    queries = {query.name: _canned(query) for query in (*README_QUERIES, LATEST_ANSWER)}
     return {
         "title": f"altmetric-harvester: {database}",
         "description": DESCRIPTION,

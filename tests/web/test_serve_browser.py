@@ -87,7 +87,7 @@ def test_a_browser_browses_searches_and_queries_the_served_store(
         assert sorted(cells(dom, "title")) == sorted(found)
 
         top = README_QUERIES[0]  # the 20 highest-scoring outputs in Nature
-        dom = browser(f"{url}harvested/{top.name}")
+        dom = browser(f"{url}harvested/{top.name}?journal=Nature")  # the form, filled in
         assert top.title in html.unescape(dom)
         assert cells(dom, "title") == [title for _, title, _ in rows(store, top.sql)] != []
 

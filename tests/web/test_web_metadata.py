@@ -84,7 +84,8 @@ async def test_every_canned_query_runs_on_a_harvested_store(
     datasette = datasette_of(harvested_by_cli(40), None)
     results = {}
     for query in README_QUERIES:
-        response = await datasette.client.get(f"/harvested/{query.name}.json?_shape=array")
+        asked = "".join(f"&{name}={literal.strip(chr(39))}" for name, literal in query.params)
+        response = await datasette.client.get(f"/harvested/{query.name}.json?_shape=array{asked}")
         assert response.status_code == 200, (query.name, response.text)
         results[query.name] = response.json()
     assert results["harvest-progress"] == [{"state": "done", "count(*)": 40}]
@@ -92,6 +93,25 @@ async def test_every_canned_query_runs_on_a_harvested_store(
         harvested_by_cli(40), "SELECT count(*) FROM latest_outputs WHERE journal = 'Nature'"
     )
     assert len(results["top-in-journal"]) == min(20, nature[0][0]) > 0
+    # The journal is asked for (issue 24): another gives that journal's outputs.
+    [(journal, count)] = rows(
+        harvested_by_cli(40),
+        "SELECT journal, count(*) FROM latest_outputs WHERE journal != 'Nature' GROUP BY 1"
+        " ORDER BY 2 DESC LIMIT 1",
+    )
+    response = await datasette.client.get(
+        f"/harvested/top-in-journal.json?_shape=array&journal={journal}"
+    )
+    assert len(response.json()) == min(20, count) > 0
+    assert {row["doi"] for row in response.json()} <= {
+        doi
+        for (doi,) in rows(
+            harvested_by_cli(40), f"SELECT doi FROM latest_outputs WHERE journal = '{journal}'"
+        )
+    }
+    queries = store_metadata("harvested")["databases"]["harvested"]["queries"]
+    assert queries["top-in-journal"]["params"] == ["journal"]
+    assert "'Nature'" not in queries["top-in-journal"]["sql"]
     response = await datasette.client.get(
         f"/harvested/{LATEST_ANSWER.name}.json?_shape=array&identifier=10.1000/harvested.3"
     )
