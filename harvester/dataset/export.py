@@ -35,7 +35,7 @@ from harvester.dataset.parquet import (
     tweets_batch,
 )
 from harvester.dataset.tables import TABLES, Kind, Table, columns_of, partition_column
-from harvester.errors import DatasetError
+from harvester.errors import DatasetError, counted
 from harvester.model import iso_utc
 from harvester.store import Store
 from harvester.store.increments import (
@@ -88,8 +88,9 @@ class ExportSummary:
         tables = ", ".join(f"{name} {rows:,}" for name, rows in self.rows.items())
         after = f"after response {self.since:,}" if self.since else "from the start"
         return (
-            f"exported run {self.run} to {self.directory}: {sum(self.rows.values()):,} rows in"
-            f" {self.files:,} files ({tables}), {after} to response {self.watermark:,}"
+            f"exported run {self.run} to {self.directory}:"
+            f" {counted(sum(self.rows.values()), 'row')} in {counted(self.files, 'file')}"
+            f" ({tables}), {after} to response {self.watermark:,}"
         )
 
 
@@ -99,8 +100,8 @@ def export_dataset(
     """Write the dataset at `directory` (made if missing, in an existing folder) from
     the store at `store_path`: everything the first time or with `rebuild`, else what
     the store gained since the manifest's watermark."""
-    started_s = time.monotonic()
     pyarrow()  # before anything is made: said at once when the extra is missing
+    started_s = time.monotonic()  # after the imports: the run's own time
     with Store(store_path, read_only=True) as store:
         _prepare(directory)
         with exclusive(directory):

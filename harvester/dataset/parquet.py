@@ -5,14 +5,19 @@ pyarrow (the `parquet` extra) does the work: typing, zstd compression, statistic
 readers prune row groups by. A file holds at most FILE_ROW_GROUPS row groups of at
 most ROW_GROUP_ROWS rows or ROW_GROUP_BYTES of Arrow data, so a reader can split a
 large table across many workers, and memory stays bounded: each month keeps at most
-one row group waiting, and all of them together at most BUFFERED_BYTES (past it, the
-largest is written, smaller).
+one row group waiting (a month's rows are written when the next month's begin, as
+snapshots come in fetch order), and all of them together at most BUFFERED_BYTES (past
+it, the largest is written, smaller).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -24,12 +29,15 @@ from harvester.errors import ParquetUnavailable
 ROW_GROUP_ROWS = 131_072
 ROW_GROUP_BYTES = 64 << 20
 FILE_ROW_GROUPS = 8  # ~1M rows a file
-BUFFERED_BYTES = 96 << 20
+BUFFERED_BYTES = 64 << 20
 COMPRESSION = "zstd"
 
 
+@functools.cache
 def pyarrow() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """pyarrow, pyarrow.parquet and pyarrow.compute, or a message saying how to get them."""
+    """pyarrow, pyarrow.parquet and pyarrow.compute, or a message saying how to get them.
+    Its first `pa.array` of Python values imports pandas, when installed, to ask whether
+    they are pandas' (0.17 s here): done now, so a run's clock starts after it."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -38,6 +46,7 @@ def pyarrow() -> tuple[ModuleType, ModuleType, ModuleType]:
         raise ParquetUnavailable(
             "a Parquet dataset needs pyarrow: pip install 'altmetric-harvester[parquet]'"
         ) from None
+    pa.array((), pa.int64())
     return pa, pq, pc
 
 
@@ -166,7 +175,11 @@ class _Month:
 
 
 class TableWriter:
-    """A table's new files, under `root` (its folder in the staging area)."""
+    """A table's new files, under `root` (its folder in the staging area).
+
+    Row groups are encoded, compressed and written on a thread of its own, in order,
+    while the next is read (pyarrow lets go of the GIL meanwhile, and SQLite while it
+    steps): at most one row group is written while the next fills."""
 
     def __init__(self, root: Path, schema: Any, *, run: int, partitioned: bool) -> None:
         self.root = root
@@ -176,12 +189,20 @@ class TableWriter:
         self.rows = 0
         self.files: list[WrittenFile] = []
         self._months: dict[str, _Month] = {}
+        self._last_month = ""
         self._sequence = 0
+        self._writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
+        self._pending: Future[None] | None = None
 
     def write(self, month: str, batch: Any) -> None:
         """Add rows; a month ('' where the table has no folders) gets them as its own."""
         if not batch.num_rows:
             return
+        if month != self._last_month and self._last_month in self._months:
+            # Snapshots come in fetch order: a month that gives way is mostly done
+            # with, and its rows need not wait beside the next month's.
+            self._flush(self._last_month)
+        self._last_month = month
         waiting = self._months.setdefault(month, _Month())
         waiting.batches.append(batch)
         waiting.rows += batch.num_rows
@@ -195,20 +216,26 @@ class TableWriter:
     def close(self, empty_month: str | None = None) -> list[WrittenFile]:
         """Write what waits, close every file; with `empty_month`, a table that got no
         rows still gets one file (no rows, the schema), so readers find it."""
-        for month in list(self._months):
+        for month, waiting in list(self._months.items()):
             self._flush(month)
-            self._close_file(self._months[month])
+            self._in_order(functools.partial(self._close_file, waiting))
+        self._finish()
         if not self.files and empty_month is not None:
-            waiting = self._months.setdefault(empty_month if self.partitioned else "", _Month())
-            self._open_file(empty_month if self.partitioned else "", waiting)
+            month = empty_month if self.partitioned else ""
+            waiting = _Month()
+            self._open_file(month, waiting)
             self._close_file(waiting)
         return self.files
 
     def abort(self) -> None:
         """Close open files without finishing them (the staging area is discarded)."""
+        with contextlib.suppress(Exception):
+            self._finish()
+        self._writing.shutdown(wait=True)
         for waiting in self._months.values():
             if waiting.writer is not None:
-                waiting.writer.close()
+                with contextlib.suppress(Exception):
+                    waiting.writer.close()
                 waiting.writer = None
 
     def _flush(self, month: str) -> None:
@@ -217,12 +244,31 @@ class TableWriter:
             return
         pa, _, _ = pyarrow()
         table = pa.Table.from_batches(waiting.batches, schema=self.schema)
+        waiting.batches, waiting.rows, waiting.size_bytes = [], 0, 0
+        self._in_order(functools.partial(self._write_group, month, waiting, table))
+
+    def _in_order(self, task: Callable[[], None]) -> None:
+        """Run `task` on the writing thread once the one before it is done (its error,
+        if it failed, is raised here)."""
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._writing.submit(task)
+
+    def _finish(self) -> None:
+        """Wait for the writing thread to be done with everything, and stop it."""
+        pending, self._pending = self._pending, None
+        try:
+            if pending is not None:
+                pending.result()
+        finally:
+            self._writing.shutdown(wait=True)
+
+    def _write_group(self, month: str, waiting: _Month, table: Any) -> None:
         if waiting.writer is None:
             self._open_file(month, waiting)
         waiting.writer.write_table(table, row_group_size=max(1, table.num_rows))
         waiting.file_rows += table.num_rows
         waiting.file_groups += 1
-        waiting.batches, waiting.rows, waiting.size_bytes = [], 0, 0
         if waiting.file_groups >= FILE_ROW_GROUPS:
             self._close_file(waiting)
 
