@@ -124,10 +124,10 @@ async def test_a_stop_during_an_export_ends_it_and_leaves_the_dataset_as_it_was(
     async with Simulator(SimulatorSettings(key=KEY)) as sim:
         # Harvest first (no schedule), so that the export has work enough to be caught.
         config = write_config(tmp_path / "h.toml", sim.base_url, rate={"requests_per_s": 2000})
-        result = await harvester_async(
+        code, _, err = await harvester_async(
             "--config", str(config), "--db", str(db), "run", "--drain", env=ENV
         )
-        assert result[0] == 0, result[2]
+        assert code == 0, err
         config = export_config(tmp_path / "h.toml", sim.base_url, directory)
         daemon = await start_harvester("--config", str(config), "--db", str(db), "run", env=ENV)
         try:
