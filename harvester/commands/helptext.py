@@ -61,7 +61,8 @@ COMMAND_EXIT_CODES: dict[str, tuple[tuple[int, str], ...]] = {
         (
             1,
             "an unknown table, a bad --where, an output that is the store; after writing "
-            "every row, damaged bodies (written as null)",
+            "every row, damaged bodies (written as null); with --dataset, a DIR another "
+            "store's or a changed store cannot continue (--rebuild starts over)",
         ),
     ),
     "query": ((0, "the rows were shown"), (1, "SQLite refused it (a write, a syntax error)")),
@@ -145,6 +146,7 @@ examples:
 examples:
   harvester export --format parquet --table latest_outputs --output latest.parquet
   harvester export --format jsonl --table counts --where "source = 'news'"
+  harvester export --dataset /srv/altmetric-dataset    # again later: only what is new
 """,
     "refresh": """\
 examples:

@@ -86,7 +86,7 @@ class ExportSummary:
 
     def line(self) -> str:
         tables = ", ".join(f"{name} {rows:,}" for name, rows in self.rows.items())
-        after = f"after response {self.since:,}" if self.since else "from the start"
+        after = "from the start" if self.started_over else f"after response {self.since:,}"
         return (
             f"exported run {self.run} to {self.directory}:"
             f" {counted(sum(self.rows.values()), 'row')} in {counted(self.files, 'file')}"
