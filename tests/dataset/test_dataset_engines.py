@@ -207,7 +207,8 @@ def java_runtime() -> str | None:
         import pyspark  # noqa: F401
     except ImportError:
         return "pyspark is not installed (pip install 'altmetric-harvester[spark]')"
-    java = shutil.which("java", path=os.path.join(os.environ.get("JAVA_HOME", ""), "bin"))
+    home = os.environ.get("JAVA_HOME")
+    java = shutil.which("java", path=os.path.join(home, "bin")) if home else None
     java = java or shutil.which("java")
     if java is None:
         return "no Java runtime (java on PATH or under $JAVA_HOME) for Spark"
