@@ -166,7 +166,7 @@ def test_a_scheduled_tasks_last_run_is_said_in_words(
 ) -> None:
     config = tmp_path / "h.toml"
     config.write_text(
-        "[schedule]\ndiscover_every = \"1d\"\nrefresh_every = \"1d\"\nrefresh_older_than = \"7d\"\n"
+        '[schedule]\ndiscover_every = "1d"\nrefresh_every = "1d"\nrefresh_older_than = "7d"\n'
     )
     queue(db_path, dois(1, "10.1000/sched."))
     last = {
