@@ -432,11 +432,33 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="outputs each timeframe of the citations call lists",
     )
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="answer a re-fetch with the same bytes (by default attention grows: each later "
+        "answer about an output has a higher score)",
+    )
+    parser.add_argument(
+        "--make-dump",
+        type=Path,
+        metavar="PATH",
+        help="write a small dump (.tar.gz) of simulated outputs to PATH for trying "
+        "`harvester import`, and exit (serves nothing)",
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=500,
+        metavar="N",
+        help="records in the --make-dump dump (default 500)",
+    )
 
 
 def _simulate(args: argparse.Namespace, invocation: Invocation) -> int:
-    from harvester.commands.simulate import cmd_simulate
+    from harvester.commands.simulate import cmd_make_dump, cmd_simulate
 
+    if args.make_dump is not None:
+        return cmd_make_dump(args.make_dump, args.records)
     return cmd_simulate(
         args.host,
         args.port,
@@ -451,6 +473,7 @@ def _simulate(args: argparse.Namespace, invocation: Invocation) -> int:
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         citations_per_timeframe=args.citations_per_timeframe,
+        attention_grows=not args.steady,
     )
 
 

@@ -94,10 +94,14 @@ _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _strip_wrapping(text: str) -> str:
-    """Remove whitespace and quotes or angle brackets wrapped round a pasted value."""
+    """Remove whitespace and quotes or angle brackets wrapped round a pasted value, and
+    the sentence's `.,;` after them (`"10.1000/xyz".`)."""
     text = text.strip()
-    while len(text) >= 2 and _WRAPPERS.get(text[0]) == text[-1]:
-        text = text[1:-1].strip()
+    while len(text) >= 2 and text[0] in _WRAPPERS:
+        inside = text.rstrip(_TRAILING_PUNCTUATION) if text[-1] != text[0] else text
+        if len(inside) < 2 or _WRAPPERS[text[0]] != inside[-1]:
+            break
+        text = inside[1:-1].strip()
     return text
 
 

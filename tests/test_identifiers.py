@@ -32,10 +32,16 @@ from harvester.identifiers import _parse_line as general_parse_line
         "  10.1038/nature.2014.14583.  ",
         "<10.1038/nature.2014.14583>",
         '"10.1038/nature.2014.14583"',
+        # Quotes with the sentence's punctuation after them (issue 24).
+        '"10.1038/nature.2014.14583".',
+        "'10.1038/nature.2014.14583',",
+        "<10.1038/nature.2014.14583>;",
+        '"10.1038/nature.2014.14583.";',
     ],
 )
 def test_doi_spellings_normalise_to_one_identifier(raw: str) -> None:
     assert normalise("doi", raw) == Identifier("doi", "10.1038/nature.2014.14583")
+    assert parse_line(raw) == Identifier("doi", "10.1038/nature.2014.14583")
 
 
 def test_doi_in_a_url_is_percent_decoded() -> None:

@@ -210,6 +210,21 @@ async def test_on_a_terminal_log_lines_go_above_the_progress_bar(tmp_path: Path)
     assert any("harvest.fetch_failed" in line for line in lines)
     assert sum(line.startswith("harvest [") for line in lines) == 1  # the bar, once, at the end
     assert not any("harvest.progress" in line for line in lines)  # the bar says it here
+    [bar] = [line for line in lines if line.startswith("harvest [")]
+    assert re.search(r"\d+ retr(y|ies) so far", bar) and "pending retries" not in output
+
+
+async def test_a_bar_without_retries_says_none(tmp_path: Path) -> None:
+    config, db = tmp_path / "h.toml", queued_store(tmp_path / "s.db", 20)
+    async with Simulator(SimulatorSettings(key=KEY, record_sent=False)) as sim:
+        logs_config(config, sim.base_url, rate=150, max_attempts=20, progress_every_s=0.05)
+        terminal = Terminal(
+            *("--config", str(config), "--db", str(db), "run", "--drain"),
+            env={"ALTMETRIC_API_KEY": KEY},
+        )
+        code, output = await asyncio.to_thread(terminal.finish)
+    assert code == 0, output[-2000:]
+    assert "harvest [" in output and "so far" not in output and "pending retries" not in output
 
 
 # -- 3. off a terminal, a steady `harvest.progress` event ----------------------------------

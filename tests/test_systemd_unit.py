@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,14 @@ def test_the_unit_runs_the_console_script_as_a_notify_service() -> None:
     assert unit["RestartPreventExitStatus"] == ["3"]  # a rejected key does not heal
     assert seconds(unit["WatchdogSec"][0]) >= 30
     assert seconds(unit["TimeoutStopSec"][0]) > WorkerSettings().drain_deadline_s + 10
+
+
+def test_the_unit_and_the_package_name_both_calls() -> None:
+    """Issue 24: the fetch call and the free counts call, not the fetch call alone."""
+    [description] = directives()["Description"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["description"]
+    for text in (description, project):
+        assert "fetch" in text and "counts call" in text, text
 
 
 def test_the_unit_keeps_the_key_in_a_credential_and_the_store_in_its_state_dir() -> None:

@@ -1,18 +1,49 @@
 """`harvester simulate`: the bundled API simulator, served on loopback until Ctrl-C.
 
 It answers the fetch, counts and citations calls, with the flags that make it a bad day's
-API (latency, rate limits, faults) and the size of each citations timeframe's listing."""
+API (latency, rate limits, faults) and the size of each citations timeframe's listing.
+`--make-dump PATH` writes a small dump of simulated outputs instead (`harvester.sim.dump`,
+with the real dump's layouts and quirks), for trying `harvester import`."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 from contextlib import suppress
+from pathlib import Path
 
-from harvester.errors import CommandError
+from harvester.errors import CommandError, counted
 from harvester.model import ExitCode
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_DUMP_RECORDS = 1_000_000
+
+
+def cmd_make_dump(path: Path, records: int) -> ExitCode:
+    """`harvester simulate --make-dump PATH [--records N]`: a `.tar.gz` dump of N
+    simulated records (both file layouts, the real dump's quirks), written aside and
+    renamed into place; an existing PATH is never written over."""
+    from harvester.sim.dump import write_dump
+
+    if not 1 <= records <= MAX_DUMP_RECORDS:
+        raise CommandError(f"--records must be between 1 and {MAX_DUMP_RECORDS:,}")
+    if path.exists():
+        raise CommandError(f"{path} exists already; name a new file for the dump")
+    if not path.resolve().parent.is_dir():
+        raise CommandError(f"cannot write {path}: no directory {path.parent}")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        summary = write_dump(partial, records, layout="mixed")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(
+        f"wrote a dump of {counted(summary.records, 'record')} in "
+        f"{counted(summary.members, 'file')} to {path} "
+        f"({summary.size_bytes / 1e6:,.1f} MB); try it: harvester import {path}"
+    )
+    return ExitCode.OK
 
 
 def cmd_simulate(
@@ -30,6 +61,7 @@ def cmd_simulate(
     retry_after: bool,
     fault_rate: float,
     citations_per_timeframe: int = 250,
+    attention_grows: bool = True,
 ) -> ExitCode:
     """`harvester simulate [--host H] [--port N] ...`: exit 1 for a bad flag value."""
     from harvester.sim.listing import MAX_LISTING
@@ -69,6 +101,7 @@ def cmd_simulate(
         send_retry_after=retry_after,
         fault_rate=fault_rate,
         citations_per_timeframe=citations_per_timeframe,
+        attention_grows=attention_grows,
     )
     with suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, host, port))

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from harvester.errors import counted
 from harvester.harvest.report import HarvestReport
 from harvester.logs import get_logger
 from harvester.model import JobState
@@ -47,6 +48,11 @@ class ProgressFigures:
         )
 
 
+def retried(retries: int) -> str:
+    """The bar's note of retries: nothing while there are none."""
+    return f"{counted(retries, 'retry', 'retries')} so far" if retries else ""
+
+
 class RunProgress:
     """The bar when shown (on a terminal, or as `show` says), else the events."""
 
@@ -55,9 +61,11 @@ class RunProgress:
         self.every_s: float | None = None if self._bar.enabled else every_s
 
     def update(self, report: HarvestReport) -> None:
-        """The pipeline's `on_progress`: redraw the bar (a no-op when it is not shown)."""
-        pending_retries = report.outcomes[JobState.PENDING]
-        self._bar.update(report.finished, f"pending retries {pending_retries:,}")
+        """The pipeline's `on_progress`: redraw the bar (a no-op when it is not shown),
+        naming the retries written so far, if any (attempts that failed and were put
+        back to pending for a later one)."""
+        retries = report.outcomes[JobState.PENDING]
+        self._bar.update(report.finished, retried(retries))
 
     async def log_events(self, view: Callable[[], Awaitable[DaemonView]]) -> None:
         """Without the bar: a `harvest.progress` event every `every_s`, until cancelled."""

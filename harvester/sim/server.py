@@ -33,6 +33,7 @@ import msgspec
 from aiohttp import web
 
 from harvester.sim import counts, listing, universe
+from harvester.sim.announce import how_to_use
 from harvester.sim.gates import (
     EXTRA_HEADERS,
     FAULT_KINDS,
@@ -40,6 +41,7 @@ from harvester.sim.gates import (
     RateLimitGate,
     TweetQuotaGate,
 )
+from harvester.sim.growth import Attention, Json
 
 FETCH_TYPES = frozenset(universe.ID_TYPES | universe.TYPE_ALIASES.keys())
 INVALID_KEY_TEXT = "The API key you supplied was invalid."
@@ -77,6 +79,7 @@ class SimulatorSettings:
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     slow_s: float = 5.0
     seed: int = 0
+    attention_grows: bool = False  # each later answer about an output: a higher score (growth)
     # ...and the tweet-ID quota: unique tweet IDs per rolling window (seconds, for tests).
     tweet_quota: int | None = None
     tweet_quota_window_s: float = 2_592_000.0
@@ -181,6 +184,7 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._pool = universe.body_pool(settings.body_pool) if settings.body_pool else []
+        self._grow: Callable[[Json], Json] = Attention() if settings.attention_grows else _same
         self.rate_limit: RateLimitGate | None = None
         self.faults: FaultGate | None = None
         if settings.rate_limit_per_s or settings.hourly_limit or settings.daily_limit:
@@ -304,8 +308,8 @@ class Simulator:
             return self._pooled_answer(fetch)
         answer = _fetch_answer if fetch.endpoint == "fetch" else _counts_answer
         if universe.is_heavy(fetch.id_type, fetch.identifier):
-            return await asyncio.to_thread(answer, fetch)
-        return answer(fetch)
+            return await asyncio.to_thread(answer, fetch, self._grow)
+        return answer(fetch, self._grow)
 
     def _pooled_answer(self, fetch: FetchRequest) -> web.Response:
         """A pre-rendered body (or the usual 404) for benchmark runs."""
@@ -338,20 +342,24 @@ def _json_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
-def _fetch_answer(fetch: FetchRequest) -> web.Response:
+def _same(output: Json) -> Json:
+    return output
+
+
+def _fetch_answer(fetch: FetchRequest, grow: Callable[[Json], Json] = _same) -> web.Response:
     """404 "Not Found" for outputs without attention data, else the filtered JSON."""
     output = universe.output_for(fetch.id_type, fetch.identifier)
     if output is None:
         return text_response(404, NOT_FOUND_TEXT)
-    return _json_response(universe.render_with_query(output, fetch.query))
+    return _json_response(universe.render_with_query(grow(output), fetch.query))
 
 
-def _counts_answer(fetch: FetchRequest) -> web.Response:
+def _counts_answer(fetch: FetchRequest, grow: Callable[[Json], Json] = _same) -> web.Response:
     """The counts call: the same output summarised; the fetch call's filters do not apply."""
     output = universe.output_for(fetch.id_type, fetch.identifier)
     if output is None:
         return text_response(404, NOT_FOUND_TEXT)
-    return _json_response(msgspec.json.encode(counts.counts_answer(output)))
+    return _json_response(msgspec.json.encode(counts.counts_answer(grow(output))))
 
 
 def _citations_answer(fetch: FetchRequest, size: int) -> web.Response:
@@ -373,11 +381,14 @@ def _require_loopback(host: str) -> None:
 
 
 async def serve(settings: SimulatorSettings, host: str, port: int) -> None:
-    """Run until cancelled, announcing the base URL on stdout so a parent can read the port."""
+    """Run until cancelled, announcing the base URL on stdout's first line (a parent
+    reads the port there), then the config lines and the key that point a harvester
+    at it, as they are to be written (issue 24)."""
     simulator = Simulator(settings)
     url = await simulator.start(host, port)
     try:
         print(f"simulator listening on {url} (key: {settings.key})", flush=True)
+        print(how_to_use(url, settings.key), flush=True)
         await asyncio.Event().wait()
     finally:
         await simulator.stop()

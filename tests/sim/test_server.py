@@ -245,15 +245,17 @@ async def test_latency_delays_every_answer(session: aiohttp.ClientSession):
 
 async def test_serve_announces_its_port(capsys: pytest.CaptureFixture[str]):
     task = asyncio.create_task(serve(SimulatorSettings(key="demo"), "127.0.0.1", 0))
-    line = ""
+    said = ""
     for _ in range(200):
-        if line := capsys.readouterr().out:
+        if said := capsys.readouterr().out:
             break
         await asyncio.sleep(0.01)
-    match = re.fullmatch(
-        r"simulator listening on (http://127\.0\.0\.1:\d+/v1) \(key: demo\)\n", line
-    )
-    assert match, line
+    line, _, rest = said.partition("\n")
+    match = re.fullmatch(r"simulator listening on (http://127\.0\.0\.1:\d+/v1) \(key: demo\)", line)
+    assert match, said
+    # Then the lines that point a harvester at it, as they are to be written (issue 24).
+    assert f'[api]\nbase_url = "{match[1]}"\n' in rest
+    assert "export ALTMETRIC_API_KEY=demo\n" in rest
     async with aiohttp.ClientSession() as client:
         url = URL(f"{match[1]}/fetch/doi/{dois(1)[0]}?key=demo", encoded=True)
         async with client.get(url) as response:
