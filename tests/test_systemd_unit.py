@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -100,3 +101,22 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert UNIT.name not in result.stderr, result.stderr  # no warnings about our unit
+
+
+def test_its_readme_makes_the_store_before_starting_and_names_real_tests() -> None:
+    """Issue 24: started before any store, the service fails and restarts until
+    systemd gives up; the README has `enqueue` make the store first, and every test
+    file it points to exists."""
+    readme = (ROOT / "systemd" / "README.md").read_text()
+    commands = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+        for line in block.splitlines()
+    ]
+    enqueue = next(i for i, line in enumerate(commands) if " enqueue " in line)
+    start = next(
+        i for i, line in enumerate(commands) if re.search(r"systemctl (start|enable --now)", line)
+    )
+    assert enqueue < start, commands
+    named = re.findall(r"`(tests/[\w/]+\.py)`", readme)
+    assert named and all((ROOT / path).is_file() for path in named), named
