@@ -68,16 +68,7 @@ class _Finder(Generic[AnyStr]):
                 end = self._extend(text, start + len(needle))
                 found.append((start, end))
                 start = text.find(needle, end)
-        if len(found) < 2:
-            return found
-        found.sort()
-        merged = [found[0]]
-        for start, end in found[1:]:
-            if start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-            else:
-                merged.append((start, end))
-        return merged
+        return _merged(found)
 
     def _extend(self, text: AnyStr, end: int) -> int:
         """Past `end`, as many further characters of the secret as follow, in any spelling."""
@@ -89,6 +80,20 @@ class _Finder(Generic[AnyStr]):
             else:
                 return end
         return end
+
+
+def _merged(found: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans in order, those that overlap or touch made one."""
+    if len(found) < 2:
+        return found
+    found.sort()
+    merged = [found[0]]
+    for start, end in found[1:]:
+        if start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _replaced(text: AnyStr, spans: list[tuple[int, int]], marker: AnyStr) -> AnyStr:
@@ -113,6 +118,10 @@ class KeyRedactor:
         encoded = [tuple(spelling.encode() for spelling in each) for each in chars]
         self._bytes = _Finder(encoded, shortest, b"")
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where the secret is in `text`, overlaps merged."""
+        return self._text.spans(text)
+
     def text(self, text: str) -> str:
         """`text` with every occurrence replaced by `MARKER`."""
         spans = self._text.spans(text)
@@ -134,10 +143,12 @@ def register(secret: str, *, prefixes: bool = True) -> None:
 
 
 def redact(text: str) -> str:
-    """`text` without any registered secret."""
-    for redactor in _registered.values():
-        text = redactor.text(text)
-    return text
+    """`text` without any registered secret. Every secret is looked for in the text as
+    it came, and their spans merged: replacing one secret first could cut another
+    that overlaps it (a proxy's `user:password` beside a key sharing a prefix) into
+    pieces none of its finders would know."""
+    spans = _merged([span for redactor in _registered.values() for span in redactor.spans(text)])
+    return _replaced(text, spans, MARKER) if spans else text
 
 
 def url_secrets(url: str) -> list[str]:

@@ -87,3 +87,12 @@ def test_registered_secrets_are_redacted_by_the_registry() -> None:
     redaction.register_url("http://ann:pa55word-xyz@proxy:8080")
     text = f"key={key[:9]} via http://ann:pa55word-xyz@proxy:8080 and pa55word-xyz"
     assert redaction.redact(text) == "key=*** via http://***@proxy:8080 and ***"
+
+
+def test_overlapping_secrets_are_redacted_whole_whatever_their_order() -> None:
+    # A key registered first that shares a prefix with a proxy's password: replacing
+    # the key's prefix first would cut the password in two and leave its tail shown.
+    redaction.register("overlap-s3cret-key-9f1e")
+    redaction.register_url("http://bo:overlap-s3cret-of-bo@proxy:8080")
+    shown = redaction.redact("via http://bo:overlap-s3cret-of-bo@proxy:8080")
+    assert shown == "via http://***@proxy:8080"

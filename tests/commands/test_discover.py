@@ -195,7 +195,7 @@ async def test_an_error_past_the_last_page_ends_the_discovery(tmp_path: Path) ->
         sim.gates.append(shrunk)
         code, out, err = await discover(config(tmp_path, sim.base_url), db)
     assert code == 0, err
-    assert out.startswith("discovered 100 of 250 results on 1 pages")
+    assert out.startswith("discovered 100 of 250 results on 1 page:")
     assert rows(db, "SELECT count(*) FROM daemon_state WHERE key LIKE 'discover_position:%'") == [
         (0,)
     ]

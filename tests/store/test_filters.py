@@ -205,7 +205,8 @@ def test_refresh_requeues_only_old_done_outputs_that_match(db: Path, where: str)
     expected = scope & matching
     result = refresh(db, where)
     assert result.returncode == 0, result.stderr
-    assert f"requeued {len(expected)} outputs" in result.stdout
+    noun = "output" if len(expected) == 1 else "outputs"
+    assert f"requeued {len(expected)} {noun} " in result.stdout
     assert requeued(before, states(db)) == expected
 
 
