@@ -432,6 +432,11 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="outputs each timeframe of the citations call lists",
     )
+    _simulate_more_arguments(parser)
+
+
+def _simulate_more_arguments(parser: argparse.ArgumentParser) -> None:
+    """Its answers over time, and the dump it writes instead of serving."""
     parser.add_argument(
         "--steady",
         action="store_true",
