@@ -341,7 +341,7 @@ def _validate_base_url(url: str) -> None:
         raise ConfigError(f"api.base_url must be an http(s) URL, not {url!r}")
     if parts.query or parts.fragment:
         raise ConfigError("api.base_url must not carry a query or fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             "api.base_url uses plain http to a non-loopback host; the key would travel "
             "unencrypted (use https)"
@@ -377,7 +377,8 @@ def _validate_network(api: ApiSettings) -> None:
             ) from None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine: `localhost` or a loopback address."""
     if host == "localhost":
         return True
     try:
@@ -430,7 +431,7 @@ def metrics_host_port(address: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"metrics.address must be HOST:PORT, not {address!r}")
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ConfigError("metrics.address must be a loopback address (127.0.0.1 or ::1)")
     return host, int(port)
 

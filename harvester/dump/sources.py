@@ -240,16 +240,6 @@ class DirectorySource:
                 f"(looked for {', '.join(JSON_SUFFIXES)} under it)"
             )
 
-    def _damage_soon_after(self, stream: TarBytes) -> None:
-        """Raise DumpDamaged if the compression shows damage within the next few MB: what
-        did not read as a tar header may be damaged data whose check comes after it (a
-        bzip2 block's CRC follows its up to 900 KB), not another kind of file."""
-        read = 0
-        for chunk in stream.rest():
-            read += len(chunk)
-            if read > NOT_A_TAR_READ_ON_BYTES:
-                return
-
     def members(self) -> Iterator[Member]:
         """Each JSON file, opened in turn and closed before the next."""
         for relative, entry in self.json_files():

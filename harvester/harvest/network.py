@@ -25,7 +25,6 @@ Failures are described by `failure`, in words that never hold the request's URL.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import ssl
 import urllib.request
@@ -38,7 +37,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from harvester.config import ApiSettings
+from harvester.config import ApiSettings, is_loopback
 from harvester.errors import ConfigError
 from harvester.model import Outcome
 from harvester.redaction import register_url, shown_url
@@ -108,15 +107,6 @@ def choose_proxy(base_url: str, configured: str, environ: Mapping[str, str]) -> 
             '(or set api.proxy = "http://host:port")'
         )
     return Proxy(value, f"${name}")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
