@@ -124,11 +124,14 @@ def altmetric_id_of(identifiers: Sequence[Identifier]) -> str | None:
 
 # The aliases of a batch that are known for another job (each once, not shared): the
 # batch goes in as a JSON array of [id_type, identifier, job_id, altmetric_id].
+# json_extract, not `->>`: that operator needs SQLite 3.38, which not every Python has.
 _KNOWN_ELSEWHERE = """
-    SELECT DISTINCT a.id_type, a.identifier, a.job_id, j.value ->> 3
+    SELECT DISTINCT a.id_type, a.identifier, a.job_id, json_extract(j.value, '$[3]')
     FROM json_each(?) AS j
-    JOIN aliases AS a ON a.id_type = j.value ->> 0 AND a.identifier = j.value ->> 1
-    WHERE NOT a.shared AND a.job_id != j.value ->> 2 AND j.value ->> 3 IS NOT NULL"""
+    JOIN aliases AS a ON a.id_type = json_extract(j.value, '$[0]')
+        AND a.identifier = json_extract(j.value, '$[1]')
+    WHERE NOT a.shared AND a.job_id != json_extract(j.value, '$[2]')
+        AND json_extract(j.value, '$[3]') IS NOT NULL"""
 
 
 def add_aliases(conn: sqlite3.Connection, named: Iterable[tuple[int, Sequence[Identifier]]]) -> int:
