@@ -477,3 +477,31 @@ def query_json(db_path: Path, sql: str) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     found: list[dict[str, Any]] = json.loads(result.stdout)
     return found
+
+
+@contextlib.contextmanager
+def serve_store(store: Path, cache: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`harvester serve` on a free loopback port for the block: its first line (which
+    names the URL) and its process; the search index in `cache` ($XDG_CACHE_HOME).
+    Stopped at the end if the block did not stop it."""
+    process = subprocess.Popen(
+        [*HARVESTER, "--db", str(store), "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env({"XDG_CACHE_HOME": str(cache)}),
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert " read-only on http://" in line, process.communicate(timeout=30)
+        yield line, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.communicate(timeout=30)
+
+
+def served_url(line: str) -> str:
+    """The URL in `harvester serve`'s first line."""
+    return line.split(" on ")[1].split()[0]

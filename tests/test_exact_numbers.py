@@ -9,7 +9,6 @@ column of them read as floats comes back rounded.
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -21,7 +20,7 @@ import duckdb
 import pandas as pd  # type: ignore[import-untyped]  # no stubs (pandas-stubs is not a dependency)
 import polars as pl
 import pytest
-from helpers import HARVESTER, cli_env, copy_store, harvester, rows
+from helpers import copy_store, harvester, rows, serve_store, served_url
 
 import harvester as package
 
@@ -134,21 +133,8 @@ def test_every_export_read_back_holds_the_stored_integers(
 
 @pytest.fixture
 def served(store: Path, tmp_path: Path) -> Iterator[str]:
-    process = subprocess.Popen(
-        [*HARVESTER, "--db", str(store), "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env({"XDG_CACHE_HOME": str(tmp_path / "cache")}),
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert " read-only on http://" in line, process.communicate(timeout=30)
-        yield line.split(" on ")[1].split()[0]
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    with serve_store(store, tmp_path / "cache") as (line, _process):
+        yield served_url(line)
 
 
 def test_datasette_gives_the_stored_integers(store: Path, served: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from datasette.app import Datasette
-from helpers import HARVESTER, cli_env, store_answer
+from helpers import serve_store, served_url, store_answer
 
 from harvester.identifiers import Identifier
 from harvester.sim import universe
@@ -72,21 +72,7 @@ def serving(
 
     @contextlib.contextmanager
     def serve(store: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-        process = subprocess.Popen(
-            [*HARVESTER, "--db", str(store), "serve", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env({"XDG_CACHE_HOME": str(tmp_path / "cache")}),
-        )
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert " read-only on http://" in line, process.communicate(timeout=30)
-            yield line.split(" on ")[1].split()[0], process
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=30)
+        with serve_store(store, tmp_path / "cache") as (line, process):
+            yield served_url(line), process
 
     return serve
